@@ -1,0 +1,394 @@
+package jwtcache
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"golang.org/x/sync/singleflight"
+)
+
+// Token is a token together with the instant the cache stops handing it out.
+type Token struct {
+	// Value is the token as the token function returned it.
+	Value string
+	// Expiry is when the token expires on this host's clock: its exp claim,
+	// corrected for clock skew as described on [Cache]. It is zero for a token
+	// passed through uncached (one without exp, or an unparsable one).
+	Expiry time.Time
+}
+
+// Cache caches one token and fetches the next with its [TokenFunc] ahead of
+// expiry. Most callers use [Cache.EnsureToken] and nothing else.
+//
+// A hit is an atomic load and a clock read, with no lock and no allocation.
+// However many callers miss at once, the token function runs once, on a
+// context none of them can cancel (see [FetchTimeout]); a caller whose context
+// ends returns its error at once, while the fetch goes on for the others. A
+// failed fetch starts a [Backoff], during which callers keep the cached token
+// while it lives, and callers without one get the last error without a new
+// fetch. An expired token is never handed out.
+//
+// A token's expiry is read from its exp claim (see [ParseOptions] for
+// verification). When it also carries iat, the cache knows the token's
+// lifetime and that it was issued after the fetch started, so skew between
+// this host's clock and the provider's does not shorten or extend its use; see
+// [Headroom] and [RefreshAhead] for when it is refreshed. A token without exp,
+// or one that does not parse, is passed through to the caller uncached (with a
+// warning logged at most once a minute), unless [RejectUnparsable] is set.
+//
+// A Cache needs no Close: it starts no goroutine but the fetch it is running.
+// The zero Cache has no token function; use [NewCache].
+type Cache struct {
+	// entry is the current state; it is replaced whole on every change.
+	entry atomic.Pointer[entry]
+	// fetching is true while a fetch runs. It only spares callers in the
+	// refresh window a trip through group; group is what deduplicates.
+	fetching atomic.Bool
+	// lastWarn is the clock's UnixNano at the last rate-limited warning.
+	lastWarn atomic.Int64
+	group    singleflight.Group
+
+	// cfg and parseOpts are written once by NewCache and only read after.
+	cfg       config
+	parseOpts []jwt.ParseOption
+}
+
+// entry is a snapshot of a Cache's state. It is never modified after it is
+// published; every change publishes a copy.
+type entry struct {
+	// token is "" when the cache holds none; the times below are then zero.
+	token     string
+	refreshAt time.Time // until then, calls return token at once
+	waitAt    time.Time // from then (the headroom), calls wait for a fresh token
+	expiry    time.Time // from then, token is never handed out
+	id        string    // names token in logs
+
+	// The failure state outlives the token it was recorded beside.
+	err      error     // the last fetch error; nil after a success
+	failures int       // consecutive failed fetches
+	retryAt  time.Time // no fetch before then
+}
+
+// flightKey is the only key of a Cache's singleflight group.
+const flightKey = "token"
+
+// maxSkew is how far a token's iat may lie from its local arrival time before
+// the cache warns of clock skew.
+const maxSkew = 30 * time.Second
+
+// NewCache returns a cache configured by opts. It fetches nothing until the
+// first call. Out-of-range options are clamped as each option documents; a
+// missing [TokenFunction] is reported by every call as [ErrNoTokenFunction].
+func NewCache(opts ...Option) *Cache {
+	c := &Cache{cfg: newConfig(opts)}
+	c.parseOpts = parseOptions(c.cfg.parseOptions)
+	c.entry.Store(&entry{})
+	return c
+}
+
+// EnsureToken returns a valid token, from the cache or, when there is none to
+// serve, from the token function. Errors from the token function come back
+// wrapped; while the cache backs off after one, they come wrapped in
+// [ErrBackoff]. When ctx ends first, it returns ctx.Err().
+func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
+	if e := c.entry.Load(); e != nil && c.fresh(e.refreshAt) {
+		return e.token, nil
+	}
+	t, err := c.get(ctx)
+	return t.Value, err
+}
+
+// Token is [Cache.EnsureToken] for callers that also need the token's expiry,
+// such as an adapter to another token interface.
+func (c *Cache) Token(ctx context.Context) (Token, error) {
+	if e := c.entry.Load(); e != nil && c.fresh(e.refreshAt) {
+		return e.value(), nil
+	}
+	return c.get(ctx)
+}
+
+// Invalidate drops the cached token, so that the next call fetches a new one.
+// A backoff in progress is kept: invalidating does not let a caller bypass it.
+func (c *Cache) Invalidate() {
+	c.update(func(e *entry) *entry { return e.withoutToken() })
+}
+
+// InvalidateToken drops the cached token only if it is token, and reports
+// whether it did. A caller whose token was rejected (an HTTP 401, say) uses it
+// so that a burst of rejections of one token causes one fetch, not one per
+// rejection: the first drops the token, the rest find a newer one.
+func (c *Cache) InvalidateToken(token string) bool {
+	dropped := false
+	c.update(func(e *entry) *entry {
+		if token == "" || e.token != token {
+			return nil
+		}
+		dropped = true
+		return e.withoutToken()
+	})
+	return dropped
+}
+
+// fresh reports whether the clock has not reached t. Without a test clock it
+// reads only the monotonic clock: t carries a monotonic reading, so time.Until
+// needs no wall clock read, and there is no indirect call.
+func (c *Cache) fresh(t time.Time) bool {
+	if c.cfg.clock == nil {
+		return time.Until(t) > 0
+	}
+	return c.cfg.clock().Before(t)
+}
+
+// now reads the cache's clock.
+func (c *Cache) now() time.Time {
+	if c.cfg.clock != nil {
+		return c.cfg.clock()
+	}
+	return time.Now()
+}
+
+// load returns the current entry, never nil.
+func (c *Cache) load() *entry {
+	if e := c.entry.Load(); e != nil {
+		return e
+	}
+	return &entry{}
+}
+
+// update publishes fn's copy of the current entry, retrying if another writer
+// got there first. fn returns nil to leave the entry as it is, and may be
+// called more than once. update returns the entry it left in place.
+func (c *Cache) update(fn func(*entry) *entry) *entry {
+	for {
+		old := c.entry.Load()
+		cur := old
+		if cur == nil {
+			cur = &entry{}
+		}
+		next := fn(cur)
+		if next == nil {
+			return cur
+		}
+		if c.entry.CompareAndSwap(old, next) {
+			return next
+		}
+	}
+}
+
+// get is the path of every call that is not a hit.
+func (c *Cache) get(ctx context.Context) (Token, error) {
+	if c.cfg.tokenFunc == nil {
+		return Token{}, ErrNoTokenFunction
+	}
+	now := c.now()
+	e := c.load()
+	if !e.live(now) {
+		if e.throttled(now) {
+			return Token{}, e.backoffError(now)
+		}
+		return c.wait(ctx)
+	}
+	switch {
+	case now.Before(e.refreshAt):
+		return e.value(), nil
+	case now.Before(e.waitAt):
+		// The refresh window: serve the token, and fetch its successor in
+		// the background. DoChan runs the fetch on a goroutine of its own.
+		if !e.backingOff(now) && !c.fetching.Load() {
+			c.group.DoChan(flightKey, c.fetchFunc(ctx))
+		}
+		return e.value(), nil
+	case e.backingOff(now):
+		return e.value(), nil
+	}
+	// The headroom: wait for a fresh token, but if the fetch fails, the old
+	// one is still good until it expires.
+	t, err := c.wait(ctx)
+	if err != nil && ctx.Err() == nil {
+		if cur := c.load(); cur.live(c.now()) {
+			return cur.value(), nil
+		}
+	}
+	return t, err
+}
+
+// wait joins the fetch in flight, or starts one, and waits for it or for ctx.
+func (c *Cache) wait(ctx context.Context) (Token, error) {
+	if err := ctx.Err(); err != nil {
+		return Token{}, err
+	}
+	select {
+	case r := <-c.group.DoChan(flightKey, c.fetchFunc(ctx)):
+		if r.Err != nil {
+			return Token{}, r.Err
+		}
+		return r.Val.(Token), nil
+	case <-ctx.Done():
+		return Token{}, ctx.Err()
+	}
+}
+
+// fetchFunc returns the function the singleflight group runs for a fetch
+// started by a caller with context ctx.
+func (c *Cache) fetchFunc(ctx context.Context) func() (any, error) {
+	return func() (any, error) { return c.fetch(ctx) }
+}
+
+// fetch calls the token function and publishes the outcome. The group runs at
+// most one fetch at a time. The fetch keeps ctx's values (a trace, say) but not
+// its cancellation: it serves every caller that joins it, not only the first.
+func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
+	c.fetching.Store(true)
+	defer c.fetching.Store(false)
+
+	start := c.now()
+	// A caller that looked at the state just before the previous fetch
+	// published its outcome gets that outcome, not a fetch of its own.
+	if e := c.load(); e.live(start) && (start.Before(e.refreshAt) || e.backingOff(start)) {
+		return e.value(), nil
+	} else if e.throttled(start) {
+		return Token{}, e.backoffError(start)
+	}
+
+	defer func() {
+		// A panic must not escape: the group would re-panic it on its own
+		// goroutine and take the process down.
+		if r := recover(); r != nil {
+			tok, err = Token{}, fmt.Errorf("%w: %v", ErrPanic, r)
+			c.fail(err, c.now())
+		}
+	}()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
+	defer cancel()
+	raw, err := c.cfg.tokenFunc(fctx)
+	received := c.now()
+	if err != nil {
+		err = fmt.Errorf("jwtcache: fetch token: %w", err)
+	} else {
+		tok, err = c.admit(raw, start, received)
+	}
+	if err != nil {
+		c.fail(err, received)
+		return Token{}, err
+	}
+	return tok, nil
+}
+
+// admit checks a token that arrived at received from a fetch begun at start,
+// and publishes it if it can be cached.
+func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
+	if raw == "" {
+		return Token{}, ErrEmptyToken
+	}
+	cl, err := parseClaims(raw, c.parseOpts)
+	if err != nil {
+		if c.cfg.rejectUnparsable {
+			return Token{}, fmt.Errorf("%w: %w", ErrUnparsable, err)
+		}
+		c.passThrough(received, "jwtcache: token does not parse; passed through uncached", "error", err)
+		return Token{Value: raw}, nil
+	}
+	if cl.exp.IsZero() {
+		c.passThrough(received, "jwtcache: token has no exp claim; passed through uncached",
+			"token", tokenID(raw, cl.jti))
+		return Token{Value: raw}, nil
+	}
+	expiry, lifetime := expiryOf(cl, start, received)
+	if !received.Before(expiry) {
+		return Token{}, fmt.Errorf("%w (exp %s)", ErrExpired, cl.exp.UTC().Format(time.RFC3339))
+	}
+	id := tokenID(raw, cl.jti)
+	if skew := cl.iat.Sub(received); !cl.iat.IsZero() && skew.Abs() > maxSkew {
+		c.cfg.logger.Warn("jwtcache: token's iat is far from this host's clock; check clock sync, or whether the token function returns cached tokens",
+			"cache", c.cfg.name, "token", id, "skew", skew.Round(time.Second))
+	}
+	jitter := 0.75 + rand.Float64()/2
+	refreshAt, waitAt := schedule(expiry, lifetime, c.cfg.headroom, c.cfg.refreshAhead, jitter)
+	n := &entry{token: raw, refreshAt: refreshAt, waitAt: waitAt, expiry: expiry, id: id}
+	if old := c.load(); old.token == raw || !received.Before(refreshAt) {
+		// No fresher token is to be had now: the token function returned the
+		// one held, or one already due for refresh (it caches tokens itself).
+		// Ask again no sooner than the backoff floor, not on every call.
+		n.retryAt = received.Add(c.cfg.backoffMin)
+	}
+	c.entry.Store(n)
+	c.cfg.logger.Debug("jwtcache: token fetched", "cache", c.cfg.name, "token", id,
+		"lifetime", lifetime, "expires_in", expiry.Sub(received).Round(time.Millisecond))
+	return n.value(), nil
+}
+
+// passThrough records that a token was handed out uncached: the cache drops
+// what it held (the provider's newest answer wins) and clears its failure
+// state, and warns at most once a minute.
+func (c *Cache) passThrough(now time.Time, msg string, args ...any) {
+	c.entry.Store(&entry{})
+	last := c.lastWarn.Load()
+	if last != 0 && now.UnixNano()-last < int64(time.Minute) {
+		return
+	}
+	if c.lastWarn.CompareAndSwap(last, now.UnixNano()) {
+		c.cfg.logger.Warn(msg, append([]any{"cache", c.cfg.name}, args...)...)
+	}
+}
+
+// fail records a failed fetch and starts the backoff.
+func (c *Cache) fail(err error, now time.Time) {
+	e := c.update(func(e *entry) *entry {
+		n := *e
+		n.err = err
+		n.failures++
+		n.retryAt = now.Add(c.backoff(n.failures))
+		return &n
+	})
+	c.cfg.logger.Warn("jwtcache: fetch failed", "cache", c.cfg.name, "error", err,
+		"failures", e.failures, "retry_in", e.retryAt.Sub(now).Round(time.Millisecond))
+}
+
+// backoff returns the delay after the nth consecutive failure: uniform between
+// the minimum and an exponentially growing ceiling (full jitter with a floor,
+// so that the provider sees at most one call per minimum delay).
+func (c *Cache) backoff(n int) time.Duration {
+	lo, hi := c.cfg.backoffMin, c.cfg.backoffMin
+	for i := 1; i < n && hi < c.cfg.backoffMax; i++ {
+		hi *= 2
+	}
+	hi = min(hi, c.cfg.backoffMax)
+	return lo + rand.N(hi-lo+1)
+}
+
+// live reports whether e holds a token that has not expired at now.
+func (e *entry) live(now time.Time) bool {
+	return e.token != "" && now.Before(e.expiry)
+}
+
+// backingOff reports whether no fetch may start at now.
+func (e *entry) backingOff(now time.Time) bool {
+	return now.Before(e.retryAt)
+}
+
+// throttled reports whether a caller without a token gets the last error at
+// now instead of a fetch.
+func (e *entry) throttled(now time.Time) bool {
+	return e.err != nil && e.backingOff(now)
+}
+
+// backoffError is the error for a caller without a token during backoff.
+func (e *entry) backoffError(now time.Time) error {
+	return fmt.Errorf("%w (%d failures, retry in %s): %w",
+		ErrBackoff, e.failures, e.retryAt.Sub(now).Round(time.Millisecond), e.err)
+}
+
+// value returns e's token. The monotonic reading is stripped from the expiry,
+// so that it compares and prints as a plain wall-clock time.
+func (e *entry) value() Token {
+	return Token{Value: e.token, Expiry: e.expiry.Round(0)}
+}
+
+// withoutToken returns a copy of e without its token, with its failure state.
+func (e *entry) withoutToken() *entry {
+	return &entry{err: e.err, failures: e.failures, retryAt: e.retryAt}
+}

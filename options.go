@@ -1,0 +1,184 @@
+package jwtcache
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwt"
+)
+
+// TokenFunc fetches a new token from the identity provider. It is called by at
+// most one goroutine at a time per [Cache], on a context that carries the values
+// of the caller that triggered the fetch but not its cancellation, bounded by
+// the [FetchTimeout]. It must return a fresh token on every call: a token
+// function that returns a token it cached itself defeats refresh-ahead.
+type TokenFunc func(ctx context.Context) (string, error)
+
+// Option configures a [Cache]. Options are applied in order; a later option
+// overrides an earlier one of the same kind.
+type Option interface {
+	apply(*config)
+}
+
+// optionFunc adapts a function to [Option].
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// Defaults, documented on the options that set them.
+const (
+	defaultName         = "default"
+	defaultHeadroom     = 10 * time.Second
+	defaultRefreshAhead = 0.2
+	maxRefreshAhead     = 0.4
+	defaultBackoffMin   = time.Second
+	defaultBackoffMax   = 30 * time.Second
+	defaultFetchTimeout = 15 * time.Second
+)
+
+// config is the validated configuration of a Cache. It is written once by
+// newConfig and only read afterwards.
+type config struct {
+	name             string
+	tokenFunc        TokenFunc
+	rejectUnparsable bool
+	parseOptions     []jwt.ParseOption
+	logger           *slog.Logger
+	headroom         time.Duration
+	refreshAhead     float64
+	backoffMin       time.Duration
+	backoffMax       time.Duration
+	fetchTimeout     time.Duration
+	clock            func() time.Time
+}
+
+// newConfig applies opts over the defaults, then clamps what is out of range,
+// as each option's doc comment says.
+func newConfig(opts []Option) config {
+	c := config{
+		name:         defaultName,
+		logger:       slog.Default(),
+		headroom:     defaultHeadroom,
+		refreshAhead: defaultRefreshAhead,
+		backoffMin:   defaultBackoffMin,
+		backoffMax:   defaultBackoffMax,
+		fetchTimeout: defaultFetchTimeout,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c.headroom = max(c.headroom, 0)
+	switch {
+	case math.IsNaN(c.refreshAhead):
+		c.refreshAhead = defaultRefreshAhead
+	case c.refreshAhead < 0:
+		c.refreshAhead = 0
+	case c.refreshAhead > maxRefreshAhead:
+		c.refreshAhead = maxRefreshAhead
+	}
+	if c.backoffMin <= 0 {
+		c.backoffMin = defaultBackoffMin
+	}
+	c.backoffMax = max(c.backoffMax, c.backoffMin)
+	if c.fetchTimeout <= 0 {
+		c.fetchTimeout = defaultFetchTimeout
+	}
+	return c
+}
+
+// Name names the cache in log records. The default is "default".
+func Name(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// TokenFunction sets the function that fetches a new token. A cache without one
+// returns [ErrNoTokenFunction] from every call. The default is none.
+func TokenFunction(f TokenFunc) Option {
+	return optionFunc(func(c *config) { c.tokenFunc = f })
+}
+
+// RejectUnparsable makes a token that cannot be parsed (or verified, see
+// [ParseOptions]) an error wrapping [ErrUnparsable], instead of a token that is
+// passed through to the caller uncached. The default is false.
+func RejectUnparsable(reject bool) Option {
+	return optionFunc(func(c *config) { c.rejectUnparsable = reject })
+}
+
+// ParseOptions sets the options handed to [jwt.Parse], for example
+// jwt.WithKey or jwt.WithKeySet to verify signatures. With none, tokens are
+// parsed without verification, only to read their claims.
+//
+// The cache does its own expiry arithmetic, so jwx's claim validation is turned
+// off unless the options contain a [jwt.ValidateOption] (such as
+// jwt.WithIssuer or jwt.WithAudience); then jwx validates every claim, exp
+// included, and a jwt.WithAcceptableSkew belongs among the options. Options
+// without a key must include jwt.WithVerify(false). The default is none.
+func ParseOptions(opts ...jwt.ParseOption) Option {
+	return optionFunc(func(c *config) { c.parseOptions = opts })
+}
+
+// Logger sets the logger for the cache's few events (a token fetched, a failed
+// fetch, a token that cannot be cached, clock skew). Log records never contain a
+// token; they name it by its jti claim or a short SHA-256 fingerprint. A nil
+// logger discards every record. The default is [slog.Default].
+func Logger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = l })
+}
+
+// Headroom sets how long before its expiry a token stops being served as is:
+// once less than this remains, a caller waits for a fresh token instead (and
+// gets the old one if that fetch fails, for as long as the old one lives). The
+// headroom is capped at half the token's lifetime, so a token that lives less
+// than twice the headroom is still served for the first half of its life.
+// A negative headroom is taken as zero. The default is 10 seconds.
+func Headroom(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.headroom = d })
+}
+
+// RefreshAhead sets the refresh window as a fraction of the token's lifetime.
+// The window ends where the headroom begins; the first call inside it returns
+// the current token at once and starts one background fetch of the next. Its
+// start is jittered by ±25% of its length, so that replicas that fetched
+// together do not refresh together. Zero turns refresh-ahead off (callers then
+// wait for a fresh token in the headroom); a negative fraction is taken as
+// zero, one above 0.4 as 0.4. The default is 0.2.
+func RefreshAhead(fraction float64) Option {
+	return optionFunc(func(c *config) { c.refreshAhead = fraction })
+}
+
+// Backoff sets the bounds of the delay after a failed fetch, during which the
+// token function is not called again. The delay after the nth consecutive
+// failure is drawn uniformly between minDelay and min(maxDelay,
+// minDelay·2ⁿ⁻¹) (full jitter with a floor). During backoff, callers get the
+// cached token while it has not expired, and the last error, wrapped in
+// [ErrBackoff], when it has. A minDelay of zero or less is taken as the
+// default, a maxDelay below minDelay as minDelay. The defaults are 1 second and
+// 30 seconds.
+func Backoff(minDelay, maxDelay time.Duration) Option {
+	return optionFunc(func(c *config) { c.backoffMin, c.backoffMax = minDelay, maxDelay })
+}
+
+// FetchTimeout bounds each call of the token function. The fetch runs on a
+// context detached from the caller that started it, so that one caller giving
+// up does not fail the others waiting for the same fetch; this timeout is what
+// ends a fetch that hangs. Zero or less is taken as the default. The default is
+// 15 seconds.
+func FetchTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.fetchTimeout = d })
+}
+
+// Clock replaces the wall clock, for tests. With a clock set, every expiry is
+// computed and checked against what now returns; now must be safe for
+// concurrent use. A nil now restores the default. The default reads the
+// monotonic clock on every hit and the wall clock only when a token arrives.
+func Clock(now func() time.Time) Option {
+	return optionFunc(func(c *config) { c.clock = now })
+}
