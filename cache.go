@@ -298,6 +298,12 @@ func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
 		return Token{Value: raw}, nil
 	}
 	expiry, lifetime := expiryOf(cl, start, received)
+	old := c.load()
+	if old.token == raw && old.expiry.Before(expiry) {
+		// The token function handed back the token held (it caches tokens
+		// itself): it is no younger than when it first arrived.
+		expiry = old.expiry
+	}
 	if !received.Before(expiry) {
 		return Token{}, fmt.Errorf("%w (exp %s)", ErrExpired, cl.exp.UTC().Format(time.RFC3339))
 	}
@@ -309,7 +315,7 @@ func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
 	jitter := 0.75 + rand.Float64()/2
 	refreshAt, waitAt := schedule(expiry, lifetime, c.cfg.headroom, c.cfg.refreshAhead, jitter)
 	n := &entry{token: raw, refreshAt: refreshAt, waitAt: waitAt, expiry: expiry, id: id}
-	if old := c.load(); old.token == raw || !received.Before(refreshAt) {
+	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
 		// one held, or one already due for refresh (it caches tokens itself).
 		// Ask again no sooner than the backoff floor, not on every call.

@@ -1,0 +1,662 @@
+package jwtcache_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+)
+
+// provider is a token function that mints a token on the fake clock for each
+// call, counting the calls, and can be made to fail or to block.
+type provider struct {
+	clock *fakeClock
+	life  time.Duration
+	calls atomic.Int64
+
+	mu sync.Mutex
+	// guards fail and gate
+	fail error
+	gate chan struct{} // when not nil, each call waits for it to close
+}
+
+func (p *provider) token(ctx context.Context) (string, error) {
+	p.calls.Add(1)
+	p.mu.Lock()
+	fail, gate := p.fail, p.gate
+	p.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	if fail != nil {
+		return "", fail
+	}
+	return mintAt(p.clock.Now(), p.life), nil
+}
+
+func (p *provider) setFail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fail = err
+}
+
+func (p *provider) setGate(g chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gate = g
+}
+
+// mintAt is mint for use outside a test's goroutine.
+func mintAt(iat time.Time, life time.Duration) string {
+	return sign(panicTB{}, testKey, map[string]any{
+		jwt.IssuedAtKey:   iat.Truncate(time.Second),
+		jwt.ExpirationKey: iat.Truncate(time.Second).Add(life),
+	})
+}
+
+// panicTB lets the minting helpers run where a *testing.T may not be used.
+type panicTB struct{ testing.TB }
+
+func (panicTB) Helper()           {}
+func (panicTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
+
+// newTestCache returns a cache on a fake clock backed by a provider of tokens
+// that live for life.
+func newTestCache(life time.Duration, opts ...jwtcache.Option) (*jwtcache.Cache, *provider, *fakeClock) {
+	clk := newClock()
+	p := &provider{clock: clk, life: life}
+	base := []jwtcache.Option{
+		jwtcache.TokenFunction(p.token),
+		jwtcache.Clock(clk.Now),
+		jwtcache.Logger(nil),
+	}
+	return jwtcache.NewCache(append(base, opts...)...), p, clk
+}
+
+func mustToken(t *testing.T, c *jwtcache.Cache) string {
+	t.Helper()
+	tok, err := c.EnsureToken(context.Background())
+	if err != nil {
+		t.Fatalf("EnsureToken() error = %v", err)
+	}
+	return tok
+}
+
+func TestCache_Hit(t *testing.T) {
+	c, p, clk := newTestCache(time.Minute)
+	first := mustToken(t, c)
+	clk.Advance(30 * time.Second)
+	if got := mustToken(t, c); got != first {
+		t.Errorf("EnsureToken() = new token; want the cached one")
+	}
+	if got := p.calls.Load(); got != 1 {
+		t.Errorf("token function calls = %d; want 1", got)
+	}
+}
+
+func TestCache_NoTokenFunction(t *testing.T) {
+	for name, c := range map[string]*jwtcache.Cache{
+		"NewCache":   jwtcache.NewCache(jwtcache.Name("x")),
+		"zero Cache": new(jwtcache.Cache),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrNoTokenFunction) {
+				t.Errorf("EnsureToken() error = %v; want ErrNoTokenFunction", err)
+			}
+			c.Invalidate()
+			if c.InvalidateToken("x") {
+				t.Errorf("InvalidateToken() = true on an empty cache")
+			}
+		})
+	}
+}
+
+// TestCache_Lifecycle walks a 100-second token through its phases. Its local
+// expiry is 99s (a second off for iat's truncation); with a 10s headroom and
+// the default refresh-ahead of 0.2 (a 20s window jittered ±25%), it is fresh
+// until at least 64s, in its refresh window until 89s, in its headroom until
+// 99s.
+func TestCache_Lifecycle(t *testing.T) {
+	const life = 100 * time.Second
+
+	t.Run("fresh until the refresh window", func(t *testing.T) {
+		c, p, clk := newTestCache(life)
+		first := mustToken(t, c)
+		for range 63 {
+			clk.Advance(time.Second)
+			if got := mustToken(t, c); got != first {
+				t.Fatalf("EnsureToken() at %v = new token; want the first", clk.Now())
+			}
+		}
+		if got := p.calls.Load(); got != 1 {
+			t.Errorf("token function calls = %d; want 1", got)
+		}
+	})
+
+	t.Run("refresh window serves at once and refreshes in the background", func(t *testing.T) {
+		c, p, clk := newTestCache(life)
+		first := mustToken(t, c)
+		gate := make(chan struct{})
+		p.setGate(gate) // the background fetch cannot finish until released
+		clk.Advance(76 * time.Second)
+		for range 100 {
+			if got := mustToken(t, c); got != first {
+				t.Fatalf("EnsureToken() in the refresh window = new token while the fetch is blocked")
+			}
+		}
+		eventually(t, "the background fetch to start", func() bool { return p.calls.Load() == 2 })
+		close(gate)
+		eventually(t, "the refreshed token", func() bool { return mustToken(t, c) != first })
+		if got := p.calls.Load(); got != 2 {
+			t.Errorf("token function calls = %d; want 2 (one background refresh)", got)
+		}
+	})
+
+	t.Run("headroom waits for a fresh token", func(t *testing.T) {
+		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(0))
+		first := mustToken(t, c)
+		clk.Advance(91 * time.Second)
+		if got := mustToken(t, c); got == first {
+			t.Errorf("EnsureToken() in the headroom = old token; want a fresh one")
+		}
+		if got := p.calls.Load(); got != 2 {
+			t.Errorf("token function calls = %d; want 2", got)
+		}
+	})
+
+	t.Run("headroom keeps the old token when the fetch fails", func(t *testing.T) {
+		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(0))
+		first := mustToken(t, c)
+		p.setFail(errors.New("idp down"))
+		clk.Advance(91 * time.Second)
+		for range 10 {
+			if got := mustToken(t, c); got != first {
+				t.Fatalf("EnsureToken() = %q; want the old, still valid token", got)
+			}
+		}
+		if got := p.calls.Load(); got != 2 {
+			t.Errorf("token function calls = %d; want 2 (one failed fetch, then backoff)", got)
+		}
+	})
+
+	t.Run("expired token is never served", func(t *testing.T) {
+		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(0))
+		mustToken(t, c)
+		p.setFail(errors.New("idp down"))
+		clk.Advance(100 * time.Second)
+		if tok, err := c.EnsureToken(context.Background()); err == nil || tok != "" {
+			t.Fatalf("EnsureToken() after expiry = %q, %v; want an error and no token", tok, err)
+		}
+	})
+}
+
+func TestCache_ShortLifetime(t *testing.T) {
+	// A token that lives 4s, under the 10s headroom, is still served: its
+	// local expiry is 3s (a second off for iat's truncation), and the
+	// headroom is capped at half its lifetime, 2s.
+	c, p, clk := newTestCache(4*time.Second, jwtcache.RefreshAhead(0))
+	first := mustToken(t, c)
+	for range 9 {
+		clk.Advance(100 * time.Millisecond)
+		if got := mustToken(t, c); got != first {
+			t.Fatalf("EnsureToken() at +%v = new token; want the first", clk.Now().Sub(newClock().Now()))
+		}
+	}
+	if got := p.calls.Load(); got != 1 {
+		t.Errorf("token function calls = %d; want 1", got)
+	}
+}
+
+// TestCache_ClockSkew checks that a provider whose clock is far ahead of or
+// behind this host's does not stop tokens from being cached, nor make the
+// cache serve them too long.
+func TestCache_ClockSkew(t *testing.T) {
+	tests := []struct {
+		name    string
+		skew    time.Duration // provider clock minus local clock
+		minLife time.Duration // the least Expiry - now may be
+	}{
+		{"provider an hour ahead", time.Hour, 5*time.Minute - time.Second},
+		{"provider an hour behind", -time.Hour, 5*time.Minute - time.Second},
+		{"provider 5s ahead", 5 * time.Second, 5*time.Minute - time.Second},
+		// exp on the local clock is the earlier bound: 5s of life are lost.
+		{"provider 5s behind", -5 * time.Second, 5*time.Minute - 5*time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			var calls atomic.Int64
+			c := jwtcache.NewCache(
+				jwtcache.Clock(clk.Now), jwtcache.Logger(nil), jwtcache.RefreshAhead(0),
+				jwtcache.TokenFunction(func(context.Context) (string, error) {
+					calls.Add(1)
+					return mintAt(clk.Now().Add(tt.skew), 5*time.Minute), nil
+				}))
+			tok, err := c.Token(context.Background())
+			if err != nil {
+				t.Fatalf("Token() error = %v", err)
+			}
+					if got := tok.Expiry.Sub(clk.Now()); got < tt.minLife || got > 5*time.Minute {
+				t.Errorf("Expiry - now = %v; want %v..5m", got, tt.minLife)
+			}
+			clk.Advance(4 * time.Minute)
+			mustToken(t, c)
+			if got := calls.Load(); got != 1 {
+				t.Errorf("token function calls = %d; want 1", got)
+			}
+		})
+	}
+}
+
+// TestCache_StaleToken covers a token function that returns a token it
+// cached itself: the cache must not trust the token's full lifetime, nor ask
+// again on every call.
+func TestCache_StaleToken(t *testing.T) {
+	clk := newClock()
+	stale := mintAt(clk.Now().Add(-50*time.Second), time.Minute) // 10s left
+	var calls atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.TokenFunction(func(context.Context) (string, error) {
+			calls.Add(1)
+			return stale, nil
+		}))
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatalf("Token() error = %v", err)
+	}
+	if got, want := tok.Expiry, expOf(t, stale); tok.Expiry.After(want) {
+		t.Errorf("Expiry = %v; want no later than the token's exp %v", got, want)
+	}
+	for range 50 {
+		clk.Advance(100 * time.Millisecond)
+		mustToken(t, c)
+	}
+	if got := calls.Load(); got > 6 {
+		t.Errorf("token function calls in 5s = %d; want at most one per backoff second", got)
+	}
+	clk.Advance(10 * time.Second)
+	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrExpired) {
+		t.Errorf("EnsureToken() after exp = %v; want ErrExpired", err)
+	}
+}
+
+func TestCache_BadTokens(t *testing.T) {
+	clk := newClock()
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noExp := sign(t, testKey, map[string]any{jwt.IssuedAtKey: clk.Now()})
+	expired := sign(t, testKey, map[string]any{jwt.ExpirationKey: clk.Now().Add(-time.Second)})
+	instant := sign(t, testKey, map[string]any{jwt.IssuedAtKey: clk.Now(), jwt.ExpirationKey: clk.Now().Add(time.Second)})
+	forged := sign(t, otherKey, map[string]any{jwt.ExpirationKey: clk.Now().Add(time.Hour)})
+	verify := jwtcache.ParseOptions(jwt.WithKey(jwa.ES256, testKey.Public()))
+
+	tests := []struct {
+		name      string
+		token     string
+		panicWith any
+		opts      []jwtcache.Option
+		wantErr   error  // nil: the token is passed through
+		wantCalls int64  // after three calls
+		wantLog   string // a warning that must appear once
+	}{
+		{name: "empty", token: "", wantErr: jwtcache.ErrEmptyToken, wantCalls: 1},
+		{name: "expired on arrival", token: expired, wantErr: jwtcache.ErrExpired, wantCalls: 1},
+		{name: "lifetime within iat's truncation", token: instant, wantErr: jwtcache.ErrExpired, wantCalls: 1},
+		{name: "panic", panicWith: "boom", wantErr: jwtcache.ErrPanic, wantCalls: 1},
+		{name: "no exp", token: noExp, wantCalls: 3, wantLog: "no exp claim"},
+		{name: "unparsable", token: "not-a-jwt", wantCalls: 3, wantLog: "does not parse"},
+		{name: "unparsable rejected", token: "not-a-jwt", opts: []jwtcache.Option{jwtcache.RejectUnparsable(true)},
+			wantErr: jwtcache.ErrUnparsable, wantCalls: 1},
+		{name: "bad signature rejected", token: forged, opts: []jwtcache.Option{verify, jwtcache.RejectUnparsable(true)},
+			wantErr: jwtcache.ErrUnparsable, wantCalls: 1},
+		{name: "bad signature passed through", token: forged, opts: []jwtcache.Option{verify},
+			wantCalls: 3, wantLog: "does not parse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int64
+			logger, logs := newLogger()
+			opts := append([]jwtcache.Option{
+				jwtcache.Clock(clk.Now), jwtcache.Logger(logger),
+				jwtcache.TokenFunction(func(context.Context) (string, error) {
+					calls.Add(1)
+					if tt.panicWith != nil {
+						panic(tt.panicWith)
+					}
+					return tt.token, nil
+				}),
+			}, tt.opts...)
+			c := jwtcache.NewCache(opts...)
+			for i := range 3 {
+				got, err := c.EnsureToken(context.Background())
+				if tt.wantErr != nil {
+					if !errors.Is(err, tt.wantErr) || got != "" {
+						t.Fatalf("EnsureToken() #%d = %q, %v; want no token and %v", i, got, err, tt.wantErr)
+					}
+					if i > 0 && !errors.Is(err, jwtcache.ErrBackoff) {
+						t.Errorf("EnsureToken() #%d error = %v; want ErrBackoff", i, err)
+					}
+					continue
+				}
+				if err != nil || got != tt.token {
+					t.Fatalf("EnsureToken() #%d = %q, %v; want the token passed through", i, got, err)
+				}
+			}
+			if got := calls.Load(); got != tt.wantCalls {
+				t.Errorf("token function calls = %d; want %d", got, tt.wantCalls)
+			}
+			if tt.wantLog != "" {
+				if got := logs.count(tt.wantLog); got != 1 {
+					t.Errorf("%q warnings = %d; want 1 (rate-limited)\n%s", tt.wantLog, got, logs)
+				}
+			}
+			if tt.token != "" && strings.Contains(logs.String(), tt.token) {
+				t.Errorf("log contains the token:\n%s", logs)
+			}
+		})
+	}
+}
+
+func TestCache_PanicLeavesCacheUsable(t *testing.T) {
+	clk := newClock()
+	var calls atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.TokenFunction(func(context.Context) (string, error) {
+			if calls.Add(1) == 1 {
+				panic("first call panics")
+			}
+			return mintAt(clk.Now(), time.Hour), nil
+		}))
+	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrPanic) {
+		t.Fatalf("EnsureToken() error = %v; want ErrPanic", err)
+	}
+	clk.Advance(time.Minute) // past any backoff
+	mustToken(t, c)
+}
+
+// TestCache_SignedTokenDefaultOptions guards against jwx's default of
+// refusing tokens it cannot verify: with no ParseOptions, a real signed token
+// must be cached.
+func TestCache_SignedTokenDefaultOptions(t *testing.T) {
+	var calls atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) {
+		calls.Add(1)
+		return mint(t, time.Now(), time.Hour), nil
+	}))
+	for range 3 {
+		tok, err := c.Token(context.Background())
+		if err != nil || tok.Expiry.IsZero() {
+			t.Fatalf("Token() = %+v, %v; want a cached token with an expiry", tok, err)
+		}
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("token function calls = %d; want 1", got)
+	}
+}
+
+func TestCache_VerifiedTokenCached(t *testing.T) {
+	c, p, _ := newTestCache(time.Hour,
+		jwtcache.ParseOptions(jwt.WithKey(jwa.ES256, testKey.Public())), jwtcache.RejectUnparsable(true))
+	first := mustToken(t, c)
+	if got := mustToken(t, c); got != first || p.calls.Load() != 1 {
+		t.Errorf("verified token not cached: calls = %d", p.calls.Load())
+	}
+}
+
+func TestCache_Stampede(t *testing.T) {
+	c, p, _ := newTestCache(time.Hour)
+	gate := make(chan struct{})
+	p.setGate(gate)
+	const callers = 1000
+	var wg sync.WaitGroup
+	tokens := make([]string, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() { tokens[i], errs[i] = c.EnsureToken(context.Background()) })
+	}
+	eventually(t, "the fetch to start", func() bool { return p.calls.Load() > 0 })
+	close(gate)
+	wg.Wait()
+	for i := range callers {
+		if errs[i] != nil || tokens[i] != tokens[0] {
+			t.Fatalf("caller %d got %q, %v; want the one token", i, tokens[i], errs[i])
+		}
+	}
+	if got := p.calls.Load(); got != 1 {
+		t.Errorf("token function calls = %d; want 1", got)
+	}
+}
+
+func TestCache_CancelledCaller(t *testing.T) {
+	clk := newClock()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.TokenFunction(func(ctx context.Context) (string, error) {
+			calls.Add(1)
+			close(started)
+			<-release
+			if err := ctx.Err(); err != nil {
+				return "", fmt.Errorf("fetch context ended: %w", err)
+			}
+			return mintAt(clk.Now(), time.Hour), nil
+		}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.EnsureToken(ctx)
+		first <- err
+	}()
+	<-started
+	other := make(chan error, 1)
+	go func() {
+		_, err := c.EnsureToken(context.Background())
+		other <- err
+	}()
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled caller's error = %v; want context.Canceled", err)
+	}
+	close(release)
+	if err := <-other; err != nil {
+		t.Errorf("other caller's error = %v; want the token from the same fetch", err)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("token function calls = %d; want 1", got)
+	}
+}
+
+func TestCache_FetchTimeout(t *testing.T) {
+	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.FetchTimeout(20*time.Millisecond),
+		jwtcache.TokenFunction(func(ctx context.Context) (string, error) {
+			<-ctx.Done() // a provider that never answers
+			return "", ctx.Err()
+		}))
+	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("EnsureToken() error = %v; want the fetch's deadline", err)
+	}
+}
+
+// TestCache_Outage hammers a cache whose provider is down for a simulated ten
+// minutes: the provider must see calls bounded by the backoff, not by the
+// number of callers.
+func TestCache_Outage(t *testing.T) {
+	c, p, clk := newTestCache(time.Minute, jwtcache.Backoff(time.Second, 30*time.Second))
+	p.setFail(errors.New("idp down"))
+	var served atomic.Int64
+	for range 6000 { // 10 simulated minutes in 100ms steps
+		clk.Advance(100 * time.Millisecond)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				_, err := c.EnsureToken(context.Background())
+				if err == nil {
+					t.Error("EnsureToken() = nil error during an outage with no token")
+				}
+				served.Add(1)
+			})
+		}
+		wg.Wait()
+	}
+	// At least a second between calls, and the ceiling grows to 30s: far
+	// fewer than one call a second over 600s.
+	if got := p.calls.Load(); got > 100 || got < 10 {
+		t.Errorf("token function calls = %d over 600s and %d callers; want 10..100", got, served.Load())
+	}
+	p.setFail(nil)
+	clk.Advance(31 * time.Second)
+	mustToken(t, c)
+}
+
+func TestCache_OutageKeepsValidToken(t *testing.T) {
+	c, p, clk := newTestCache(10*time.Minute, jwtcache.Backoff(time.Second, 5*time.Second))
+	first := mustToken(t, c)
+	p.setFail(errors.New("idp down"))
+	// Through the refresh window and the headroom, to the last instant.
+	for clk.Now().Before(expOf(t, first).Add(-2 * time.Second)) {
+		clk.Advance(time.Second)
+		if got := mustToken(t, c); got != first {
+			t.Fatalf("EnsureToken() = new token during an outage")
+		}
+	}
+	clk.Advance(2 * time.Second)
+	if _, err := c.EnsureToken(context.Background()); err == nil {
+		t.Fatalf("EnsureToken() after expiry = nil error; want the outage's error")
+	}
+	// Refresh attempts were bounded by the backoff (at least 1s apart) over
+	// the ~5 minute refresh window and headroom.
+	if got := p.calls.Load(); got > 200 {
+		t.Errorf("token function calls = %d; want bounded by the backoff", got)
+	}
+}
+
+func TestCache_InvalidateToken(t *testing.T) {
+	c, p, _ := newTestCache(time.Hour)
+	first := mustToken(t, c)
+	var dropped atomic.Int64
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if c.InvalidateToken(first) {
+				dropped.Add(1)
+			}
+			if got := mustToken(t, c); got == first {
+				t.Error("EnsureToken() after InvalidateToken = the rejected token")
+			}
+		})
+	}
+	wg.Wait()
+	if got := dropped.Load(); got != 1 {
+		t.Errorf("InvalidateToken() = true %d times; want 1", got)
+	}
+	if got := p.calls.Load(); got != 2 {
+		t.Errorf("token function calls = %d; want 2", got)
+	}
+	c.Invalidate()
+	mustToken(t, c)
+	if got := p.calls.Load(); got != 3 {
+		t.Errorf("token function calls after Invalidate = %d; want 3", got)
+	}
+}
+
+// TestCache_NeverExpired runs a long randomized simulation: the clock jumps
+// forward by random steps, the provider fails at random and answers slowly at
+// random, and no call may ever return a token whose exp has passed.
+func TestCache_NeverExpired(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	c, p, clk := newTestCache(30*time.Second, jwtcache.Backoff(100*time.Millisecond, 5*time.Second))
+	ctx := context.Background()
+	var ok, failed int
+	for i := range 20000 {
+		clk.Advance(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		if rng.IntN(10) < 3 {
+			p.setFail(errors.New("flaky idp"))
+		} else {
+			p.setFail(nil)
+		}
+		tok, err := c.Token(ctx)
+		now := clk.Now()
+		if err != nil {
+			failed++
+			continue
+		}
+		ok++
+		if exp := expOf(t, tok.Value); !now.Before(exp) {
+			t.Fatalf("call %d at %v returned a token that expired at %v", i, now, exp)
+		}
+		if !now.Before(tok.Expiry) {
+			t.Fatalf("call %d at %v returned Expiry %v", i, now, tok.Expiry)
+		}
+	}
+	if ok < failed {
+		t.Errorf("served %d, failed %d; want mostly served", ok, failed)
+	}
+}
+
+func TestCache_NothingSecretInErrors(t *testing.T) {
+	clk := newClock()
+	secret := sign(t, testKey, map[string]any{jwt.ExpirationKey: clk.Now().Add(-time.Hour)}) // expired
+	for _, tok := range []string{secret, secret[:len(secret)/2], strings.ReplaceAll(secret, ".", "!")} {
+		logger, logs := newLogger()
+		c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(logger), jwtcache.RejectUnparsable(true),
+			jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
+		_, err := c.EnsureToken(context.Background())
+		if err == nil {
+			t.Fatalf("EnsureToken() = nil error for a bad token")
+		}
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) > 8 && (strings.Contains(err.Error(), part) || strings.Contains(logs.String(), part)) {
+				t.Errorf("error or log reveals the token: %v\n%s", err, logs)
+			}
+		}
+	}
+}
+
+func TestCache_OptionClamps(t *testing.T) {
+	// Out-of-range values are clamped, never a panic or a cache that
+	// refetches on every call.
+	c, p, clk := newTestCache(time.Minute,
+		jwtcache.Headroom(-time.Second), jwtcache.RefreshAhead(-1), jwtcache.Backoff(-1, -1),
+		jwtcache.FetchTimeout(-1), nil)
+	first := mustToken(t, c)
+	clk.Advance(58 * time.Second) // no headroom, no refresh-ahead: still served
+	if got := mustToken(t, c); got != first || p.calls.Load() != 1 {
+		t.Errorf("token refetched with headroom and refresh-ahead clamped to zero")
+	}
+}
+
+func TestCache_LogsFetch(t *testing.T) {
+	logger, logs := newLogger()
+	c, _, _ := newTestCache(time.Hour, jwtcache.Logger(logger), jwtcache.Name("billing"))
+	tok := mustToken(t, c)
+	if got := logs.count("token fetched"); got != 1 {
+		t.Fatalf("fetch records = %d; want 1\n%s", got, logs)
+	}
+	if !strings.Contains(logs.String(), "cache=billing") || !strings.Contains(logs.String(), "token=jti:") {
+		t.Errorf("fetch record lacks cache name or token id:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), tok) {
+		t.Errorf("log contains the token")
+	}
+}
