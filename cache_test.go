@@ -253,7 +253,7 @@ func TestCache_ClockSkew(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Token() error = %v", err)
 			}
-					if got := tok.Expiry.Sub(clk.Now()); got < tt.minLife || got > 5*time.Minute {
+			if got := tok.Expiry.Sub(clk.Now()); got < tt.minLife || got > 5*time.Minute {
 				t.Errorf("Expiry - now = %v; want %v..5m", got, tt.minLife)
 			}
 			clk.Advance(4 * time.Minute)

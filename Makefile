@@ -1,0 +1,44 @@
+# The two commands a newcomer needs:
+#   go run ./examples/quickstart   (or: make demo)   the demo of the main job
+#   make test                                        every test, in every module
+
+GO            ?= go
+STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Every module in the repository: the core at the root, integrations nested.
+MODULES       := $(sort $(dir $(shell git ls-files '*go.mod' 2>/dev/null || echo go.mod)))
+
+.PHONY: all test vet fmt-check unit bench-smoke demo-smoke demo bench lint
+
+all: test
+
+## test: gofmt, vet, race-enabled tests (with examples), a benchmark smoke run and the demo.
+test: fmt-check vet unit bench-smoke demo-smoke
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	@for m in $(MODULES); do (cd $$m && echo "go vet ($$m)" && $(GO) vet ./...) || exit 1; done
+
+unit:
+	@for m in $(MODULES); do (cd $$m && echo "go test -race ($$m)" && $(GO) test -race -count=1 ./...) || exit 1; done
+
+# Benchmarks are run once each so that they keep compiling and working; their
+# figures come from `make bench`.
+bench-smoke:
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./... > /dev/null) || exit 1; done
+
+demo-smoke:
+	$(GO) run ./examples/quickstart -duration 3s
+
+## demo: the main job, end to end, against a token endpoint on 127.0.0.1.
+demo:
+	$(GO) run ./examples/quickstart
+
+## bench: the figures in the README.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2,8 -count 5 .
+
+## lint: staticcheck on every module (govulncheck runs in GitHub Actions).
+lint:
+	@for m in $(MODULES); do (cd $$m && $(GO) run $(STATICCHECK) ./...) || exit 1; done

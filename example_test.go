@@ -1,0 +1,151 @@
+package jwtcache_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+)
+
+// identityProvider stands in for Keycloak, Auth0 or Okta in the examples: it
+// issues ES256 tokens that live for an hour, and counts them.
+type identityProvider struct {
+	key    *ecdsa.PrivateKey
+	issued int
+}
+
+func newIdentityProvider() *identityProvider {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return &identityProvider{key: key}
+}
+
+// clientCredentials is what a real token function does over HTTP: ask the
+// provider for a token for this service.
+func (p *identityProvider) clientCredentials(ctx context.Context) (string, error) {
+	p.issued++
+	now := time.Now()
+	tok, err := jwt.NewBuilder().Issuer("https://idp.example").Subject("billing-service").
+		IssuedAt(now).Expiration(now.Add(time.Hour)).Build()
+	if err != nil {
+		return "", err
+	}
+	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, p.key))
+	return string(signed), err
+}
+
+func Example() {
+	idp := newIdentityProvider()
+	cache := jwtcache.NewCache(
+		jwtcache.Name("billing"),
+		jwtcache.TokenFunction(idp.clientCredentials),
+	)
+
+	for range 3 {
+		token, err := cache.EnsureToken(context.Background())
+		if err != nil {
+			fmt.Println("no token:", err)
+			return
+		}
+		_ = token // req.Header.Set("Authorization", "Bearer "+token)
+	}
+	fmt.Println("calls: 3, tokens issued:", idp.issued)
+	// Output: calls: 3, tokens issued: 1
+}
+
+func ExampleCache_Token() {
+	idp := newIdentityProvider()
+	cache := jwtcache.NewCache(jwtcache.TokenFunction(idp.clientCredentials))
+
+	tok, err := cache.Token(context.Background())
+	if err != nil {
+		fmt.Println("no token:", err)
+		return
+	}
+	// Expiry is the token's exp, corrected for clock skew: an hour, less a
+	// second for iat's truncation to whole seconds.
+	fmt.Println("expires in about", time.Until(tok.Expiry).Round(time.Minute))
+	// Output: expires in about 1h0m0s
+}
+
+// Verify the provider's signature on every fetched token. A token that fails
+// verification is an error wrapping ErrUnparsable, never handed out.
+func ExampleParseOptions() {
+	idp := newIdentityProvider()
+	impostor := newIdentityProvider() // signs with a key we do not trust
+
+	newCache := func(tf jwtcache.TokenFunc) *jwtcache.Cache {
+		return jwtcache.NewCache(
+			jwtcache.TokenFunction(tf),
+			jwtcache.ParseOptions(jwt.WithKey(jwa.ES256, idp.key.Public())),
+			jwtcache.RejectUnparsable(true),
+			jwtcache.Logger(nil),
+		)
+	}
+
+	_, err := newCache(idp.clientCredentials).EnsureToken(context.Background())
+	fmt.Println("genuine token:", err)
+	_, err = newCache(impostor.clientCredentials).EnsureToken(context.Background())
+	fmt.Println("forged token rejected:", errors.Is(err, jwtcache.ErrUnparsable))
+	// Output:
+	// genuine token: <nil>
+	// forged token rejected: true
+}
+
+// An opaque (non-JWT) token is passed through uncached by default, so every
+// call fetches, and a warning is logged at most once a minute. With
+// RejectUnparsable(true), it is an error instead.
+func ExampleRejectUnparsable() {
+	calls := 0
+	opaque := func(context.Context) (string, error) {
+		calls++
+		return "opaque-access-token", nil
+	}
+	quiet := jwtcache.Logger(slog.New(slog.DiscardHandler))
+
+	passThrough := jwtcache.NewCache(jwtcache.TokenFunction(opaque), quiet)
+	for range 2 {
+		tok, err := passThrough.EnsureToken(context.Background())
+		fmt.Println(tok, err)
+	}
+	fmt.Println("fetches:", calls)
+
+	strict := jwtcache.NewCache(jwtcache.TokenFunction(opaque), jwtcache.RejectUnparsable(true), quiet)
+	_, err := strict.EnsureToken(context.Background())
+	fmt.Println(errors.Is(err, jwtcache.ErrUnparsable))
+	// Output:
+	// opaque-access-token <nil>
+	// opaque-access-token <nil>
+	// fetches: 2
+	// true
+}
+
+// After the server rejects a token, drop exactly that token: of many
+// concurrent rejections, only the first causes a fetch.
+func ExampleCache_InvalidateToken() {
+	idp := newIdentityProvider()
+	cache := jwtcache.NewCache(jwtcache.TokenFunction(idp.clientCredentials))
+
+	token, _ := cache.EnsureToken(context.Background())
+	// ... the resource server answered 401 Unauthorized for token ...
+	fmt.Println(cache.InvalidateToken(token)) // drops it
+	fmt.Println(cache.InvalidateToken(token)) // already gone
+
+	fresh, _ := cache.EnsureToken(context.Background())
+	fmt.Println("new token:", fresh != token, "issued:", idp.issued)
+	// Output:
+	// true
+	// false
+	// new token: true issued: 2
+}
