@@ -262,13 +262,9 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 			c.fail(err, c.now())
 		}
 	}()
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
-	defer cancel()
-	raw, err := c.cfg.tokenFunc(fctx)
+	raw, err := c.call(ctx)
 	received := c.now()
-	if err != nil {
-		err = fmt.Errorf("jwtcache: fetch token: %w", err)
-	} else {
+	if err == nil {
 		tok, err = c.admit(raw, start, received)
 	}
 	if err != nil {
@@ -276,6 +272,39 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 		return Token{}, err
 	}
 	return tok, nil
+}
+
+// call runs the token function on a context detached from ctx's cancellation
+// and bounded by the fetch timeout. It gives up at the timeout even if the
+// token function ignores its context: the call is left to finish on its own
+// goroutine, and the cache, instead of hanging with it, backs off and tries
+// again.
+func (c *Cache) call(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
+	defer cancel()
+	type result struct {
+		raw string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- result{err: fmt.Errorf("%w: %v", ErrPanic, r)}
+			}
+		}()
+		raw, err := c.cfg.tokenFunc(ctx)
+		if err != nil {
+			err = fmt.Errorf("jwtcache: fetch token: %w", err)
+		}
+		done <- result{raw, err}
+	}()
+	select {
+	case r := <-done:
+		return r.raw, r.err
+	case <-ctx.Done():
+		return "", fmt.Errorf("jwtcache: fetch token: no answer within %s: %w", c.cfg.fetchTimeout, ctx.Err())
+	}
 }
 
 // admit checks a token that arrived at received from a fetch begun at start,

@@ -487,6 +487,20 @@ func TestCache_CancelledCaller(t *testing.T) {
 	}
 }
 
+func TestCache_FetchTimeoutIgnoredContext(t *testing.T) {
+	// A token function that ignores its context must not hang the cache.
+	release := make(chan struct{})
+	defer close(release)
+	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.FetchTimeout(20*time.Millisecond),
+		jwtcache.TokenFunction(func(context.Context) (string, error) {
+			<-release
+			return "", errors.New("too late")
+		}))
+	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("EnsureToken() error = %v; want the fetch's deadline", err)
+	}
+}
+
 func TestCache_FetchTimeout(t *testing.T) {
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.FetchTimeout(20*time.Millisecond),
 		jwtcache.TokenFunction(func(ctx context.Context) (string, error) {
