@@ -341,14 +341,20 @@ func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
 		c.cfg.logger.Warn("jwtcache: token's iat is far from this host's clock; check clock sync, or whether the token function returns cached tokens",
 			"cache", c.cfg.name, "token", id, "skew", skew.Round(time.Second))
 	}
+	// The schedule divides the life the token has left from the fetch's
+	// start, not its nominal lifetime: a token that arrives with less (a
+	// short-lived one losing a second to iat's truncation, or a stale one) is
+	// still fresh for a while after it arrives.
 	jitter := 0.75 + rand.Float64()/2
-	refreshAt, waitAt := schedule(expiry, lifetime, c.cfg.headroom, c.cfg.refreshAhead, jitter)
+	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, jitter)
 	n := &entry{token: raw, refreshAt: refreshAt, waitAt: waitAt, expiry: expiry, id: id}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
-		// one held, or one already due for refresh (it caches tokens itself).
-		// Ask again no sooner than the backoff floor, not on every call.
-		n.retryAt = received.Add(c.cfg.backoffMin)
+		// one held (it caches tokens itself), or the fetch took so long that
+		// the token arrived due for refresh. Do not ask again on every call:
+		// wait the backoff floor, or a quarter of the token's remaining life
+		// if that is shorter, so that it is still refreshed before it expires.
+		n.retryAt = received.Add(min(c.cfg.backoffMin, expiry.Sub(received)/4))
 	}
 	c.entry.Store(n)
 	c.cfg.logger.Debug("jwtcache: token fetched", "cache", c.cfg.name, "token", id,
