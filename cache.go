@@ -2,12 +2,13 @@ package jwtcache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwt"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -52,20 +53,33 @@ type Cache struct {
 	lastWarn atomic.Int64
 	group    singleflight.Group
 
-	// cfg and parseOpts are written once by NewCache and only read after.
-	cfg       config
-	parseOpts []jwt.ParseOption
+	// abandoned counts token function calls still running after the fetch
+	// that made them gave up at the timeout; while there is one, no new call
+	// starts, so that a hung token function cannot pile up goroutines.
+	abandoned atomic.Int32
+
+	// cfg, parser and epoch are written once by NewCache and only read after.
+	// epoch is the origin of entry.freshFor; from the real clock, it carries
+	// a monotonic reading.
+	cfg    config
+	parser *parser
+	epoch  time.Time
 }
 
 // entry is a snapshot of a Cache's state. It is never modified after it is
 // published; every change publishes a copy.
 type entry struct {
 	// token is "" when the cache holds none; the times below are then zero.
-	token     string
-	refreshAt time.Time // until then, calls return token at once
-	waitAt    time.Time // from then (the headroom), calls wait for a fresh token
-	expiry    time.Time // from then, token is never handed out
-	id        string    // names token in logs
+	token string
+	// freshFor is how long after the Cache's epoch calls return token at
+	// once: a Duration, not a Time, so that the hit test is one subtraction.
+	freshFor time.Duration
+	waitAt   time.Time // from then (the headroom), calls wait for a fresh token
+	expiry   time.Time // from then, token is never handed out
+
+	// gen counts invalidations: a fetch publishes its token only if no
+	// invalidation came while it ran.
+	gen uint64
 
 	// The failure state outlives the token it was recorded beside.
 	err      error     // the last fetch error; nil after a success
@@ -85,7 +99,11 @@ const maxSkew = 30 * time.Second
 // missing [TokenFunction] is reported by every call as [ErrNoTokenFunction].
 func NewCache(opts ...Option) *Cache {
 	c := &Cache{cfg: newConfig(opts)}
-	c.parseOpts = parseOptions(c.cfg.parseOptions)
+	c.parser = newParser(c.cfg.parseOptions)
+	c.epoch = c.cfg.epoch
+	if c.epoch.IsZero() {
+		c.epoch = c.now()
+	}
 	c.entry.Store(&entry{})
 	return c
 }
@@ -95,7 +113,7 @@ func NewCache(opts ...Option) *Cache {
 // wrapped; while the cache backs off after one, they come wrapped in
 // [ErrBackoff]. When ctx ends first, it returns ctx.Err().
 func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
-	if e := c.entry.Load(); e != nil && c.fresh(e.refreshAt) {
+	if e := c.entry.Load(); e != nil && c.elapsed() < e.freshFor {
 		return e.token, nil
 	}
 	t, err := c.get(ctx)
@@ -105,7 +123,7 @@ func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
 // Token is [Cache.EnsureToken] for callers that also need the token's expiry,
 // such as an adapter to another token interface.
 func (c *Cache) Token(ctx context.Context) (Token, error) {
-	if e := c.entry.Load(); e != nil && c.fresh(e.refreshAt) {
+	if e := c.entry.Load(); e != nil && c.elapsed() < e.freshFor {
 		return e.value(), nil
 	}
 	return c.get(ctx)
@@ -124,23 +142,39 @@ func (c *Cache) Invalidate() {
 func (c *Cache) InvalidateToken(token string) bool {
 	dropped := false
 	c.update(func(e *entry) *entry {
-		if token == "" || e.token != token {
+		// update may call this again after losing a race: decide afresh.
+		dropped = token != "" && e.token == token
+		if !dropped {
 			return nil
 		}
-		dropped = true
 		return e.withoutToken()
 	})
 	return dropped
 }
 
-// fresh reports whether the clock has not reached t. Without a test clock it
-// reads only the monotonic clock: t carries a monotonic reading, so time.Until
-// needs no wall clock read, and there is no indirect call.
-func (c *Cache) fresh(t time.Time) bool {
+// elapsed returns the time since the cache's epoch. Without a test clock it
+// reads only the monotonic clock (the epoch carries a monotonic reading, so
+// time.Since needs no wall clock read) and makes no indirect call.
+func (c *Cache) elapsed() time.Duration {
 	if c.cfg.clock == nil {
-		return time.Until(t) > 0
+		return time.Since(c.epoch)
 	}
-	return c.cfg.clock().Before(t)
+	return c.cfg.clock().Sub(c.epoch)
+}
+
+// hit returns the token if it is fresh, and the time since the epoch it read
+// to decide.
+func (c *Cache) hit() (tok string, now time.Duration, ok bool) {
+	now = c.elapsed()
+	if e := c.entry.Load(); e != nil && now < e.freshFor {
+		return e.token, now, true
+	}
+	return "", now, false
+}
+
+// fresh reports whether e's token is fresh at now.
+func (c *Cache) fresh(e *entry, now time.Time) bool {
+	return now.Sub(c.epoch) < e.freshFor
 }
 
 // now reads the cache's clock.
@@ -193,7 +227,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 		return c.wait(ctx)
 	}
 	switch {
-	case now.Before(e.refreshAt):
+	case c.fresh(e, now):
 		return e.value(), nil
 	case now.Before(e.waitAt):
 		// The refresh window: serve the token, and fetch its successor in
@@ -248,7 +282,8 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 	start := c.now()
 	// A caller that looked at the state just before the previous fetch
 	// published its outcome gets that outcome, not a fetch of its own.
-	if e := c.load(); e.live(start) && (start.Before(e.refreshAt) || e.backingOff(start)) {
+	e := c.load()
+	if e.live(start) && (c.fresh(e, start) || e.backingOff(start)) {
 		return e.value(), nil
 	} else if e.throttled(start) {
 		return Token{}, e.backoffError(start)
@@ -265,7 +300,7 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 	raw, err := c.call(ctx)
 	received := c.now()
 	if err == nil {
-		tok, err = c.admit(raw, start, received)
+		tok, err = c.admit(raw, e.gen, start, received)
 	}
 	if err != nil {
 		c.fail(err, received)
@@ -277,9 +312,12 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 // call runs the token function on a context detached from ctx's cancellation
 // and bounded by the fetch timeout. It gives up at the timeout even if the
 // token function ignores its context: the call is left to finish on its own
-// goroutine, and the cache, instead of hanging with it, backs off and tries
-// again.
+// goroutine, and the cache, instead of hanging with it, backs off. No new call
+// starts until an abandoned one returns.
 func (c *Cache) call(ctx context.Context) (string, error) {
+	if c.abandoned.Load() > 0 {
+		return "", errors.New("jwtcache: fetch token: the token function has not returned since a call timed out")
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
 	defer cancel()
 	type result struct {
@@ -287,7 +325,16 @@ func (c *Cache) call(ctx context.Context) (string, error) {
 		err error
 	}
 	done := make(chan result, 1)
+	// state goes from running to returned or to abandoned, whichever of the
+	// call and the timeout comes first.
+	const running, returned, abandoned = 0, 1, 2
+	var state atomic.Int32
 	go func() {
+		defer func() {
+			if !state.CompareAndSwap(running, returned) {
+				c.abandoned.Add(-1)
+			}
+		}()
 		defer func() {
 			if r := recover(); r != nil {
 				done <- result{err: fmt.Errorf("%w: %v", ErrPanic, r)}
@@ -303,20 +350,26 @@ func (c *Cache) call(ctx context.Context) (string, error) {
 	case r := <-done:
 		return r.raw, r.err
 	case <-ctx.Done():
+		if !state.CompareAndSwap(running, abandoned) {
+			r := <-done // it returned just now
+			return r.raw, r.err
+		}
+		c.abandoned.Add(1)
 		return "", fmt.Errorf("jwtcache: fetch token: no answer within %s: %w", c.cfg.fetchTimeout, ctx.Err())
 	}
 }
 
-// admit checks a token that arrived at received from a fetch begun at start,
-// and publishes it if it can be cached.
-func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
+// admit checks a token that arrived at received from a fetch begun at start
+// when the entry's generation was gen, and publishes it if it can be cached.
+func (c *Cache) admit(raw string, gen uint64, start, received time.Time) (Token, error) {
 	if raw == "" {
 		return Token{}, ErrEmptyToken
 	}
-	cl, err := parseClaims(raw, c.parseOpts)
+	cl, err := c.parser.claims(raw)
 	if err != nil {
-		if c.cfg.rejectUnparsable {
-			return Token{}, fmt.Errorf("%w: %w", ErrUnparsable, err)
+		err = fmt.Errorf("%w: %w", ErrUnparsable, err)
+		if c.cfg.rejectUnparsable || c.parser.strict {
+			return Token{}, err
 		}
 		c.passThrough(received, "jwtcache: token does not parse; passed through uncached", "error", err)
 		return Token{Value: raw}, nil
@@ -338,8 +391,8 @@ func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
 	}
 	id := tokenID(raw, cl.jti)
 	if skew := cl.iat.Sub(received); !cl.iat.IsZero() && skew.Abs() > maxSkew {
-		c.cfg.logger.Warn("jwtcache: token's iat is far from this host's clock; check clock sync, or whether the token function returns cached tokens",
-			"cache", c.cfg.name, "token", id, "skew", skew.Round(time.Second))
+		c.log(slog.LevelWarn, "jwtcache: token's iat is far from this host's clock; check clock sync, or whether the token function returns cached tokens",
+			"token", id, "skew", skew.Round(time.Second))
 	}
 	// The schedule divides the life the token has left from the fetch's
 	// start, not its nominal lifetime: a token that arrives with less (a
@@ -347,7 +400,7 @@ func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
 	// still fresh for a while after it arrives.
 	jitter := 0.75 + rand.Float64()/2
 	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, jitter)
-	n := &entry{token: raw, refreshAt: refreshAt, waitAt: waitAt, expiry: expiry, id: id}
+	n := &entry{token: raw, freshFor: refreshAt.Sub(c.epoch), waitAt: waitAt, expiry: expiry, gen: gen}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
 		// one held (it caches tokens itself), or the fetch took so long that
@@ -356,8 +409,19 @@ func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
 		// if that is shorter, so that it is still refreshed before it expires.
 		n.retryAt = received.Add(min(c.cfg.backoffMin, expiry.Sub(received)/4))
 	}
-	c.entry.Store(n)
-	c.cfg.logger.Debug("jwtcache: token fetched", "cache", c.cfg.name, "token", id,
+	published := c.update(func(cur *entry) *entry {
+		if cur.gen != gen {
+			return nil
+		}
+		return n
+	}) == n
+	if !published {
+		// Invalidated while the fetch ran: the token goes to the callers
+		// that waited for it, and the next call fetches again.
+		c.log(slog.LevelDebug, "jwtcache: token fetched while the cache was invalidated; not cached", "token", id)
+		return n.value(), nil
+	}
+	c.log(slog.LevelDebug, "jwtcache: token fetched", "token", id,
 		"lifetime", lifetime, "expires_in", expiry.Sub(received).Round(time.Millisecond))
 	return n.value(), nil
 }
@@ -366,13 +430,13 @@ func (c *Cache) admit(raw string, start, received time.Time) (Token, error) {
 // what it held (the provider's newest answer wins) and clears its failure
 // state, and warns at most once a minute.
 func (c *Cache) passThrough(now time.Time, msg string, args ...any) {
-	c.entry.Store(&entry{})
+	c.update(func(cur *entry) *entry { return &entry{gen: cur.gen} })
 	last := c.lastWarn.Load()
 	if last != 0 && now.UnixNano()-last < int64(time.Minute) {
 		return
 	}
 	if c.lastWarn.CompareAndSwap(last, now.UnixNano()) {
-		c.cfg.logger.Warn(msg, append([]any{"cache", c.cfg.name}, args...)...)
+		c.log(slog.LevelWarn, msg, args...)
 	}
 }
 
@@ -385,8 +449,22 @@ func (c *Cache) fail(err error, now time.Time) {
 		n.retryAt = now.Add(c.backoff(n.failures))
 		return &n
 	})
-	c.cfg.logger.Warn("jwtcache: fetch failed", "cache", c.cfg.name, "error", err,
+	c.log(slog.LevelWarn, "jwtcache: fetch failed", "error", err,
 		"failures", e.failures, "retry_in", e.retryAt.Sub(now).Round(time.Millisecond))
+}
+
+// log emits a record that names the cache (and, in a CacheMap, the key)
+// first.
+func (c *Cache) log(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !c.cfg.logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []any{"cache", c.cfg.name}
+	if c.cfg.key != "" {
+		attrs = append(attrs, "key", c.cfg.key)
+	}
+	c.cfg.logger.Log(ctx, level, msg, append(attrs, args...)...)
 }
 
 // backoff returns the delay after the nth consecutive failure: uniform between
@@ -395,7 +473,7 @@ func (c *Cache) fail(err error, now time.Time) {
 func (c *Cache) backoff(n int) time.Duration {
 	lo, hi := c.cfg.backoffMin, c.cfg.backoffMin
 	for i := 1; i < n && hi < c.cfg.backoffMax; i++ {
-		hi *= 2
+		hi = min(hi, c.cfg.backoffMax/2) * 2 // without overflowing
 	}
 	hi = min(hi, c.cfg.backoffMax)
 	return lo + rand.N(hi-lo+1)
@@ -429,7 +507,8 @@ func (e *entry) value() Token {
 	return Token{Value: e.token, Expiry: e.expiry.Round(0)}
 }
 
-// withoutToken returns a copy of e without its token, with its failure state.
+// withoutToken returns a copy of e without its token, with its failure state,
+// one generation on.
 func (e *entry) withoutToken() *entry {
-	return &entry{err: e.err, failures: e.failures, retryAt: e.retryAt}
+	return &entry{gen: e.gen + 1, err: e.err, failures: e.failures, retryAt: e.retryAt}
 }

@@ -232,34 +232,48 @@ func TestCache_ClockSkew(t *testing.T) {
 		name    string
 		skew    time.Duration // provider clock minus local clock
 		minLife time.Duration // the least Expiry - now may be
+		wantErr error
 	}{
-		{"provider an hour ahead", time.Hour, 5*time.Minute - time.Second},
-		{"provider an hour behind", -time.Hour, 5*time.Minute - time.Second},
-		{"provider 5s ahead", 5 * time.Second, 5*time.Minute - time.Second},
-		// exp on the local clock is the earlier bound: 5s of life are lost.
-		{"provider 5s behind", -5 * time.Second, 5*time.Minute - 5*time.Second},
+		{name: "provider an hour ahead", skew: time.Hour, minLife: 5*time.Minute - time.Second},
+		{name: "provider 5s ahead", skew: 5 * time.Second, minLife: 5*time.Minute - time.Second},
+		// exp on the local clock is the earlier bound: the lag is lost.
+		{name: "provider 5s behind", skew: -5 * time.Second, minLife: 5*time.Minute - 5*time.Second},
+		{name: "provider 2m behind", skew: -2 * time.Minute, minLife: 3 * time.Minute},
+		// An exp that has passed on the local clock is expired: a lagging
+		// clock cannot be told from an expired token.
+		{name: "provider an hour behind", skew: -time.Hour, wantErr: jwtcache.ErrExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock()
+			logger, logs := newLogger()
 			var calls atomic.Int64
 			c := jwtcache.NewCache(
-				jwtcache.Clock(clk.Now), jwtcache.Logger(nil), jwtcache.RefreshAhead(0),
+				jwtcache.Clock(clk.Now), jwtcache.Logger(logger), jwtcache.RefreshAhead(0),
 				jwtcache.TokenFunction(func(context.Context) (string, error) {
 					calls.Add(1)
 					return mintAt(clk.Now().Add(tt.skew), 5*time.Minute), nil
 				}))
 			tok, err := c.Token(context.Background())
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || tok.Value != "" {
+					t.Fatalf("Token() = %+v, %v; want %v", tok, err, tt.wantErr)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("Token() error = %v", err)
 			}
 			if got := tok.Expiry.Sub(clk.Now()); got < tt.minLife || got > 5*time.Minute {
 				t.Errorf("Expiry - now = %v; want %v..5m", got, tt.minLife)
 			}
-			clk.Advance(4 * time.Minute)
+			clk.Advance(tt.minLife - 11*time.Second) // just before the headroom
 			mustToken(t, c)
 			if got := calls.Load(); got != 1 {
 				t.Errorf("token function calls = %d; want 1", got)
+			}
+			if warned := logs.count("far from this host's clock") == 1; warned != (tt.skew.Abs() > 30*time.Second) {
+				t.Errorf("skew warning logged = %v for a skew of %v", warned, tt.skew)
 			}
 		})
 	}
@@ -328,8 +342,9 @@ func TestCache_BadTokens(t *testing.T) {
 			wantErr: jwtcache.ErrUnparsable, wantCalls: 1},
 		{name: "bad signature rejected", token: forged, opts: []jwtcache.Option{verify, jwtcache.RejectUnparsable(true)},
 			wantErr: jwtcache.ErrUnparsable, wantCalls: 1},
-		{name: "bad signature passed through", token: forged, opts: []jwtcache.Option{verify},
-			wantCalls: 3, wantLog: "does not parse"},
+		// Asking for verification makes a token that fails it an error.
+		{name: "bad signature without RejectUnparsable", token: forged, opts: []jwtcache.Option{verify},
+			wantErr: jwtcache.ErrUnparsable, wantCalls: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,3 +27,7 @@ var ErrPanic = errors.New("jwtcache: token function panicked")
 // unexpired token while the cache backs off after a failed fetch. The token
 // function is not called again before the backoff ends.
 var ErrBackoff = errors.New("jwtcache: backing off after a failed fetch")
+
+// ErrEmptyKey is returned by [CacheMap] methods given an empty key, which
+// would otherwise be a silent entry shared by every caller that forgot one.
+var ErrEmptyKey = errors.New("jwtcache: empty key")

@@ -18,8 +18,10 @@ import (
 type TokenFunc func(ctx context.Context) (string, error)
 
 // Option configures a [Cache]. Options are applied in order; a later option
-// overrides an earlier one of the same kind.
+// overrides an earlier one of the same kind. Every Option is also a
+// [MapOption], which configures each key's Cache in a [CacheMap].
 type Option interface {
+	MapOption
 	apply(*config)
 }
 
@@ -27,6 +29,8 @@ type Option interface {
 type optionFunc func(*config)
 
 func (f optionFunc) apply(c *config) { f(c) }
+
+func (f optionFunc) applyMap(m *mapConfig) { m.cacheOpts = append(m.cacheOpts, f) }
 
 // Defaults, documented on the options that set them.
 const (
@@ -53,6 +57,10 @@ type config struct {
 	backoffMax       time.Duration
 	fetchTimeout     time.Duration
 	clock            func() time.Time
+
+	// Set by a CacheMap for its keys' Caches.
+	key   string    // logged beside the name
+	epoch time.Time // shared, so that the map can read the keys' clock
 }
 
 // newConfig applies opts over the defaults, then clamps what is out of range,

@@ -3,6 +3,9 @@ package jwtcache
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"regexp"
+	"slices"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -16,30 +19,61 @@ type claims struct {
 	jti string
 }
 
-// parseOptions returns the options the cache hands to jwt.Parse: the user's,
-// behind defaults that skip verification when no options were given and skip
-// claim validation unless the user asked for some (see [ParseOptions]).
-func parseOptions(user []jwt.ParseOption) []jwt.ParseOption {
-	if len(user) == 0 {
-		return []jwt.ParseOption{jwt.WithVerify(false), jwt.WithValidate(false)}
-	}
-	for _, o := range user {
-		if _, ok := o.(jwt.ValidateOption); ok {
-			return user
-		}
-	}
-	// Prepended, so that a jwt.WithValidate(true) of the user's still wins.
-	return append([]jwt.ParseOption{jwt.WithValidate(false)}, user...)
+// parser is how a Cache reads tokens. It is built once by NewCache and only
+// read after.
+type parser struct {
+	parse    []jwt.ParseOption    // for jwt.Parse, which never validates claims
+	validate []jwt.ValidateOption // for jwt.Validate; none: no validation
+	// strict makes any failure to parse, verify or validate an error: the
+	// user asked for checks, so a token that fails them is not passed on.
+	strict bool
 }
 
-// parseClaims parses raw with opts and returns its claims.
-func parseClaims(raw string, opts []jwt.ParseOption) (claims, error) {
-	tok, err := jwt.ParseString(raw, opts...)
+// insecure reads a token's claims without verifying or validating it. It is
+// shared by every Cache without ParseOptions, and never modified.
+var insecure = &parser{parse: []jwt.ParseOption{jwt.WithVerify(false), jwt.WithValidate(false)}}
+
+// newParser sorts the user's ParseOptions (see [ParseOptions]): claim
+// validators go to jwt.Validate without jwx's time checks, because the cache
+// does its own expiry arithmetic and jwx's checks fail on clock skew; the rest
+// go to jwt.Parse, with validation off.
+func newParser(user []jwt.ParseOption) *parser {
+	user = slices.DeleteFunc(slices.Clone(user), func(o jwt.ParseOption) bool { return o == nil })
+	if len(user) == 0 {
+		return insecure
+	}
+	p := &parser{strict: true}
+	for _, o := range user {
+		if v, ok := o.(jwt.ValidateOption); ok {
+			p.validate = append(p.validate, v)
+		} else {
+			p.parse = append(p.parse, o)
+		}
+	}
+	// Last, so that they win over any the user gave.
+	p.parse = append(p.parse, jwt.WithValidate(false))
+	if len(p.validate) > 0 {
+		p.validate = append(p.validate, jwt.WithResetValidators(true))
+	}
+	return p
+}
+
+// claims parses, verifies and validates raw, and returns its claims. Its
+// errors are the parser's, with any quoted text in them (jwx quotes claim
+// values) cut out.
+func (p *parser) claims(raw string) (claims, error) {
+	tok, err := jwt.ParseString(raw, p.parse...)
+	if err == nil && len(p.validate) > 0 {
+		err = jwt.Validate(tok, p.validate...)
+	}
 	if err != nil {
-		return claims{}, err
+		return claims{}, errors.New(quoted.ReplaceAllString(err.Error(), `"…"`))
 	}
 	return claims{exp: tok.Expiration(), iat: tok.IssuedAt(), jti: tok.JwtID()}, nil
 }
+
+// quoted matches quoted text in an error message.
+var quoted = regexp.MustCompile(`"[^"]*"|'[^']{2,}'`)
 
 // expiryOf returns the instant, on the clock that read start and received,
 // from which the token must no longer be handed out, and the token's lifetime.
@@ -51,10 +85,11 @@ func parseClaims(raw string, opts []jwt.ParseOption) (claims, error) {
 // start + (exp - iat), whatever the skew between the two hosts' clocks; a
 // second comes off because iat is usually truncated to whole seconds. That
 // bound is too late for a token issued before the fetch (a token function or
-// provider that caches tokens), so where exp on the local clock is earlier, the
-// earlier wins, unless exp on the local clock has already passed: a token that
-// was just issued has not expired, so then this host's clock is ahead of the
-// provider's and the iat bound is the one to trust.
+// provider that caches tokens), so where exp on the local clock is earlier,
+// the earlier wins. A token whose exp has passed on the local clock is thus
+// expired, even if the provider's clock lags this host's: an expired token
+// and a lagging clock cannot be told apart, and an expired token is never
+// handed out.
 func expiryOf(c claims, start, received time.Time) (expiry time.Time, lifetime time.Duration) {
 	// exp carries no monotonic reading, so Sub uses the wall clock; Add keeps
 	// received's monotonic reading, so the result is immune to clock steps.
@@ -63,11 +98,15 @@ func expiryOf(c claims, start, received time.Time) (expiry time.Time, lifetime t
 		return local, local.Sub(received)
 	}
 	lifetime = c.exp.Sub(c.iat)
-	byIat := start.Add(lifetime - time.Second)
-	if local.After(received) && local.Before(byIat) {
-		return local, lifetime
+	return minTime(local, start.Add(lifetime-time.Second)), lifetime
+}
+
+// minTime returns the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
 	}
-	return byIat, lifetime
+	return b
 }
 
 // schedule returns when a token that expires at expiry, with the given
@@ -76,6 +115,7 @@ func expiryOf(c claims, start, received time.Time) (expiry time.Time, lifetime t
 // and ends where the headroom begins. Both may lie before now for a token that
 // arrives late in its life.
 func schedule(expiry time.Time, lifetime, headroom time.Duration, fraction, jitter float64) (refreshAt, waitAt time.Time) {
+	lifetime = max(lifetime, 0) // a clock that stepped back mid-fetch
 	headroom = min(headroom, lifetime/2)
 	waitAt = expiry.Add(-headroom)
 	window := time.Duration(float64(lifetime) * fraction * jitter)

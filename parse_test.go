@@ -36,9 +36,9 @@ func TestExpiryOf(t *testing.T) {
 			wantLifetime: time.Hour,
 		},
 		{
-			name:         "provider clock an hour behind: exp looks past, iat bound",
+			name:         "provider clock an hour behind, or an expired token: exp on the local clock",
 			c:            claims{iat: at(-time.Hour), exp: at(-time.Hour + 5*time.Minute)},
-			wantExpiry:   at(5*time.Minute - time.Second),
+			wantExpiry:   at(-time.Hour + 5*time.Minute),
 			wantLifetime: 5 * time.Minute,
 		},
 		{
@@ -99,17 +99,26 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-func TestParseOptions(t *testing.T) {
-	if got := parseOptions(nil); len(got) != 2 {
-		t.Errorf("parseOptions(nil) has %d options; want WithVerify(false), WithValidate(false)", len(got))
+func TestNewParser(t *testing.T) {
+	tests := []struct {
+		name                    string
+		user                    []jwt.ParseOption
+		wantParse, wantValidate int
+		wantStrict              bool
+	}{
+		{"none: insecure", nil, 2, 0, false},
+		{"nil options are dropped", []jwt.ParseOption{nil}, 2, 0, false},
+		{"no validators: validation off, last", []jwt.ParseOption{jwt.WithVerify(false), jwt.WithValidate(true)}, 3, 0, true},
+		{"validators: apart, with jwx's time checks reset", []jwt.ParseOption{jwt.WithVerify(false), jwt.WithIssuer("idp")}, 2, 2, true},
 	}
-	user := []jwt.ParseOption{jwt.WithVerify(false)}
-	if got := parseOptions(user); len(got) != 2 {
-		t.Errorf("parseOptions(no validation) has %d options; want WithValidate(false) prepended", len(got))
-	}
-	user = []jwt.ParseOption{jwt.WithVerify(false), jwt.WithIssuer("idp")}
-	if got := parseOptions(user); len(got) != 2 {
-		t.Errorf("parseOptions(with validation) has %d options; want the user's as they are", len(got))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newParser(tt.user)
+			if len(p.parse) != tt.wantParse || len(p.validate) != tt.wantValidate || p.strict != tt.wantStrict {
+				t.Errorf("newParser() = %d parse, %d validate options, strict %v; want %d, %d, %v",
+					len(p.parse), len(p.validate), p.strict, tt.wantParse, tt.wantValidate, tt.wantStrict)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,467 @@
+package jwtcache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	mrand "math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+)
+
+// tenants is a map token function that mints, for each key, a token whose
+// subject is the key, and counts the calls per key.
+type tenants struct {
+	clock *fakeClock
+	life  time.Duration
+	mu    sync.Mutex
+	// guards calls
+	calls map[string]int
+}
+
+func newTenants(clk *fakeClock, life time.Duration) *tenants {
+	return &tenants{clock: clk, life: life, calls: map[string]int{}}
+}
+
+func (p *tenants) token(_ context.Context, key string) (string, error) {
+	p.mu.Lock()
+	p.calls[key]++
+	p.mu.Unlock()
+	now := p.clock.Now().Truncate(time.Second)
+	return sign(panicTB{}, testKey, map[string]any{
+		jwt.SubjectKey:    key,
+		jwt.IssuedAtKey:   now,
+		jwt.ExpirationKey: now.Add(p.life),
+	}), nil
+}
+
+func (p *tenants) count(key string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[key]
+}
+
+// subjectOf returns the sub claim of a token minted by tenants.
+func subjectOf(tb testing.TB, raw string) string {
+	tb.Helper()
+	tok, err := jwt.ParseString(raw, jwt.WithVerify(false), jwt.WithValidate(false))
+	if err != nil {
+		tb.Fatalf("parse token: %v", err)
+	}
+	return tok.Subject()
+}
+
+func newTestMap(life time.Duration, opts ...jwtcache.MapOption) (*jwtcache.CacheMap, *tenants, *fakeClock) {
+	clk := newClock()
+	p := newTenants(clk, life)
+	base := []jwtcache.MapOption{
+		jwtcache.MapTokenFunction(p.token),
+		jwtcache.Clock(clk.Now),
+		jwtcache.Logger(nil),
+	}
+	return jwtcache.NewCacheMap(append(base, opts...)...), p, clk
+}
+
+func mustMapToken(t *testing.T, m *jwtcache.CacheMap, key string) string {
+	t.Helper()
+	tok, err := m.EnsureToken(context.Background(), key)
+	if err != nil {
+		t.Fatalf("EnsureToken(%q) error = %v", key, err)
+	}
+	return tok
+}
+
+func TestCacheMap_PerKey(t *testing.T) {
+	m, p, _ := newTestMap(time.Hour)
+	for range 3 {
+		for _, key := range []string{"tenant-a", "tenant-b"} {
+			if got := subjectOf(t, mustMapToken(t, m, key)); got != key {
+				t.Fatalf("EnsureToken(%q) returned a token for %q", key, got)
+			}
+		}
+	}
+	for _, key := range []string{"tenant-a", "tenant-b"} {
+		if got := p.count(key); got != 1 {
+			t.Errorf("fetches for %q = %d; want 1", key, got)
+		}
+	}
+	if got := m.Len(); got != 2 {
+		t.Errorf("Len() = %d; want 2", got)
+	}
+	tok, err := m.Token(context.Background(), "tenant-a")
+	if err != nil || tok.Expiry.IsZero() || subjectOf(t, tok.Value) != "tenant-a" {
+		t.Errorf("Token() = %+v, %v; want tenant-a's token with its expiry", tok, err)
+	}
+}
+
+func TestCacheMap_BadInput(t *testing.T) {
+	m, _, _ := newTestMap(time.Hour)
+	if _, err := m.EnsureToken(context.Background(), ""); !errors.Is(err, jwtcache.ErrEmptyKey) {
+		t.Errorf("EnsureToken(\"\") error = %v; want ErrEmptyKey", err)
+	}
+	if _, err := m.Token(context.Background(), ""); !errors.Is(err, jwtcache.ErrEmptyKey) {
+		t.Errorf("Token(\"\") error = %v; want ErrEmptyKey", err)
+	}
+	if got := m.Len(); got != 0 {
+		t.Errorf("Len() = %d after an empty key; want 0", got)
+	}
+	empty := jwtcache.NewCacheMap(jwtcache.MapName("x"), nil)
+	if _, err := empty.EnsureToken(context.Background(), "k"); !errors.Is(err, jwtcache.ErrNoTokenFunction) {
+		t.Errorf("EnsureToken() without a token function: error = %v; want ErrNoTokenFunction", err)
+	}
+	// A TokenFunction given to a map has no key to fetch for: it is ignored.
+	ignored := jwtcache.NewCacheMap(jwtcache.TokenFunction(func(context.Context) (string, error) { return "x", nil }))
+	if _, err := ignored.EnsureToken(context.Background(), "k"); !errors.Is(err, jwtcache.ErrNoTokenFunction) {
+		t.Errorf("EnsureToken() with only TokenFunction: error = %v; want ErrNoTokenFunction", err)
+	}
+	m.Invalidate("nope")
+	m.Delete("nope")
+	if m.InvalidateToken("nope", "x") {
+		t.Errorf("InvalidateToken() on an absent key = true")
+	}
+}
+
+// TestCacheMap_CacheOptions checks that Options given to the map configure
+// every key's Cache: here a headroom and refresh-ahead that keep a token for
+// its whole life, and a logger, which shows the map's name and the key.
+func TestCacheMap_CacheOptions(t *testing.T) {
+	logger, logs := newLogger()
+	m, p, clk := newTestMap(time.Minute,
+		jwtcache.Headroom(0), jwtcache.RefreshAhead(0), jwtcache.Logger(logger),
+		jwtcache.Name("ignored"), jwtcache.MapName("billing"))
+	for _, key := range []string{"a", "b"} {
+		first := mustMapToken(t, m, key)
+		clk.Advance(58 * time.Second)
+		if got := mustMapToken(t, m, key); got != first || p.count(key) != 1 {
+			t.Errorf("key %q: token refetched before expiry with no headroom", key)
+		}
+		clk.Advance(-58 * time.Second)
+	}
+	if !strings.Contains(logs.String(), "cache=billing key=a") {
+		t.Errorf("log records lack the map's name and key:\n%s", logs)
+	}
+}
+
+func TestCacheMap_InvalidateAndDelete(t *testing.T) {
+	m, p, _ := newTestMap(time.Hour)
+	a := mustMapToken(t, m, "a")
+	mustMapToken(t, m, "b")
+	if !m.InvalidateToken("a", a) || m.InvalidateToken("a", a) {
+		t.Errorf("InvalidateToken() twice = not (true, false)")
+	}
+	if got := mustMapToken(t, m, "a"); got == a || p.count("a") != 2 {
+		t.Errorf("after InvalidateToken, EnsureToken() did not fetch anew")
+	}
+	m.Invalidate("b")
+	mustMapToken(t, m, "b")
+	if got := p.count("b"); got != 2 {
+		t.Errorf("fetches for b after Invalidate = %d; want 2", got)
+	}
+	m.Delete("b")
+	if got := m.Len(); got != 1 {
+		t.Errorf("Len() after Delete = %d; want 1", got)
+	}
+	mustMapToken(t, m, "b")
+	if got := p.count("b"); got != 3 {
+		t.Errorf("fetches for b after Delete = %d; want 3", got)
+	}
+}
+
+// TestCacheMap_SlowTenant checks that a tenant whose token function hangs
+// does not delay another tenant, neither its first fetch nor its hits.
+func TestCacheMap_SlowTenant(t *testing.T) {
+	clk := newClock()
+	p := newTenants(clk, time.Hour)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	m := jwtcache.NewCacheMap(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.MapTokenFunction(func(ctx context.Context, key string) (string, error) {
+			if key == "slow" {
+				close(started)
+				<-release
+			}
+			return p.token(ctx, key)
+		}))
+	slowDone := make(chan error, 1)
+	go func() {
+		_, err := m.EnsureToken(context.Background(), "slow")
+		slowDone <- err
+	}()
+	<-started
+	// The slow tenant's fetch is still blocked: everything below would
+	// deadlock if tenant "fast" waited on it.
+	for range 1000 {
+		if got := subjectOf(t, mustMapToken(t, m, "fast")); got != "fast" {
+			t.Fatalf("EnsureToken(fast) returned a token for %q", got)
+		}
+	}
+	select {
+	case err := <-slowDone:
+		t.Fatalf("slow tenant finished before it was released: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-slowDone; err != nil {
+		t.Errorf("slow tenant error = %v", err)
+	}
+}
+
+// TestCacheMap_Isolation runs many goroutines over many keys, with eviction,
+// invalidation and deletion interleaved at random, and checks the owner of
+// every token returned.
+func TestCacheMap_Isolation(t *testing.T) {
+	m, p, clk := newTestMap(time.Minute, jwtcache.MaxKeys(16), jwtcache.IdleTimeout(30*time.Second))
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	for g := range 8 {
+		wg.Go(func() {
+			rng := mrand.New(mrand.NewPCG(uint64(g), 7))
+			for range 500 {
+				key := "tenant-" + strconv.Itoa(rng.IntN(40))
+				switch rng.IntN(20) {
+				case 0:
+					m.Delete(key)
+				case 1:
+					m.Invalidate(key)
+				case 2:
+					clk.Advance(time.Duration(rng.IntN(3000)) * time.Millisecond)
+				}
+				tok, err := m.EnsureToken(context.Background(), key)
+				if err != nil {
+					t.Errorf("EnsureToken(%q) error = %v", key, err)
+					return
+				}
+				if got := subjectOf(t, tok); got != key {
+					t.Errorf("EnsureToken(%q) returned a token for %q", key, got)
+					return
+				}
+				if rng.IntN(10) == 0 {
+					m.InvalidateToken(key, tok)
+				}
+				served.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := m.Len(); got > 16+8 {
+		t.Errorf("Len() = %d; want about MaxKeys(16)", got)
+	}
+	_ = p
+}
+
+func TestCacheMap_MaxKeys(t *testing.T) {
+	m, p, clk := newTestMap(time.Hour, jwtcache.MaxKeys(100))
+	for i := range 1000 {
+		clk.Advance(2 * time.Second) // so that last uses differ
+		mustMapToken(t, m, "hot")
+		mustMapToken(t, m, "k"+strconv.Itoa(i))
+		if got := m.Len(); got > 100 {
+			t.Fatalf("Len() = %d after %d keys; want at most 100", got, i+2)
+		}
+	}
+	if got := p.count("hot"); got != 1 {
+		t.Errorf("fetches for the hot key = %d; want 1 (never evicted)", got)
+	}
+	if got := p.count("k0"); got != 1 {
+		t.Fatalf("fetches for k0 = %d", got)
+	}
+	mustMapToken(t, m, "k0") // long evicted: fetched again
+	if got := p.count("k0"); got != 2 {
+		t.Errorf("fetches for evicted k0 = %d; want 2", got)
+	}
+}
+
+func TestCacheMap_IdleTimeout(t *testing.T) {
+	m, p, clk := newTestMap(time.Hour, jwtcache.IdleTimeout(10*time.Minute))
+	mustMapToken(t, m, "idle")
+	for range 20 { // "busy" is asked for every minute, "idle" never again
+		clk.Advance(time.Minute)
+		mustMapToken(t, m, "busy")
+	}
+	if got := m.Len(); got != 1 {
+		t.Errorf("Len() = %d; want 1 (the idle key dropped)", got)
+	}
+	mustMapToken(t, m, "idle")
+	if got, busy := p.count("idle"), p.count("busy"); got != 2 || busy != 1 {
+		t.Errorf("fetches: idle %d, busy %d; want 2 and 1", got, busy)
+	}
+}
+
+func TestCacheMap_Unbounded(t *testing.T) {
+	m, _, clk := newTestMap(time.Hour, jwtcache.MaxKeys(0), jwtcache.IdleTimeout(0))
+	for i := range 300 {
+		mustMapToken(t, m, "k"+strconv.Itoa(i))
+		clk.Advance(time.Hour / 2)
+	}
+	if got := m.Len(); got != 300 {
+		t.Errorf("Len() = %d; want 300 with no bounds", got)
+	}
+}
+
+// TestCacheMap_MemoryPerKey measures the heap a key costs beyond its token,
+// with 100,000 keys holding cached tokens. The figure is in the README.
+func TestCacheMap_MemoryPerKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 100,000 keys")
+	}
+	const keys = 100_000
+	clk := newClock()
+	// Every key gets the same pre-minted token, so that only the map's own
+	// memory is measured; the token's bytes are shared.
+	tok := mintAt(clk.Now(), time.Hour)
+	m := jwtcache.NewCacheMap(jwtcache.Clock(clk.Now), jwtcache.Logger(nil), jwtcache.MaxKeys(0),
+		jwtcache.MapTokenFunction(func(context.Context, string) (string, error) { return tok, nil }))
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) // a UUID's length
+	}
+	before := heapInUse()
+	for _, k := range names {
+		if _, err := m.EnsureToken(context.Background(), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := heapInUse()
+	perKey := float64(after-before) / keys
+	t.Logf("heap per idle key with a cached token (token bytes shared, key string excluded): %.0f bytes", perKey)
+	if perKey > 1024 {
+		t.Errorf("heap per key = %.0f bytes; want under 1 KiB", perKey)
+	}
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(names)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// Benchmarks: a hit through the map, on one key among n, single and parallel.
+
+func BenchmarkCacheMapHit(b *testing.B) {
+	for _, n := range []int{1, 1_000, 100_000} {
+		m, key := warmMap(b, n)
+		ctx := context.Background()
+		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.EnsureToken(ctx, key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("keys="+strconv.Itoa(n)+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := m.EnsureToken(ctx, key); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCacheMapHitSpread spreads hits over every key, so that most miss
+// the CPU caches: it measures memory latency as much as the map.
+func BenchmarkCacheMapHitSpread(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		m, _ := warmMap(b, n)
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = mapKey(i)
+		}
+		ctx := context.Background()
+		b.Run("keys="+strconv.Itoa(n)+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			var seed atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seed.Add(7919))
+				for pb.Next() {
+					i = (i + 7919) % n
+					if _, err := m.EnsureToken(ctx, keys[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func mapKey(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
+
+// warmMap returns an unbounded map holding n keys with cached tokens, and
+// one of them.
+func warmMap(b *testing.B, n int) (*jwtcache.CacheMap, string) {
+	b.Helper()
+	tok := mint(b, time.Now(), time.Hour)
+	m := jwtcache.NewCacheMap(jwtcache.MaxKeys(0), jwtcache.Logger(nil),
+		jwtcache.MapTokenFunction(func(context.Context, string) (string, error) { return tok, nil }))
+	for i := range n {
+		if _, err := m.EnsureToken(context.Background(), mapKey(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return m, mapKey(n / 2)
+}
+
+// BenchmarkMapLookup compares the two lock-free-read candidates for the key
+// lookup on a hot key among 100,000: sync.Map, which CacheMap uses, and a map
+// sharded 64 ways behind sync.RWMutexes, whose read lock is a shared write.
+func BenchmarkMapLookup(b *testing.B) {
+	const n = 100_000
+	var sm sync.Map
+	type shard struct {
+		mu sync.RWMutex
+		m  map[string]*int
+	}
+	shards := make([]shard, 64)
+	for i := range shards {
+		shards[i].m = map[string]*int{}
+	}
+	seed := maphash.MakeSeed()
+	for i := range n {
+		k, v := mapKey(i), new(int)
+		sm.Store(k, v)
+		shards[maphash.String(seed, k)%64].m[k] = v
+	}
+	key := mapKey(n / 2)
+	b.Run("sync.Map", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, ok := sm.Load(key); !ok {
+					b.Fatal("missing")
+				}
+			}
+		})
+	})
+	b.Run("sharded-RWMutex", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s := &shards[maphash.String(seed, key)%64]
+				s.mu.RLock()
+				_, ok := s.m[key]
+				s.mu.RUnlock()
+				if !ok {
+					b.Fatal("missing")
+				}
+			}
+		})
+	})
+}
