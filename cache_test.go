@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -112,16 +113,23 @@ func TestCache_Hit(t *testing.T) {
 }
 
 func TestCache_NoTokenFunction(t *testing.T) {
-	for name, c := range map[string]*jwtcache.Cache{
-		"NewCache":   jwtcache.NewCache(jwtcache.Name("x")),
-		"zero Cache": new(jwtcache.Cache),
-	} {
-		t.Run(name, func(t *testing.T) {
-			if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrNoTokenFunction) {
+	tests := []struct {
+		name  string
+		cache *jwtcache.Cache
+	}{
+		{"NewCache", jwtcache.NewCache(jwtcache.Name("x"), nil)},
+		{"zero Cache", new(jwtcache.Cache)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := tt.cache.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrNoTokenFunction) {
 				t.Errorf("EnsureToken() error = %v; want ErrNoTokenFunction", err)
 			}
-			c.Invalidate()
-			if c.InvalidateToken("x") {
+			if _, err := tt.cache.Token(context.Background()); !errors.Is(err, jwtcache.ErrNoTokenFunction) {
+				t.Errorf("Token() error = %v; want ErrNoTokenFunction", err)
+			}
+			tt.cache.Invalidate()
+			if tt.cache.InvalidateToken("x") {
 				t.Errorf("InvalidateToken() = true on an empty cache")
 			}
 		})
@@ -415,7 +423,7 @@ func TestCache_SignedTokenDefaultOptions(t *testing.T) {
 	var calls atomic.Int64
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) {
 		calls.Add(1)
-		return mint(t, time.Now(), time.Hour), nil
+		return mintAt(time.Now(), time.Hour), nil
 	}))
 	for range 3 {
 		tok, err := c.Token(context.Background())
@@ -445,10 +453,15 @@ func TestCache_Stampede(t *testing.T) {
 	var wg sync.WaitGroup
 	tokens := make([]string, callers)
 	errs := make([]error, callers)
+	var entered atomic.Int64
 	for i := range callers {
-		wg.Go(func() { tokens[i], errs[i] = c.EnsureToken(context.Background()) })
+		wg.Go(func() {
+			entered.Add(1)
+			tokens[i], errs[i] = c.EnsureToken(context.Background())
+		})
 	}
-	eventually(t, "the fetch to start", func() bool { return p.calls.Load() > 0 })
+	// Every caller is on its way in before the one fetch may finish.
+	eventually(t, "all callers to start", func() bool { return entered.Load() == callers && p.calls.Load() > 0 })
 	close(gate)
 	wg.Wait()
 	for i := range callers {
@@ -687,5 +700,119 @@ func TestCache_LogsFetch(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), tok) {
 		t.Errorf("log contains the token")
+	}
+}
+
+// TestCache_InvalidateDuringFetch checks that a fetch that began before an
+// invalidation does not put its token back in the cache.
+func TestCache_InvalidateDuringFetch(t *testing.T) {
+	c, p, clk := newTestCache(100 * time.Second)
+	first := mustToken(t, c)
+	gate := make(chan struct{})
+	p.setGate(gate)
+	clk.Advance(80 * time.Second) // the refresh window: a background fetch starts
+	mustToken(t, c)
+	eventually(t, "the background fetch to start", func() bool { return p.calls.Load() == 2 })
+	c.Invalidate() // say, the credentials were rotated
+	p.setGate(nil)
+	close(gate)
+	second := mustToken(t, c) // joins the fetch that began before Invalidate
+	third := mustToken(t, c)  // fetches anew
+	if second == first || third == second {
+		t.Errorf("tokens after Invalidate: same as before = %v, cached from the old fetch = %v", second == first, third == second)
+	}
+	if got := p.calls.Load(); got != 3 {
+		t.Errorf("token function calls = %d; want 3", got)
+	}
+}
+
+// TestCache_HungTokenFunction checks that a token function that ignores its
+// context is abandoned at the timeout, that no second call piles up behind it,
+// and that the cache recovers once it returns.
+func TestCache_HungTokenFunction(t *testing.T) {
+	clk := newClock()
+	release := make(chan struct{})
+	var calls, running atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.FetchTimeout(10*time.Millisecond), jwtcache.Backoff(time.Second, time.Second),
+		jwtcache.TokenFunction(func(context.Context) (string, error) {
+			calls.Add(1)
+			running.Add(1)
+			defer running.Add(-1)
+			<-release
+			return mintAt(clk.Now(), time.Hour), nil
+		}))
+	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("EnsureToken() error = %v; want the fetch timeout", err)
+	}
+	for range 5 {
+		clk.Advance(2 * time.Second) // past the backoff
+		if _, err := c.EnsureToken(context.Background()); err == nil {
+			t.Fatalf("EnsureToken() = nil error while the token function hangs")
+		}
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("token function calls while one hangs = %d; want 1", got)
+	}
+	close(release)
+	eventually(t, "the hung call to return", func() bool { return running.Load() == 0 })
+	clk.Advance(2 * time.Second)
+	mustToken(t, c)
+}
+
+func TestCache_ValidatingParseOptions(t *testing.T) {
+	clk := newClock()
+	tests := []struct {
+		name    string
+		claims  map[string]any
+		wantErr error
+	}{
+		{"issuer matches, provider clock an hour ahead", map[string]any{
+			jwt.IssuerKey: "idp", jwt.IssuedAtKey: clk.Now().Add(time.Hour), jwt.ExpirationKey: clk.Now().Add(2 * time.Hour)}, nil},
+		{"issuer differs", map[string]any{
+			jwt.IssuerKey: "impostor", jwt.IssuedAtKey: clk.Now(), jwt.ExpirationKey: clk.Now().Add(time.Hour)}, jwtcache.ErrUnparsable},
+		{"expired, issuer matches", map[string]any{
+			jwt.IssuerKey: "idp", jwt.ExpirationKey: clk.Now().Add(-time.Second)}, jwtcache.ErrExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := sign(t, testKey, tt.claims)
+			var calls atomic.Int64
+			c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+				jwtcache.ParseOptions(nil, jwt.WithKey(jwa.ES256, testKey.Public()), jwt.WithIssuer("idp")),
+				jwtcache.TokenFunction(func(context.Context) (string, error) { calls.Add(1); return tok, nil }))
+			for range 2 {
+				got, err := c.EnsureToken(context.Background())
+				if tt.wantErr == nil && (err != nil || got != tok) {
+					t.Fatalf("EnsureToken() = %q, %v; want the token", got, err)
+				}
+				if tt.wantErr != nil && (!errors.Is(err, tt.wantErr) || got != "") {
+					t.Fatalf("EnsureToken() = %q, %v; want %v", got, err, tt.wantErr)
+				}
+			}
+			if got := calls.Load(); got != 1 {
+				t.Errorf("token function calls = %d; want 1", got)
+			}
+		})
+	}
+}
+
+// TestCache_ParserErrorsRedacted checks that claim values jwx quotes in its
+// errors do not reach the cache's errors or logs.
+func TestCache_ParserErrorsRedacted(t *testing.T) {
+	const secret = "SECRETSECRETSECRET"
+	enc := base64.RawURLEncoding.EncodeToString
+	tok := enc([]byte(`{"alg":"ES256","typ":"JWT"}`)) + "." + enc([]byte(`{"exp":"`+secret+`"}`)) + "." + enc([]byte("sig"))
+	for _, reject := range []bool{false, true} {
+		logger, logs := newLogger()
+		c := jwtcache.NewCache(jwtcache.Logger(logger), jwtcache.RejectUnparsable(reject),
+			jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
+		_, err := c.EnsureToken(context.Background())
+		if (err != nil) != reject {
+			t.Fatalf("RejectUnparsable(%v): EnsureToken() error = %v", reject, err)
+		}
+		if (err != nil && strings.Contains(err.Error(), secret)) || strings.Contains(logs.String(), secret) {
+			t.Errorf("RejectUnparsable(%v): a claim value leaked: %v\n%s", reject, err, logs)
+		}
 	}
 }

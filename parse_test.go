@@ -1,6 +1,7 @@
 package jwtcache
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -128,6 +129,10 @@ func TestBackoff(t *testing.T) {
 		n      int
 		lo, hi time.Duration
 	}{{1, time.Second, time.Second}, {2, time.Second, 2 * time.Second}, {4, time.Second, 8 * time.Second}, {10, time.Second, 30 * time.Second}, {1000, time.Second, 30 * time.Second}}
+	huge := &Cache{cfg: newConfig([]Option{Backoff(time.Second, math.MaxInt64)})}
+	if d := huge.backoff(100); d < time.Second {
+		t.Errorf("backoff(100) with no practical ceiling = %v", d)
+	}
 	for _, tt := range tests {
 		for range 100 {
 			if d := c.backoff(tt.n); d < tt.lo || d > tt.hi {
