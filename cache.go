@@ -35,14 +35,21 @@ type Token struct {
 //
 // A token's expiry is read from its exp claim (see [ParseOptions] for
 // verification). When it also carries iat, the cache knows the token's
-// lifetime and that it was issued after the fetch started, so skew between
-// this host's clock and the provider's does not shorten or extend its use; see
-// [Headroom] and [RefreshAhead] for when it is refreshed. A token without exp,
-// or one that does not parse, is passed through to the caller uncached (with a
-// warning logged at most once a minute), unless [RejectUnparsable] is set.
+// lifetime and that it was issued after the fetch started, so a provider whose
+// clock runs ahead of this host's does not extend its use; a provider whose
+// clock lags costs the lag, and a token whose exp has passed on this host's
+// clock is expired. See [Headroom] and [RefreshAhead] for when a token is
+// refreshed. A token without exp is passed through to the caller uncached,
+// with a warning logged at most once a minute; so is one that does not parse,
+// unless [RejectUnparsable] or [ParseOptions] is set.
 //
-// A Cache needs no Close: it starts no goroutine but the fetch it is running.
-// The zero Cache has no token function; use [NewCache].
+// Hits read the monotonic clock, which on some systems stops while the machine
+// sleeps: after a suspend, a token may be served for as long as the machine
+// slept past its expiry, until the server rejects it and the caller drops it
+// with [Cache.InvalidateToken].
+//
+// A Cache needs no Close: it starts no goroutine but those of the fetch it is
+// running. The zero Cache has no token function; use [NewCache].
 type Cache struct {
 	// entry is the current state; it is replaced whole on every change.
 	entry atomic.Pointer[entry]
@@ -110,8 +117,11 @@ func NewCache(opts ...Option) *Cache {
 
 // EnsureToken returns a valid token, from the cache or, when there is none to
 // serve, from the token function. Errors from the token function come back
-// wrapped; while the cache backs off after one, they come wrapped in
-// [ErrBackoff]. When ctx ends first, it returns ctx.Err().
+// wrapped, as do [ErrEmptyToken], [ErrExpired], [ErrUnparsable] and [ErrPanic]
+// for what it returned; while the cache backs off after such an error, callers
+// without a live token get it wrapped in [ErrBackoff]. A cache without a token
+// function returns [ErrNoTokenFunction]. When ctx ends first, EnsureToken
+// returns ctx.Err().
 func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
 	if e := c.entry.Load(); e != nil && c.elapsed() < e.freshFor {
 		return e.token, nil

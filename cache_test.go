@@ -218,7 +218,7 @@ func TestCache_Lifecycle(t *testing.T) {
 func TestCache_ShortLifetime(t *testing.T) {
 	// A token that lives 4s, under the 10s headroom, is still served: its
 	// local expiry is 3s (a second off for iat's truncation), and the
-	// headroom is capped at half its lifetime, 2s.
+	// headroom is capped at half of that, 1.5s.
 	c, p, clk := newTestCache(4*time.Second, jwtcache.RefreshAhead(0))
 	first := mustToken(t, c)
 	for range 9 {

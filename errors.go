@@ -2,25 +2,25 @@ package jwtcache
 
 import "errors"
 
-// ErrNoTokenFunction is returned by [Cache.EnsureToken] when the cache was built
-// without a [TokenFunction].
+// ErrNoTokenFunction is returned by every call of a [Cache] built without a
+// [TokenFunction], or of a [CacheMap] built without a [MapTokenFunction].
 var ErrNoTokenFunction = errors.New("jwtcache: no token function")
 
 // ErrEmptyToken is returned when the token function returns an empty token and
 // a nil error.
 var ErrEmptyToken = errors.New("jwtcache: token function returned an empty token")
 
-// ErrUnparsable is returned, wrapping the parser's error, when the token
-// function returns a token that cannot be parsed (or, with [ParseOptions] that
-// verify signatures, cannot be verified) and [RejectUnparsable] is set.
+// ErrUnparsable is returned, with the parser's reason, when the token function
+// returns a token that cannot be parsed and [RejectUnparsable] is set, or one
+// that fails the verification or validation that [ParseOptions] ask for.
 var ErrUnparsable = errors.New("jwtcache: unparsable token")
 
 // ErrExpired is returned when the token function returns a token that has
 // already expired on arrival. Such a token is never handed out.
 var ErrExpired = errors.New("jwtcache: token expired on arrival")
 
-// ErrPanic is returned when the token function panics. The panic is recovered
-// and the cache stays usable.
+// ErrPanic is returned when the token function, or the parsing of what it
+// returned, panics. The panic is recovered and the cache stays usable.
 var ErrPanic = errors.New("jwtcache: token function panicked")
 
 // ErrBackoff is returned, wrapping the last fetch error, to callers that have no

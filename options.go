@@ -10,11 +10,13 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
-// TokenFunc fetches a new token from the identity provider. It is called by at
-// most one goroutine at a time per [Cache], on a context that carries the values
+// TokenFunc fetches a new token from the identity provider. A [Cache] has at
+// most one call of it running at a time, on a context that carries the values
 // of the caller that triggered the fetch but not its cancellation, bounded by
-// the [FetchTimeout]. It must return a fresh token on every call: a token
-// function that returns a token it cached itself defeats refresh-ahead.
+// the [FetchTimeout]. It should honour that context: a call that outlives the
+// timeout is abandoned, and no new call starts until it returns. It should
+// return a fresh token on every call: a token function that returns a token it
+// cached itself defeats refresh-ahead.
 type TokenFunc func(ctx context.Context) (string, error)
 
 // Option configures a [Cache]. Options are applied in order; a later option
@@ -113,22 +115,24 @@ func TokenFunction(f TokenFunc) Option {
 	return optionFunc(func(c *config) { c.tokenFunc = f })
 }
 
-// RejectUnparsable makes a token that cannot be parsed (or verified, see
-// [ParseOptions]) an error wrapping [ErrUnparsable], instead of a token that is
-// passed through to the caller uncached. The default is false.
+// RejectUnparsable makes a token that cannot be parsed (an opaque token, say)
+// an error wrapping [ErrUnparsable], instead of a token that is passed through
+// to the caller uncached. With [ParseOptions] set, such a token is an error
+// anyway. The default is false.
 func RejectUnparsable(reject bool) Option {
 	return optionFunc(func(c *config) { c.rejectUnparsable = reject })
 }
 
-// ParseOptions sets the options handed to [jwt.Parse], for example
-// jwt.WithKey or jwt.WithKeySet to verify signatures. With none, tokens are
-// parsed without verification, only to read their claims.
-//
-// The cache does its own expiry arithmetic, so jwx's claim validation is turned
-// off unless the options contain a [jwt.ValidateOption] (such as
-// jwt.WithIssuer or jwt.WithAudience); then jwx validates every claim, exp
-// included, and a jwt.WithAcceptableSkew belongs among the options. Options
-// without a key must include jwt.WithVerify(false). The default is none.
+// ParseOptions sets how fetched tokens are checked: options for [jwt.Parse]
+// such as jwt.WithKey or jwt.WithKeySet to verify signatures, and
+// [jwt.ValidateOption]s such as jwt.WithIssuer or jwt.WithAudience, which are
+// handed to [jwt.Validate]. Time claims are the cache's business: jwx's own
+// exp, iat and nbf checks are turned off (they fail on clock skew), and the
+// cache never hands out a token it finds expired. With options set, a token
+// that fails to parse, verify or validate is an error wrapping
+// [ErrUnparsable], whatever [RejectUnparsable] says. Options without a key
+// must include jwt.WithVerify(false); nil options are ignored. The default is
+// none: tokens are parsed without verification, only to read their claims.
 func ParseOptions(opts ...jwt.ParseOption) Option {
 	return optionFunc(func(c *config) { c.parseOptions = opts })
 }
@@ -144,8 +148,9 @@ func Logger(l *slog.Logger) Option {
 // Headroom sets how long before its expiry a token stops being served as is:
 // once less than this remains, a caller waits for a fresh token instead (and
 // gets the old one if that fetch fails, for as long as the old one lives). The
-// headroom is capped at half the token's lifetime, so a token that lives less
-// than twice the headroom is still served for the first half of its life.
+// headroom is capped at half the life the token has left from the fetch's
+// start, so a token that lives less than twice the headroom is still served
+// for the first half of that.
 // A negative headroom is taken as zero. The default is 10 seconds.
 func Headroom(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.headroom = d })
@@ -183,10 +188,11 @@ func FetchTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.fetchTimeout = d })
 }
 
-// Clock replaces the wall clock, for tests. With a clock set, every expiry is
-// computed and checked against what now returns; now must be safe for
+// Clock replaces the system clock, for tests. With a clock set, every expiry
+// is computed and checked against what now returns; now must be safe for
 // concurrent use. A nil now restores the default. The default reads the
-// monotonic clock on every hit and the wall clock only when a token arrives.
+// monotonic clock on every hit, and the wall clock only to read a token's exp
+// when it arrives.
 func Clock(now func() time.Time) Option {
 	return optionFunc(func(c *config) { c.clock = now })
 }
