@@ -149,3 +149,31 @@ func ExampleCache_InvalidateToken() {
 	// false
 	// new token: true issued: 2
 }
+
+// One cache per tenant: each key gets its own token, fetched on first use and
+// refreshed on its own schedule. Options given to the map configure every
+// tenant's cache.
+func ExampleNewCacheMap() {
+	issued := map[string]int{}
+	idp := newIdentityProvider()
+	tenants := jwtcache.NewCacheMap(
+		jwtcache.MapName("tenants"),
+		jwtcache.MapTokenFunction(func(ctx context.Context, tenant string) (string, error) {
+			// Ask tenant's realm for a token: here, the stand-in provider.
+			issued[tenant]++
+			return idp.clientCredentials(ctx)
+		}),
+		jwtcache.MaxKeys(1000),            // the least recently used go first
+		jwtcache.IdleTimeout(time.Hour),   // tenants not seen for an hour go
+		jwtcache.Headroom(30*time.Second), // an Option: applies to every tenant
+	)
+
+	for _, tenant := range []string{"acme", "globex", "acme", "acme"} {
+		if _, err := tenants.EnsureToken(context.Background(), tenant); err != nil {
+			fmt.Println("no token:", err)
+			return
+		}
+	}
+	fmt.Println("tenants:", tenants.Len(), "tokens for acme:", issued["acme"], "for globex:", issued["globex"])
+	// Output: tenants: 2 tokens for acme: 1 for globex: 1
+}
