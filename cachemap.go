@@ -3,6 +3,7 @@ package jwtcache
 import (
 	"cmp"
 	"context"
+	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,11 +28,8 @@ type MapTokenFunc func(ctx context.Context, key string) (string, error)
 // no Close: it does its housekeeping on its callers' goroutines, a little at a
 // time.
 type CacheMap struct {
-	// slots maps a key to its *slot. sync.Map rather than a sharded map with
-	// locks: its reads take no lock, so parallel hits on one hot key do not
-	// contend on a lock word (see BenchmarkMapLookup in cachemap_test.go).
-	slots sync.Map
-	n     atomic.Int64 // len(slots)
+	slots keyMap
+	n     atomic.Int64 // how many keys slots holds
 
 	lastSweep atomic.Int64 // time since epoch of the last idle sweep
 	sweeping  atomic.Bool  // an eviction pass runs
@@ -131,8 +129,7 @@ func NewCacheMap(opts ...MapOption) *CacheMap {
 // EnsureToken returns a valid token for key, as [Cache.EnsureToken] does. An
 // empty key is an error wrapping [ErrEmptyKey].
 func (m *CacheMap) EnsureToken(ctx context.Context, key string) (string, error) {
-	if v, ok := m.slots.Load(key); ok {
-		s := v.(*slot)
+	if s, ok := m.slots.load(key); ok {
 		tok, now, ok := s.cache.hit()
 		m.touch(s, now)
 		if ok {
@@ -148,8 +145,7 @@ func (m *CacheMap) EnsureToken(ctx context.Context, key string) (string, error) 
 // Token is [CacheMap.EnsureToken] for callers that also need the token's
 // expiry.
 func (m *CacheMap) Token(ctx context.Context, key string) (Token, error) {
-	if v, ok := m.slots.Load(key); ok {
-		s := v.(*slot)
+	if s, ok := m.slots.load(key); ok {
 		_, now, _ := s.cache.hit()
 		m.touch(s, now)
 		return s.cache.Token(ctx)
@@ -160,16 +156,16 @@ func (m *CacheMap) Token(ctx context.Context, key string) (Token, error) {
 // Invalidate drops key's cached token, as [Cache.Invalidate] does. The key
 // stays in the map.
 func (m *CacheMap) Invalidate(key string) {
-	if s, ok := m.slots.Load(key); ok {
-		s.(*slot).cache.Invalidate()
+	if s, ok := m.slots.load(key); ok {
+		s.cache.Invalidate()
 	}
 }
 
 // InvalidateToken drops key's cached token only if it is token, and reports
 // whether it did, as [Cache.InvalidateToken] does.
 func (m *CacheMap) InvalidateToken(key, token string) bool {
-	if s, ok := m.slots.Load(key); ok {
-		return s.(*slot).cache.InvalidateToken(token)
+	if s, ok := m.slots.load(key); ok {
+		return s.cache.InvalidateToken(token)
 	}
 	return false
 }
@@ -177,8 +173,8 @@ func (m *CacheMap) InvalidateToken(key, token string) bool {
 // Delete drops key and its token from the map. A fetch in flight for it still
 // serves its callers.
 func (m *CacheMap) Delete(key string) {
-	if s, ok := m.slots.Load(key); ok {
-		m.drop(key, s.(*slot))
+	if s, ok := m.slots.load(key); ok {
+		m.drop([]candidate{{key: key, s: s}})
 	}
 }
 
@@ -197,8 +193,8 @@ func (m *CacheMap) miss(ctx context.Context, key string) (Token, error) {
 	s := &slot{cache: m.newCache(key)}
 	now := s.cache.elapsed()
 	s.seen.Store(int64(now))
-	if v, loaded := m.slots.LoadOrStore(key, s); loaded {
-		s = v.(*slot)
+	if got, loaded := m.slots.loadOrStore(key, s); loaded {
+		s = got
 	} else if n := m.n.Add(1); m.cfg.maxKeys > 0 && n > int64(m.cfg.maxKeys) {
 		m.evictOldest()
 	}
@@ -268,22 +264,169 @@ func (m *CacheMap) evict(pick func(all []candidate) []candidate) {
 		return
 	}
 	defer m.sweeping.Store(false)
-	all := make([]candidate, 0, m.n.Load())
-	m.slots.Range(func(k, v any) bool {
-		s := v.(*slot)
-		all = append(all, candidate{key: k.(string), s: s, seen: s.seen.Load()})
-		return true
-	})
-	for _, c := range pick(all) {
-		if c.s.seen.Load() == c.seen {
-			m.drop(c.key, c.s)
+	picked := pick(m.slots.all())
+	m.drop(slices.DeleteFunc(picked, func(c candidate) bool { return c.s.seen.Load() != c.seen }))
+}
+
+// drop removes the candidates' slots, each only if it is still the key's.
+func (m *CacheMap) drop(cs []candidate) {
+	m.n.Add(-int64(m.slots.deleteAll(cs)))
+}
+
+// keyMap maps keys to slots. Its reads take no lock and write nothing: each
+// shard publishes an immutable hash table through an atomic pointer, and a
+// write copies its shard's table under the shard's lock. So a read costs one
+// hash and a probe or two, whatever the number of keys, and parallel reads of
+// one hot key share cache lines without contending for them; a write costs a
+// copy of one shard, a 256th of the keys. BenchmarkKeyMap compares it with
+// sync.Map and with Go maps sharded behind sync.RWMutexes, whose read lock is a
+// shared write.
+type keyMap struct {
+	shards [keyShards]keyShard
+}
+
+// keyShard is one shard of a keyMap.
+type keyShard struct {
+	mu sync.Mutex // serializes the writers of t
+	// t is never modified after it is published; nil means empty.
+	t atomic.Pointer[keyTable]
+}
+
+// keyTable is an open-addressing hash table with linear probing. Its length
+// is a power of two, and it is at most three quarters full, so every probe
+// ends at an empty entry.
+type keyTable struct {
+	entries []keyEntry
+	n       int // entries in use
+}
+
+// keyEntry is an entry of a keyTable; hash 0 marks it empty.
+type keyEntry struct {
+	hash uint64
+	key  string
+	slot *slot
+}
+
+// keyShards is how many shards a keyMap has.
+const keyShards = 256
+
+// keySeed seeds the hash of every keyMap.
+var keySeed = maphash.MakeSeed()
+
+// hashKey returns key's hash: its low byte picks the shard, the rest the
+// table entry. It is never 0.
+func hashKey(key string) uint64 {
+	return maphash.String(keySeed, key) | 1<<63
+}
+
+// load returns key's slot.
+func (km *keyMap) load(key string) (*slot, bool) {
+	h := hashKey(key)
+	t := km.shards[h%keyShards].t.Load()
+	if t == nil {
+		return nil, false
+	}
+	mask := uint64(len(t.entries) - 1)
+	for i := h >> 8 & mask; ; i = (i + 1) & mask {
+		e := &t.entries[i]
+		if e.hash == h && e.key == key {
+			return e.slot, true
+		}
+		if e.hash == 0 {
+			return nil, false
 		}
 	}
 }
 
-// drop removes key's slot if it is still s.
-func (m *CacheMap) drop(key string, s *slot) {
-	if m.slots.CompareAndDelete(key, s) {
-		m.n.Add(-1)
+// loadOrStore returns key's slot if it has one, or stores s as its slot.
+func (km *keyMap) loadOrStore(key string, s *slot) (actual *slot, loaded bool) {
+	h := hashKey(key)
+	sh := &km.shards[h%keyShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur := sh.t.Load()
+	if cur != nil {
+		if got, ok := km.load(key); ok {
+			return got, true
+		}
 	}
+	next := rebuild(cur, cur.len()+1, nil)
+	next.put(keyEntry{hash: h, key: key, slot: s})
+	sh.t.Store(next)
+	return s, false
+}
+
+// deleteAll deletes each candidate's key whose slot is still the candidate's,
+// copying each shard once, and returns how many it deleted.
+func (km *keyMap) deleteAll(cs []candidate) int {
+	byShard := map[*keyShard]map[string]*slot{}
+	for _, c := range cs {
+		sh := &km.shards[hashKey(c.key)%keyShards]
+		if byShard[sh] == nil {
+			byShard[sh] = map[string]*slot{}
+		}
+		byShard[sh][c.key] = c.s
+	}
+	deleted := 0
+	for sh, drop := range byShard {
+		sh.mu.Lock()
+		cur := sh.t.Load()
+		next := rebuild(cur, cur.len(), func(e *keyEntry) bool { return drop[e.key] == e.slot })
+		deleted += cur.len() - next.n
+		sh.t.Store(next)
+		sh.mu.Unlock()
+	}
+	return deleted
+}
+
+// all returns every key with its slot and its slot's stamp.
+func (km *keyMap) all() []candidate {
+	var all []candidate
+	for i := range km.shards {
+		if t := km.shards[i].t.Load(); t != nil {
+			for _, e := range t.entries {
+				if e.hash != 0 {
+					all = append(all, candidate{key: e.key, s: e.slot, seen: e.slot.seen.Load()})
+				}
+			}
+		}
+	}
+	return all
+}
+
+// rebuild returns a new table sized for n entries holding t's entries but
+// those skip reports (skip may be nil).
+func rebuild(t *keyTable, n int, skip func(*keyEntry) bool) *keyTable {
+	size := 8
+	for size*3 < n*4 {
+		size *= 2
+	}
+	next := &keyTable{entries: make([]keyEntry, size)}
+	if t != nil {
+		for i := range t.entries {
+			if e := &t.entries[i]; e.hash != 0 && (skip == nil || !skip(e)) {
+				next.put(*e)
+			}
+		}
+	}
+	return next
+}
+
+// put adds e to a table being built, which has room for it.
+func (t *keyTable) put(e keyEntry) {
+	mask := uint64(len(t.entries) - 1)
+	i := e.hash >> 8 & mask
+	for t.entries[i].hash != 0 {
+		i = (i + 1) & mask
+	}
+	t.entries[i] = e
+	t.n++
+}
+
+// len returns how many entries t holds; t may be nil.
+func (t *keyTable) len() int {
+	if t == nil {
+		return 0
+	}
+	return t.n
 }

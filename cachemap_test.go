@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	mrand "math/rand/v2"
 	"runtime"
 	"strconv"
@@ -417,51 +416,4 @@ func warmMap(b *testing.B, n int) (*jwtcache.CacheMap, string) {
 		}
 	}
 	return m, mapKey(n / 2)
-}
-
-// BenchmarkMapLookup compares the two lock-free-read candidates for the key
-// lookup on a hot key among 100,000: sync.Map, which CacheMap uses, and a map
-// sharded 64 ways behind sync.RWMutexes, whose read lock is a shared write.
-func BenchmarkMapLookup(b *testing.B) {
-	const n = 100_000
-	var sm sync.Map
-	type shard struct {
-		mu sync.RWMutex
-		m  map[string]*int
-	}
-	shards := make([]shard, 64)
-	for i := range shards {
-		shards[i].m = map[string]*int{}
-	}
-	seed := maphash.MakeSeed()
-	for i := range n {
-		k, v := mapKey(i), new(int)
-		sm.Store(k, v)
-		shards[maphash.String(seed, k)%64].m[k] = v
-	}
-	key := mapKey(n / 2)
-	b.Run("sync.Map", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, ok := sm.Load(key); !ok {
-					b.Fatal("missing")
-				}
-			}
-		})
-	})
-	b.Run("sharded-RWMutex", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				s := &shards[maphash.String(seed, key)%64]
-				s.mu.RLock()
-				_, ok := s.m[key]
-				s.mu.RUnlock()
-				if !ok {
-					b.Fatal("missing")
-				}
-			}
-		})
-	})
 }
