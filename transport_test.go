@@ -1,0 +1,302 @@
+package jwtcache_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+)
+
+// recorder is a test server that records the Authorization header of every
+// request, and answers 401 to tokens in its revoked set.
+type recorder struct {
+	*httptest.Server
+	mu sync.Mutex
+	// guards auth, revoked and bodies
+	auth    []string
+	revoked map[string]bool
+	bodies  []string
+}
+
+func newRecorder(t *testing.T, handler http.HandlerFunc) *recorder {
+	t.Helper()
+	r := &recorder{revoked: map[string]bool{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		h := req.Header.Get("Authorization")
+		r.mu.Lock()
+		r.auth = append(r.auth, h)
+		r.bodies = append(r.bodies, string(body))
+		revoked := r.revoked[strings.TrimPrefix(h, "Bearer ")]
+		r.mu.Unlock()
+		if revoked {
+			http.Error(w, "token revoked", http.StatusUnauthorized)
+			return
+		}
+		if handler != nil {
+			handler(w, req)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *recorder) seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.auth...)
+}
+
+func (r *recorder) revoke(tok string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revoked[tok] = true
+}
+
+// countingCache returns a cache of real hour-long tokens and its fetch count.
+func countingCache(t *testing.T) (*jwtcache.Cache, *atomic.Int64) {
+	var calls atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) {
+		calls.Add(1)
+		return mintAt(time.Now(), time.Hour), nil
+	}))
+	return c, &calls
+}
+
+func get(t *testing.T, client *http.Client, url string) *http.Response {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestTransport_InjectsBearerOnAClone(t *testing.T) {
+	srv := newRecorder(t, nil)
+	c, _ := countingCache(t)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tok, _ := c.EnsureToken(context.Background())
+	if got := srv.seen(); len(got) != 1 || got[0] != "Bearer "+tok {
+		t.Errorf("server saw Authorization %q; want the cached token", got)
+	}
+	if got := req.Header.Get("Authorization"); got != "" {
+		t.Errorf("caller's request was modified: Authorization = %q", got)
+	}
+}
+
+func TestTransport_KeepsCallersAuthorization(t *testing.T) {
+	srv := newRecorder(t, nil)
+	c, calls := countingCache(t)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := srv.seen(); got[0] != "Basic dXNlcjpwYXNz" || calls.Load() != 0 {
+		t.Errorf("server saw %q, fetches %d; want the caller's header and no fetch", got, calls.Load())
+	}
+}
+
+// trackedBody records whether it was closed.
+type trackedBody struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (b *trackedBody) Close() error { b.closed.Store(true); return nil }
+
+func TestTransport_TokenErrorSendsNothing(t *testing.T) {
+	srv := newRecorder(t, nil)
+	idpDown := errors.New("idp down")
+	c := jwtcache.NewCache(jwtcache.Logger(nil),
+		jwtcache.TokenFunction(func(context.Context) (string, error) { return "", idpDown }))
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+	body := &trackedBody{Reader: strings.NewReader("payload")}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, body)
+	_, err := client.Do(req)
+	if !errors.Is(err, idpDown) {
+		t.Errorf("Do() error = %v; want the token function's error", err)
+	}
+	if got := srv.seen(); len(got) != 0 {
+		t.Errorf("server received %d requests; want none", len(got))
+	}
+	if !body.closed.Load() {
+		t.Errorf("request body not closed")
+	}
+}
+
+func TestTransport_Hosts(t *testing.T) {
+	api := newRecorder(t, nil)
+	other := newRecorder(t, nil)
+	c, _ := countingCache(t)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil, jwtcache.Hosts(strings.TrimPrefix(api.URL, "http://")))}
+	get(t, client, api.URL)
+	get(t, client, other.URL)
+	if got := api.seen(); !strings.HasPrefix(got[0], "Bearer ") {
+		t.Errorf("listed host got Authorization %q; want a bearer token", got[0])
+	}
+	if got := other.seen(); got[0] != "" {
+		t.Errorf("unlisted host got Authorization %q; want none", got[0])
+	}
+}
+
+func TestTransport_Redirects(t *testing.T) {
+	elsewhere := newRecorder(t, nil)
+	var api *recorder
+	api = newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, elsewhere.URL+"/landing", http.StatusFound)
+		case "/here":
+			http.Redirect(w, r, api.URL+"/landing", http.StatusFound)
+		default:
+			io.WriteString(w, "ok")
+		}
+	})
+	c, _ := countingCache(t)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+
+	get(t, client, api.URL+"/away")
+	if got := elsewhere.seen(); len(got) != 1 || got[0] != "" {
+		t.Errorf("redirect target on another host got Authorization %q; want none", got)
+	}
+	get(t, client, api.URL+"/here")
+	if got := api.seen(); len(got) != 3 || !strings.HasPrefix(got[2], "Bearer ") {
+		t.Errorf("redirect on the same host: Authorization %q; want the token kept", got)
+	}
+}
+
+func TestTransport_RetriesOnceOn401(t *testing.T) {
+	srv := newRecorder(t, nil)
+	c, calls := countingCache(t)
+	first, _ := c.EnsureToken(context.Background())
+	srv.revoke(first)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+
+	resp, err := client.Post(srv.URL, "text/plain", bytes.NewReader([]byte("payload")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status = %d; want 200 after a retry with a fresh token", resp.StatusCode)
+	}
+	seen := srv.seen()
+	if len(seen) != 2 || seen[0] != "Bearer "+first || seen[1] == seen[0] {
+		t.Errorf("server saw %q; want the revoked token, then a fresh one", seen)
+	}
+	if srv.bodies[1] != "payload" {
+		t.Errorf("retried body = %q; want it replayed", srv.bodies[1])
+	}
+	if got := calls.Load(); got != 2 {
+		t.Errorf("fetches = %d; want 2", got)
+	}
+}
+
+func TestTransport_BurstOf401sCausesOneFetch(t *testing.T) {
+	srv := newRecorder(t, nil)
+	c, calls := countingCache(t)
+	first, _ := c.EnsureToken(context.Background())
+	srv.revoke(first)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+	// Every request is sent with the first token before any 401 comes back.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if resp := get(t, client, srv.URL); resp.StatusCode != http.StatusOK {
+				t.Errorf("status = %d; want 200", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	if got := calls.Load(); got != 2 {
+		t.Errorf("fetches = %d; want 2 (the first token, and one replacement)", got)
+	}
+}
+
+func TestTransport_NoRetry(t *testing.T) {
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "never", http.StatusUnauthorized)
+	})
+	c, calls := countingCache(t)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+
+	// A server that rejects every token: one retry, never a loop.
+	if resp := get(t, client, srv.URL); resp.StatusCode != http.StatusUnauthorized || len(srv.seen()) != 2 {
+		t.Errorf("status %d after %d requests; want 401 after 2", resp.StatusCode, len(srv.seen()))
+	}
+	// A body that cannot be replayed: no retry, but the token is dropped.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, io.NopCloser(strings.NewReader("once")))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := len(srv.seen()); got != 3 {
+		t.Errorf("requests = %d; want 3 (no retry of an unreplayable body)", got)
+	}
+	before := calls.Load()
+	get(t, client, srv.URL)
+	if got := calls.Load(); got <= before {
+		t.Errorf("no fetch after a rejected token was dropped")
+	}
+}
+
+type tenantKey struct{}
+
+func TestMapTransport(t *testing.T) {
+	srv := newRecorder(t, nil)
+	m, p, _ := newTestMap(time.Hour)
+	key := func(r *http.Request) (string, error) {
+		if k, ok := r.Context().Value(tenantKey{}).(string); ok {
+			return k, nil
+		}
+		return "", errors.New("no tenant in context")
+	}
+	client := &http.Client{Transport: jwtcache.NewMapTransport(m, key, nil)}
+	for _, tenant := range []string{"acme", "globex", "acme"} {
+		ctx := context.WithValue(context.Background(), tenantKey{}, tenant)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		seen := srv.seen()
+		if got := subjectOf(t, strings.TrimPrefix(seen[len(seen)-1], "Bearer ")); got != tenant {
+			t.Errorf("request for %q carried %q's token", tenant, got)
+		}
+	}
+	if p.count("acme") != 1 || p.count("globex") != 1 {
+		t.Errorf("fetches: acme %d, globex %d; want 1 each", p.count("acme"), p.count("globex"))
+	}
+	if _, err := client.Get(srv.URL); err == nil || !strings.Contains(err.Error(), "no tenant") {
+		t.Errorf("request without a tenant: error = %v; want the key function's", err)
+	}
+	if got := len(srv.seen()); got != 3 {
+		t.Errorf("requests = %d; want 3 (none without a tenant)", got)
+	}
+}
