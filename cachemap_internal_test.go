@@ -2,6 +2,8 @@ package jwtcache
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -80,7 +82,87 @@ func TestKeyMap(t *testing.T) {
 	if n := km.deleteAll([]candidate{{key: "k", s: a}, {key: "absent", s: a}}); n != 1 {
 		t.Errorf("deleteAll() = %d; want 1", n)
 	}
-	if _, ok := km.load("k"); ok || len(km.all()) != 0 {
+	if _, ok := km.load("k"); ok || len(km.all(0)) != 0 {
 		t.Errorf("key still present after deleteAll")
 	}
+}
+
+// TestKeyMap_Random runs random inserts and deletes against a reference map,
+// across enough keys to grow tables and wrap probes.
+func TestKeyMap_Random(t *testing.T) {
+	var km keyMap
+	ref := map[string]*slot{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 20000 {
+		k := "k" + strconv.Itoa(rng.IntN(3000))
+		switch {
+		case rng.IntN(4) == 0:
+			if s, ok := ref[k]; ok {
+				if n := km.deleteAll([]candidate{{key: k, s: s}}); n != 1 {
+					t.Fatalf("step %d: deleteAll(%q) = %d; want 1", i, k, n)
+				}
+				delete(ref, k)
+			}
+		default:
+			s := &slot{}
+			got, loaded := km.loadOrStore(k, s)
+			if want, ok := ref[k]; ok != loaded || (ok && got != want) {
+				t.Fatalf("step %d: loadOrStore(%q) = %p, %v; want %p, %v", i, k, got, loaded, want, ok)
+			}
+			if !loaded {
+				ref[k] = s
+			}
+		}
+	}
+	for k, want := range ref {
+		if got, ok := km.load(k); !ok || got != want {
+			t.Fatalf("load(%q) = %p, %v; want %p", k, got, ok, want)
+		}
+	}
+	if got := len(km.all(0)); got != len(ref) {
+		t.Errorf("all() has %d keys; want %d", got, len(ref))
+	}
+}
+
+// TestKeyMap_Concurrent has readers look up keys that are never deleted while
+// writers insert and delete others; run it with -race.
+func TestKeyMap_Concurrent(t *testing.T) {
+	var km keyMap
+	stable := map[string]*slot{}
+	for i := range 500 {
+		k := "stable" + strconv.Itoa(i)
+		stable[k] = &slot{}
+		km.loadOrStore(k, stable[k])
+	}
+	var writers, readers sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 2 {
+		writers.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("churn%d-%d", w, i%300)
+				s, _ := km.loadOrStore(k, &slot{})
+				km.deleteAll([]candidate{{key: k, s: s}})
+			}
+		})
+	}
+	for range 4 {
+		readers.Go(func() {
+			for range 20 {
+				for k, want := range stable {
+					if got, ok := km.load(k); !ok || got != want {
+						t.Errorf("load(%q) = %p, %v; want %p", k, got, ok, want)
+						return
+					}
+				}
+			}
+		})
+	}
+	readers.Wait()
+	close(stop)
+	writers.Wait()
 }

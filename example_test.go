@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -154,13 +155,16 @@ func ExampleCache_InvalidateToken() {
 // refreshed on its own schedule. Options given to the map configure every
 // tenant's cache.
 func ExampleNewCacheMap() {
+	var mu sync.Mutex // tenants' fetches may run at the same time
 	issued := map[string]int{}
 	idp := newIdentityProvider()
 	tenants := jwtcache.NewCacheMap(
 		jwtcache.MapName("tenants"),
 		jwtcache.MapTokenFunction(func(ctx context.Context, tenant string) (string, error) {
-			// Ask tenant's realm for a token: here, the stand-in provider.
+			mu.Lock()
 			issued[tenant]++
+			mu.Unlock()
+			// Ask the tenant's realm for a token: here, the stand-in provider.
 			return idp.clientCredentials(ctx)
 		}),
 		jwtcache.MaxKeys(1000),            // the least recently used go first

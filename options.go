@@ -2,7 +2,6 @@ package jwtcache
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"math"
 	"time"
@@ -65,6 +64,10 @@ type config struct {
 	epoch time.Time // shared, so that the map can read the keys' clock
 }
 
+// discard is the logger of a cache given a nil Logger; shared, so that the
+// keys of a CacheMap do not each build one.
+var discard = slog.New(slog.DiscardHandler)
+
 // newConfig applies opts over the defaults, then clamps what is out of range,
 // as each option's doc comment says.
 func newConfig(opts []Option) config {
@@ -83,7 +86,7 @@ func newConfig(opts []Option) config {
 		}
 	}
 	if c.logger == nil {
-		c.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.logger = discard
 	}
 	c.headroom = max(c.headroom, 0)
 	switch {
