@@ -7,7 +7,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,4 +184,31 @@ func ExampleNewCacheMap() {
 	}
 	fmt.Println("tenants:", tenants.Len(), "tokens for acme:", issued["acme"], "for globex:", issued["globex"])
 	// Output: tenants: 2 tokens for acme: 1 for globex: 1
+}
+
+// An HTTP client whose requests carry the cached token, to the API's host only.
+// A 401 from the API drops the rejected token and retries once with a fresh one.
+func ExampleNewTransport() {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "authorization:", strings.Fields(r.Header.Get("Authorization"))[0])
+	}))
+	defer api.Close()
+
+	idp := newIdentityProvider()
+	cache := jwtcache.NewCache(jwtcache.TokenFunction(idp.clientCredentials))
+	client := &http.Client{
+		Transport: jwtcache.NewTransport(cache, http.DefaultTransport,
+			jwtcache.Hosts(strings.TrimPrefix(api.URL, "http://"))),
+		Timeout: 10 * time.Second,
+	}
+
+	resp, err := client.Get(api.URL + "/invoices")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(string(body))
+	// Output: authorization: Bearer
 }
