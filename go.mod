@@ -4,6 +4,7 @@ go 1.25.0
 
 require (
 	github.com/lestrrat-go/jwx/v2 v2.1.7
+	golang.org/x/oauth2 v0.36.0
 	golang.org/x/sync v0.22.0
 )
 

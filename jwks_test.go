@@ -179,8 +179,9 @@ func TestJWKS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	es := signWith(t, jwa.ES256, testKey, "k1")
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.ParseOptions(both),
-		jwtcache.TokenFunction(func(context.Context) (string, error) { return signWith(t, jwa.ES256, testKey, "k1"), nil }))
+		jwtcache.TokenFunction(func(context.Context) (string, error) { return es, nil }))
 	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrUnparsable) {
 		t.Errorf("ES256 token under an RSA kid: error = %v; want ErrUnparsable", err)
 	}
