@@ -7,12 +7,23 @@ STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Every module in the repository: the core at the root, integrations nested.
 MODULES       := $(sort $(dir $(shell git ls-files '*go.mod' 2>/dev/null || echo go.mod)))
 
-.PHONY: all test vet fmt-check unit bench-smoke demo-smoke demo bench lint
+# The real OAuth2 server (oauth2-mock-server, from npm) the integration tests run.
+IDP_DIR       := jwtoauth2/testdata/idp
+
+.PHONY: all test vet fmt-check unit bench-smoke demo-smoke demo bench lint idp-deps
 
 all: test
 
 ## test: gofmt, vet, race-enabled tests (with examples), a benchmark smoke run and the demo.
-test: fmt-check vet unit bench-smoke demo-smoke
+test: fmt-check vet idp-deps unit bench-smoke demo-smoke
+
+# npm packages for the integration tests, installed from the lock file when
+# missing. Without node, the integration tests skip, except under CI=true.
+idp-deps:
+	@if [ -d $(IDP_DIR)/node_modules/oauth2-mock-server ]; then :; \
+	elif command -v npm >/dev/null; then (cd $(IDP_DIR) && npm ci --no-audit --no-fund --loglevel=error); \
+	elif [ "$$CI" = true ]; then echo "node and npm are needed: apt-get install -y nodejs npm" >&2; exit 1; \
+	else echo "node/npm not found: the integration tests will skip (apt-get install -y nodejs npm)"; fi
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -50,7 +50,7 @@ func newJWT(life time.Duration) string {
 }
 
 // tokenEndpoint is a client-credentials token endpoint on 127.0.0.1 that
-// counts the tokens it issues.
+// counts the tokens it issues. With a nil t, the caller closes it.
 func tokenEndpoint(t testing.TB, tokenType string) (*httptest.Server, *atomic.Int64) {
 	var issued atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +68,9 @@ func tokenEndpoint(t testing.TB, tokenType string) (*httptest.Server, *atomic.In
 			"access_token": newJWT(time.Hour), "token_type": tokenType, "expires_in": 3600,
 		})
 	}))
-	t.Cleanup(srv.Close)
+	if t != nil {
+		t.Cleanup(srv.Close)
+	}
 	return srv, &issued
 }
 
