@@ -10,12 +10,22 @@ MODULES       := $(sort $(dir $(shell git ls-files '*go.mod' 2>/dev/null || echo
 # The real OAuth2 server (oauth2-mock-server, from npm) the integration tests run.
 IDP_DIR       := jwtoauth2/testdata/idp
 
-.PHONY: all test vet fmt-check unit bench-smoke demo-smoke demo bench lint idp-deps
+.PHONY: all test vet fmt-check unit bench-smoke demo-smoke demo bench lint idp-deps redis-deps
 
 all: test
 
 ## test: gofmt, vet, race-enabled tests (with examples), a benchmark smoke run and the demo.
-test: fmt-check vet idp-deps unit bench-smoke demo-smoke
+test: fmt-check vet idp-deps redis-deps unit bench-smoke demo-smoke
+
+# redis-server for the redisstore tests, from Debian, installed when missing
+# and possible; otherwise make test fails with the line to run.
+redis-deps:
+	@command -v redis-server >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server"; \
+		(apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+		 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)); \
+	else echo "redis-server is needed: sudo apt-get install -y redis-server" >&2; exit 1; fi
 
 # npm packages for the integration tests, installed from the lock file when
 # missing. Without node, the integration tests skip, except under CI=true.

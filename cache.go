@@ -56,9 +56,12 @@ type Cache struct {
 	// fetching is true while a fetch runs. It only spares callers in the
 	// refresh window a trip through group; group is what deduplicates.
 	fetching atomic.Bool
-	// lastWarn is the clock's UnixNano at the last rate-limited warning.
-	lastWarn atomic.Int64
-	group    singleflight.Group
+	// lastWarn and lastStoreWarn are the clock's UnixNano at the last
+	// rate-limited warning of their kind.
+	lastWarn      atomic.Int64
+	lastStoreWarn atomic.Int64
+	storeErrors   atomic.Int64 // failed store calls
+	group         singleflight.Group
 
 	// abandoned counts token function calls still running after the fetch
 	// that made them gave up at the timeout; while there is one, no new call
@@ -307,10 +310,21 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 			c.fail(err, c.now())
 		}
 	}()
-	raw, err := c.call(ctx)
+	var raw string
+	var stored time.Time // the expiry a store gave an adopted token
+	if c.cfg.store == nil {
+		raw, err = c.call(ctx)
+	} else {
+		var release func()
+		raw, stored, release, err = c.callShared(ctx)
+		defer release() // after the save below
+	}
 	received := c.now()
 	if err == nil {
-		tok, err = c.admit(raw, e.gen, start, received)
+		tok, err = c.admit(raw, e.gen, start, received, stored)
+	}
+	if err == nil && c.cfg.store != nil && stored.IsZero() {
+		c.save(ctx, tok)
 	}
 	if err != nil {
 		c.fail(err, received)
@@ -371,7 +385,9 @@ func (c *Cache) call(ctx context.Context) (string, error) {
 
 // admit checks a token that arrived at received from a fetch begun at start
 // when the entry's generation was gen, and publishes it if it can be cached.
-func (c *Cache) admit(raw string, gen uint64, start, received time.Time) (Token, error) {
+// A token adopted from a store comes with the expiry the store gave it
+// (stored), which bounds the one its claims give.
+func (c *Cache) admit(raw string, gen uint64, start, received, stored time.Time) (Token, error) {
 	if raw == "" {
 		return Token{}, ErrEmptyToken
 	}
@@ -390,6 +406,10 @@ func (c *Cache) admit(raw string, gen uint64, start, received time.Time) (Token,
 		return Token{Value: raw}, nil
 	}
 	expiry, lifetime := expiryOf(cl, start, received)
+	if !stored.IsZero() {
+		// stored carries no monotonic reading: anchor it to received's.
+		expiry = minTime(expiry, received.Add(stored.Sub(received)))
+	}
 	old := c.load()
 	if old.token == raw && old.expiry.Before(expiry) {
 		// The token function handed back the token held (it caches tokens

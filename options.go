@@ -58,6 +58,7 @@ type config struct {
 	backoffMax       time.Duration
 	fetchTimeout     time.Duration
 	clock            func() time.Time
+	store            Store
 
 	// Set by a CacheMap for its keys' Caches.
 	key   string    // logged beside the name

@@ -1,0 +1,497 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/redisstore"
+)
+
+// redisServer is a real redis-server on 127.0.0.1, without persistence,
+// that a test can kill and start again on the same port.
+type redisServer struct {
+	t    *testing.T
+	bin  string
+	port int
+	cmd  *exec.Cmd
+}
+
+// startRedis starts redis-server. Without it (`make test` installs it), the
+// test is skipped, unless CI is set: there it must run.
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server not found (make test installs it: apt-get install -y redis-server)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	r := &redisServer{t: t, bin: bin, port: port}
+	r.start()
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.addr()})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			r.t.Fatal("redis-server did not start within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *redisServer) kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+func (r *redisServer) client(t *testing.T) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.addr(), DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+var testKey = bytes.Repeat([]byte{7}, 32)
+
+func newStore(t *testing.T, c redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(c, append([]redisstore.Option{redisstore.Key("k1", testKey)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var signingKey = func() *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+var jti atomic.Int64
+
+// mint returns an ES256 token issued at iat that lives for life.
+func mint(iat time.Time, life time.Duration) string {
+	iat = iat.Truncate(time.Second)
+	tok, err := jwt.NewBuilder().Subject("svc").JwtID(strconv.FormatInt(jti.Add(1), 10)).
+		IssuedAt(iat).Expiration(iat.Add(life)).Build()
+	if err != nil {
+		panic(err)
+	}
+	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, signingKey))
+	if err != nil {
+		panic(err)
+	}
+	return string(raw)
+}
+
+func TestStore_RoundTrip(t *testing.T) {
+	r := startRedis(t)
+	c := r.client(t)
+	s := newStore(t, c)
+	ctx := context.Background()
+	if _, _, err := s.Load(ctx, "billing"); !errors.Is(err, jwtcache.ErrNotFound) {
+		t.Fatalf("Load() of a missing key: error = %v; want ErrNotFound", err)
+	}
+	tok := mint(time.Now(), time.Hour)
+	expiry := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	if err := s.Save(ctx, "billing", tok, expiry); err != nil {
+		t.Fatal(err)
+	}
+	got, gotExpiry, err := s.Load(ctx, "billing")
+	if err != nil || got != tok || !gotExpiry.Equal(expiry) {
+		t.Errorf("Load() = %q, %v, %v; want the token and %v", got[:10], gotExpiry, err, expiry)
+	}
+	// The value lives in Redis until the token expires.
+	keys, _ := c.Keys(ctx, "jwtcache:*:token").Result()
+	if len(keys) != 1 {
+		t.Fatalf("token keys = %v; want one", keys)
+	}
+	if ttl := c.PTTL(ctx, keys[0]).Val(); ttl < 59*time.Minute || ttl > time.Hour {
+		t.Errorf("TTL = %v; want the token's remaining life", ttl)
+	}
+}
+
+func TestStore_Encryption(t *testing.T) {
+	r := startRedis(t)
+	c := r.client(t)
+	ctx := context.Background()
+	s := newStore(t, c)
+	tok := mint(time.Now(), time.Hour)
+	if err := s.Save(ctx, "billing", tok, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := c.Keys(ctx, "jwtcache:*:token").Result()
+	raw, err := c.Get(ctx, keys[0]).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(tok)) || bytes.Contains(raw, []byte(tok[:20])) {
+		t.Fatalf("the raw Redis value contains the token")
+	}
+
+	corrupt := func(name string, value []byte, store *redisstore.Store) {
+		t.Helper()
+		c.Set(ctx, keys[0], value, time.Hour)
+		if _, _, err := store.Load(ctx, "billing"); !errors.Is(err, redisstore.ErrCorrupt) {
+			t.Errorf("%s: Load() error = %v; want ErrCorrupt", name, err)
+		}
+	}
+	flipped := bytes.Clone(raw)
+	flipped[len(flipped)-1] ^= 1
+	corrupt("tampered", flipped, s)
+	corrupt("truncated", raw[:len(raw)/2], s)
+	corrupt("empty", []byte{}, s)
+	corrupt("garbage", []byte("not a value at all"), s)
+	other, err := redisstore.New(c, redisstore.Key("k2", bytes.Repeat([]byte{9}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt("unknown key ID", raw, other)
+
+	// A value copied to another cache's key does not decrypt there.
+	c.Set(ctx, keys[0], raw, time.Hour)
+	if err := s.Save(ctx, "payroll", mint(time.Now(), time.Hour), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	payroll := ""
+	for _, k := range c.Keys(ctx, "jwtcache:*:token").Val() {
+		if k != keys[0] {
+			payroll = k
+		}
+	}
+	c.Set(ctx, payroll, raw, time.Hour)
+	if _, _, err := s.Load(ctx, "payroll"); !errors.Is(err, redisstore.ErrCorrupt) {
+		t.Errorf("copied value: Load() error = %v; want ErrCorrupt", err)
+	}
+
+	// Rotation: a store with a new key first and the old one after reads
+	// what the old key sealed.
+	rotated, err := redisstore.New(c, redisstore.Key("k2", bytes.Repeat([]byte{9}, 32)), redisstore.Key("k1", testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := rotated.Load(ctx, "billing"); err != nil || got != tok {
+		t.Errorf("rotated store: Load() error = %v; want the token sealed with the old key", err)
+	}
+}
+
+func TestStore_New(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	tests := []struct {
+		name string
+		opts []redisstore.Option
+		ok   bool
+	}{
+		{"no key", nil, false},
+		{"short key", []redisstore.Option{redisstore.Key("k", []byte("short"))}, false},
+		{"empty ID", []redisstore.Option{redisstore.Key("", testKey)}, false},
+		{"duplicate ID", []redisstore.Option{redisstore.Key("k", testKey), redisstore.Key("k", testKey)}, false},
+		{"key and plaintext", []redisstore.Option{redisstore.Key("k", testKey), redisstore.InsecurePlaintextTokens()}, false},
+		{"key", []redisstore.Option{redisstore.Key("k", testKey)}, true},
+		{"plaintext", []redisstore.Option{redisstore.InsecurePlaintextTokens(), redisstore.Prefix("dev")}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := redisstore.New(c, tt.opts...); (err == nil) != tt.ok {
+				t.Errorf("New() error = %v; want ok = %v", err, tt.ok)
+			}
+		})
+	}
+	if _, err := redisstore.New(nil, redisstore.Key("k", testKey)); err == nil {
+		t.Errorf("New(nil) = nil error")
+	}
+}
+
+func TestStore_Lease(t *testing.T) {
+	r := startRedis(t)
+	a, b := newStore(t, r.client(t)), newStore(t, r.client(t))
+	ctx := context.Background()
+	release, ok, err := a.Lease(ctx, "billing", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("first Lease() = %v, %v; want the lease", ok, err)
+	}
+	if _, ok, _ := b.Lease(ctx, "billing", time.Minute); ok {
+		t.Fatalf("second Lease() got the lease while it was held")
+	}
+	release()
+	releaseB, ok, _ := b.Lease(ctx, "billing", 100*time.Millisecond)
+	if !ok {
+		t.Fatalf("Lease() after release did not get it")
+	}
+	release() // a's release must not free b's lease
+	if _, ok, _ := a.Lease(ctx, "billing", time.Minute); ok {
+		t.Fatalf("a stale release freed another owner's lease")
+	}
+	_ = releaseB // b "dies" holding the lease: it runs out by itself
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok, _ := a.Lease(ctx, "billing", time.Minute); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a dead holder's lease never ran out")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fleet is n replicas, each a Cache with its own Redis client and store, on
+// one Redis and one fake clock, and a provider counting its fetches.
+type fleet struct {
+	caches  []*jwtcache.Cache
+	fetches atomic.Int64
+	clock   *fakeClock
+}
+
+func newFleet(t *testing.T, r *redisServer, n int, life time.Duration) *fleet {
+	// The fake clock starts at the real time: Redis expires keys by its own.
+	f := &fleet{clock: &fakeClock{now: time.Now()}}
+	for range n {
+		f.caches = append(f.caches, jwtcache.NewCache(
+			jwtcache.Name("billing"), jwtcache.Logger(nil), jwtcache.Clock(f.clock.Now),
+			jwtcache.Headroom(10*time.Second), jwtcache.RefreshAhead(0.1),
+			jwtcache.SharedStore(newStore(t, r.client(t))),
+			jwtcache.TokenFunction(func(context.Context) (string, error) {
+				f.fetches.Add(1)
+				return mint(f.clock.Now(), life), nil
+			})))
+	}
+	return f
+}
+
+// run has every replica serve calls in bursts while the clock advances by
+// step, for steps steps. It returns the calls that failed, and fails the test
+// if any returned token had expired.
+func (f *fleet) run(t *testing.T, steps int, step time.Duration) (calls, failed int64) {
+	t.Helper()
+	var nCalls, nFailed atomic.Int64
+	for range steps {
+		f.clock.Advance(step)
+		now := f.clock.Now()
+		var wg sync.WaitGroup
+		for _, c := range f.caches {
+			wg.Go(func() {
+				for range 5 {
+					tok, err := c.Token(context.Background())
+					nCalls.Add(1)
+					if err != nil {
+						nFailed.Add(1)
+						continue
+					}
+					if !now.Before(tok.Expiry) {
+						t.Errorf("a replica returned a token that expired at %v at %v", tok.Expiry, now)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	return nCalls.Load(), nFailed.Load()
+}
+
+// TestFleet_OneTokenForAll has 20 replicas share tokens through Redis over
+// five token lifetimes: the provider sees at most one fetch per lifetime, plus
+// one.
+func TestFleet_OneTokenForAll(t *testing.T) {
+	r := startRedis(t)
+	const life = 10 * time.Minute
+	f := newFleet(t, r, 20, life)
+	// 50 simulated minutes. A refresh window (45 to 75 seconds of a 10
+	// minute token) spans many steps, so that a refresh lands within it
+	// even when the race detector slows the fetch.
+	calls, failed := f.run(t, 1200, 2500*time.Millisecond)
+	if failed != 0 {
+		t.Errorf("%d of %d calls failed; want none", failed, calls)
+	}
+	if got := f.fetches.Load(); got > 5+1 {
+		t.Errorf("fetches fleet-wide = %d over 5 lifetimes; want at most 6", got)
+	}
+	t.Logf("%d calls across 20 replicas, %d fetches", calls, f.fetches.Load())
+
+	// Warm start: a replica that restarts adopts the shared token.
+	before := f.fetches.Load()
+	if _, err := jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.Logger(nil), jwtcache.Clock(f.clock.Now),
+		jwtcache.SharedStore(newStore(t, r.client(t))),
+		jwtcache.TokenFunction(func(context.Context) (string, error) {
+			f.fetches.Add(1)
+			return mint(f.clock.Now(), life), nil
+		})).EnsureToken(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.fetches.Load(); got != before {
+		t.Errorf("a restarted replica fetched %d tokens; want it to adopt the shared one", got-before)
+	}
+}
+
+// TestFleet_RedisDown kills Redis mid-run: callers see no error (each replica
+// fetches on its own); once Redis is back, sharing resumes.
+func TestFleet_RedisDown(t *testing.T) {
+	r := startRedis(t)
+	const life = 10 * time.Minute
+	f := newFleet(t, r, 20, life)
+	if _, failed := f.run(t, 60, 5*time.Second); failed != 0 {
+		t.Fatalf("%d calls failed with Redis up", failed)
+	}
+	r.kill()
+	calls, failed := f.run(t, 240, 5*time.Second) // 20 minutes: every replica refreshes alone
+	if failed != 0 {
+		t.Errorf("%d of %d calls failed with Redis down; want none", failed, calls)
+	}
+	r.start()
+	before := f.fetches.Load()
+	if _, failed := f.run(t, 360, 5*time.Second); failed != 0 {
+		t.Errorf("%d calls failed after Redis came back", failed)
+	}
+	// 30 minutes, 3 lifetimes: shared again, so about one fetch each, not 20.
+	t.Logf("fetches fleet-wide in the 30 minutes after Redis came back: %d", f.fetches.Load()-before)
+	if got := f.fetches.Load() - before; got > 3+1+3 {
+		t.Errorf("fetches fleet-wide after Redis came back = %d over 3 lifetimes; want sharing (a handful, not %d)", got, 3*20)
+	}
+}
+
+// TestCacheMap_SharedPerKey has two replicas' CacheMaps share each tenant's
+// token under its own key.
+func TestCacheMap_SharedPerKey(t *testing.T) {
+	r := startRedis(t)
+	var mu sync.Mutex
+	fetches := map[string]int{}
+	replica := func() *jwtcache.CacheMap {
+		return jwtcache.NewCacheMap(jwtcache.MapName("tenants"), jwtcache.Logger(nil),
+			jwtcache.SharedStore(newStore(t, r.client(t))),
+			jwtcache.MapTokenFunction(func(_ context.Context, key string) (string, error) {
+				mu.Lock()
+				fetches[key]++
+				mu.Unlock()
+				return mint(time.Now(), time.Hour), nil
+			}))
+	}
+	a, b := replica(), replica()
+	for _, key := range []string{"acme", "globex"} {
+		ta, err := a.EnsureToken(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, err := b.EnsureToken(context.Background(), key)
+		if err != nil || tb != ta {
+			t.Errorf("replica b's token for %q differs from a's (err %v); want it shared", key, err)
+		}
+	}
+	if fetches["acme"] != 1 || fetches["globex"] != 1 {
+		t.Errorf("fetches = %v; want one per tenant", fetches)
+	}
+	if ta, _ := a.EnsureToken(context.Background(), "acme"); ta == mustGet(t, b, "globex") {
+		t.Errorf("tenants share a token")
+	}
+}
+
+func mustGet(t *testing.T, m *jwtcache.CacheMap, key string) string {
+	t.Helper()
+	tok, err := m.EnsureToken(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// fakeClock is a clock the test drives.
+type fakeClock struct {
+	mu sync.Mutex
+	// guards now
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// BenchmarkAdopt measures what a replica pays to adopt a token another saved:
+// a new cache's first call, which loads, decrypts and parses it.
+func BenchmarkAdopt(b *testing.B) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		b.Skip("redis-server not found")
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	defer client.Close()
+	for client.Ping(context.Background()).Err() != nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	store, err := redisstore.New(client, redisstore.Key("k1", testKey))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := mint(time.Now(), time.Hour)
+	if err := store.Save(context.Background(), "billing", tok, time.Now().Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	never := func(context.Context) (string, error) { return "", errors.New("must adopt") }
+	b.ReportAllocs()
+	for b.Loop() {
+		c := jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.Logger(nil),
+			jwtcache.SharedStore(store), jwtcache.TokenFunction(never))
+		if _, err := c.EnsureToken(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
