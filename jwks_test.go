@@ -2,6 +2,8 @@ package jwtcache_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -184,6 +186,39 @@ func TestJWKS(t *testing.T) {
 		jwtcache.TokenFunction(func(context.Context) (string, error) { return es, nil }))
 	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrUnparsable) {
 		t.Errorf("ES256 token under an RSA kid: error = %v; want ErrUnparsable", err)
+	}
+
+	// An ES256 token verified by a P-384 key, or a key meant for encryption,
+	// is refused (RFC 7518, section 3.4).
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		key  any
+		use  string
+	}{{"P-384 key for ES256", p384, ""}, {"encryption key", testKey, "enc"}, {"good key", testKey, "sig"}} {
+		k, err := jwk.FromRaw(tt.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.Set(jwk.KeyIDKey, "ec")
+		if tt.use != "" {
+			k.Set(jwk.KeyUsageKey, tt.use)
+		}
+		ecSrv := newJWKSServer(t, k)
+		verifyEC, err := jwtcache.JWKS(ctx, ecSrv.URL, ecSrv.Client(), jwa.ES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := signWith(t, jwa.ES256, tt.key, "ec")
+		c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.ParseOptions(verifyEC),
+			jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
+		_, err = c.EnsureToken(context.Background())
+		if want := tt.name == "good key"; (err == nil) != want {
+			t.Errorf("%s: EnsureToken() error = %v; want ok = %v", tt.name, err, want)
+		}
 	}
 }
 

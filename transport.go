@@ -11,20 +11,23 @@ import (
 
 // Transport is an [http.RoundTripper] that sends a cached token as
 // "Authorization: Bearer <token>" on each request, and retries once with a
-// fresh token when the server answers 401 Unauthorized.
+// fresh token when the server answers 401 Unauthorized. The rejected token is
+// dropped either way; a request whose body cannot be sent again (no GetBody)
+// is not retried.
 //
 // It sets the header on a clone of the request, never on the caller's, and
 // leaves alone a request that carries its own Authorization header. It sends
 // the token only where it belongs: to the hosts given with [Hosts], if any,
-// and never on a redirect that leaves the host of the request that started
-// it. A request it cannot get a token for fails with that error, unsent.
+// and never on a redirect chain that leaves, even for a hop, the scheme, host
+// and port of the request that started it. A request it cannot get a token for fails with that error, unsent.
 type Transport struct {
 	base  http.RoundTripper
 	token func(*http.Request) (string, error)
 	// invalidate drops a token the server rejected, if it is still the
 	// cached one, so that a burst of 401s causes one fetch.
 	invalidate func(*http.Request, string) bool
-	hosts      []string // lower case; empty: any host
+	hosts      []string // normalized, see Hosts
+	restricted bool     // Hosts was given: only hosts may get the token
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -41,14 +44,21 @@ func (f transportOptionFunc) applyTransport(t *Transport) { f(t) }
 
 // Hosts restricts the token to requests for the given hosts: a host name
 // ("api.example.com") matches it on any port, a host and port
-// ("api.example.com:8443") only on that port. Names are compared without
-// regard to case. Requests for other hosts are sent without a token. The
-// default is every host the transport is used for; a client that may reach
-// other hosts (through links, redirects, or user input) should name them.
+// ("api.example.com:8443", "[::1]:8443") only on that port. Names are compared
+// without regard to case or a trailing dot. Requests for other hosts are sent
+// without a token; Hosts with no host (an empty list from configuration, say)
+// lets no request have one. The default is every host the transport is used
+// for; a client that may reach other hosts (through links, redirects, or user
+// input) should name them.
 func Hosts(hosts ...string) TransportOption {
 	return transportOptionFunc(func(t *Transport) {
+		t.restricted = true
 		for _, h := range hosts {
-			t.hosts = append(t.hosts, strings.ToLower(h))
+			if host, port, err := net.SplitHostPort(h); err == nil {
+				t.hosts = append(t.hosts, net.JoinHostPort(normalizeHost(host), port))
+			} else {
+				t.hosts = append(t.hosts, normalizeHost(h))
+			}
 		}
 	})
 }
@@ -143,24 +153,26 @@ func (t *Transport) transport() http.RoundTripper {
 }
 
 // allowed reports whether req may carry the token: its host is one of the
-// transport's hosts (if it has any), and, if req follows a redirect, the same
-// host as the request that started it. The client sets req.Response on a
-// redirected request; its Request is the one before.
+// transport's hosts (if Hosts was given), and, if req follows redirects, every
+// request of the chain had req's scheme, host and port. The client sets
+// req.Response on a redirected request, and the base transport sets that
+// response's Request to the request before; a chain it cannot follow to its
+// start gets no token.
 func (t *Transport) allowed(req *http.Request) bool {
 	if req.URL == nil {
 		return false
 	}
-	first := req
-	for first.Response != nil && first.Response.Request != nil {
-		first = first.Response.Request
+	want := origin(req.URL)
+	for r := req; r.Response != nil; r = r.Response.Request {
+		prev := r.Response.Request
+		if prev == nil || prev.URL == nil || origin(prev.URL) != want {
+			return false
+		}
 	}
-	if first != req && (first.URL == nil || !strings.EqualFold(canonicalHost(first.URL), canonicalHost(req.URL))) {
-		return false
-	}
-	if len(t.hosts) == 0 {
+	if !t.restricted {
 		return true
 	}
-	hostPort, name := strings.ToLower(canonicalHost(req.URL)), strings.ToLower(req.URL.Hostname())
+	hostPort, name := canonicalHost(req.URL), normalizeHost(req.URL.Hostname())
 	for _, h := range t.hosts {
 		if h == hostPort || h == name {
 			return true
@@ -169,20 +181,32 @@ func (t *Transport) allowed(req *http.Request) bool {
 	return false
 }
 
-// canonicalHost returns u's host with its port, the scheme's default if u
-// names none, so that a redirect from https://a to https://a:443 keeps the
-// token and one to http://a does not.
+// origin returns u's scheme, host and port, the port being the scheme's
+// default if u names none: https://a and https://a:443 are one origin,
+// http://a and https://a two.
+func origin(u *url.URL) string {
+	return strings.ToLower(u.Scheme) + "://" + canonicalHost(u)
+}
+
+// canonicalHost returns u's host, normalized, with its port (the scheme's
+// default if u names none).
 func canonicalHost(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
-		switch u.Scheme {
+		switch strings.ToLower(u.Scheme) {
 		case "https", "wss":
 			port = "443"
 		default:
 			port = "80"
 		}
 	}
-	return net.JoinHostPort(u.Hostname(), port)
+	return net.JoinHostPort(normalizeHost(u.Hostname()), port)
+}
+
+// normalizeHost lower-cases a host name and drops a trailing dot and IPv6
+// brackets.
+func normalizeHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
 }
 
 // withToken returns a clone of req with body and the bearer token.

@@ -115,7 +115,7 @@ func TestTransport_KeepsCallersAuthorization(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := srv.seen(); got[0] != "Basic dXNlcjpwYXNz" || calls.Load() != 0 {
+	if got := srv.seen(); len(got) != 1 || got[0] != "Basic dXNlcjpwYXNz" || calls.Load() != 0 {
 		t.Errorf("server saw %q, fetches %d; want the caller's header and no fetch", got, calls.Load())
 	}
 }
@@ -155,11 +155,11 @@ func TestTransport_Hosts(t *testing.T) {
 	client := &http.Client{Transport: jwtcache.NewTransport(c, nil, jwtcache.Hosts(strings.TrimPrefix(api.URL, "http://")))}
 	get(t, client, api.URL)
 	get(t, client, other.URL)
-	if got := api.seen(); !strings.HasPrefix(got[0], "Bearer ") {
-		t.Errorf("listed host got Authorization %q; want a bearer token", got[0])
+	if got := api.seen(); len(got) != 1 || !strings.HasPrefix(got[0], "Bearer ") {
+		t.Errorf("listed host got Authorization %q; want a bearer token", got)
 	}
-	if got := other.seen(); got[0] != "" {
-		t.Errorf("unlisted host got Authorization %q; want none", got[0])
+	if got := other.seen(); len(got) != 1 || got[0] != "" {
+		t.Errorf("unlisted host got Authorization %q; want none", got)
 	}
 }
 
@@ -208,8 +208,8 @@ func TestTransport_RetriesOnceOn401(t *testing.T) {
 	if len(seen) != 2 || seen[0] != "Bearer "+first || seen[1] == seen[0] {
 		t.Errorf("server saw %q; want the revoked token, then a fresh one", seen)
 	}
-	if srv.bodies[1] != "payload" {
-		t.Errorf("retried body = %q; want it replayed", srv.bodies[1])
+	if len(srv.bodies) != 2 || srv.bodies[1] != "payload" {
+		t.Errorf("bodies = %q; want the retried one replayed", srv.bodies)
 	}
 	if got := calls.Load(); got != 2 {
 		t.Errorf("fetches = %d; want 2", got)
@@ -249,19 +249,80 @@ func TestTransport_NoRetry(t *testing.T) {
 		t.Errorf("status %d after %d requests; want 401 after 2", resp.StatusCode, len(srv.seen()))
 	}
 	// A body that cannot be replayed: no retry, but the token is dropped.
+	before := calls.Load()
 	req, _ := http.NewRequest(http.MethodPost, srv.URL, io.NopCloser(strings.NewReader("once")))
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := len(srv.seen()); got != 3 {
-		t.Errorf("requests = %d; want 3 (no retry of an unreplayable body)", got)
+	if got := len(srv.seen()); got != 3 || calls.Load() != before {
+		t.Errorf("requests = %d, fetches %d; want 3 and no fetch (no retry of an unreplayable body)", got, calls.Load()-before)
 	}
-	before := calls.Load()
-	get(t, client, srv.URL)
-	if got := calls.Load(); got <= before {
-		t.Errorf("no fetch after a rejected token was dropped")
+	if _, err := c.EnsureToken(context.Background()); err != nil || calls.Load() != before+1 {
+		t.Errorf("EnsureToken() after the 401 did not fetch: the rejected token was kept")
+	}
+}
+
+// recordingBase is a base transport that records whether each request it
+// sends carries a token.
+type recordingBase struct{ auth []string }
+
+func (b *recordingBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.auth = append(b.auth, r.Header.Get("Authorization"))
+	return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+}
+
+// TestTransport_Origins checks where the token may go, with redirect chains
+// built as the client builds them.
+func TestTransport_Origins(t *testing.T) {
+	c, _ := countingCache(t)
+	hop := func(url string, prev *http.Request) *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, url, nil)
+		if prev != nil {
+			r.Response = &http.Response{StatusCode: http.StatusFound, Request: prev}
+		}
+		return r
+	}
+	a := hop("https://api.example.com/x", nil)
+	tests := []struct {
+		name  string
+		req   *http.Request
+		hosts []string // nil: no Hosts option
+		want  bool
+	}{
+		{"plain", hop("https://api.example.com/x", nil), nil, true},
+		{"same origin redirect", hop("https://api.example.com:443/y", a), nil, true},
+		{"redirect to another host", hop("https://evil.example/steal", a), nil, false},
+		{"back to the origin through another host", hop("https://api.example.com/delete", hop("https://evil.example/", a)), nil, false},
+		{"https to http on the same host", hop("http://api.example.com:443/y", a), nil, false},
+		{"redirect whose previous request is unknown", func() *http.Request {
+			r := hop("https://api.example.com/y", nil)
+			r.Response = &http.Response{StatusCode: http.StatusFound}
+			return r
+		}(), nil, false},
+		{"listed host", hop("https://API.example.com./x", nil), []string{"api.example.com"}, true},
+		{"listed host and port", hop("http://[::1]:8443/x", nil), []string{"[::1]:8443"}, true},
+		{"listed host, other port", hop("http://[::1]:9000/x", nil), []string{"[::1]:8443"}, false},
+		{"unlisted host", hop("https://other.example/x", nil), []string{"api.example.com"}, false},
+		{"empty host list", hop("https://api.example.com/x", nil), []string{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := &recordingBase{}
+			var opts []jwtcache.TransportOption
+			if tt.hosts != nil {
+				opts = append(opts, jwtcache.Hosts(tt.hosts...))
+			}
+			resp, err := jwtcache.NewTransport(c, base, opts...).RoundTrip(tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := len(base.auth) == 1 && base.auth[0] != ""; got != tt.want {
+				t.Errorf("token sent = %v; want %v", got, tt.want)
+			}
+		})
 	}
 }
 
