@@ -32,7 +32,8 @@ type idp struct {
 	url    string
 	issued atomic.Int64
 	stdin  io.WriteCloser
-	events chan string // STOPPED, STARTED
+	events chan string   // STOPPED, STARTED
+	exited chan struct{} // closed when the server's output ends
 }
 
 // startIDP starts the server with tokens that live for lifetime. Without node
@@ -67,9 +68,10 @@ func startIDP(t *testing.T, lifetime time.Duration) *idp {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &idp{stdin: stdin, events: make(chan string, 4)}
+	s := &idp{stdin: stdin, events: make(chan string, 4), exited: make(chan struct{})}
 	ready := make(chan string, 1)
 	go func() {
+		defer close(s.exited) // stdout closes when the server exits
 		lines := bufio.NewScanner(stdout)
 		for lines.Scan() {
 			switch line := lines.Text(); {
@@ -95,10 +97,23 @@ func startIDP(t *testing.T, lifetime time.Duration) *idp {
 	})
 	select {
 	case s.url = <-ready:
+	case <-s.exited:
+		t.Fatal("oauth2-mock-server exited before it was ready")
 	case <-time.After(30 * time.Second):
 		t.Fatal("oauth2-mock-server did not start within 30s")
 	}
 	return s
+}
+
+// issuedSoon returns the tokens issued, once the server's report of them
+// has arrived: it prints ISSUED as it signs, which reaches the test a moment
+// after the token reaches the client.
+func (s *idp) issuedSoon(atLeast int64) int64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for s.issued.Load() < atLeast && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s.issued.Load()
 }
 
 // command sends stop or start and waits for the server to confirm it.
@@ -176,7 +191,7 @@ func TestIntegration_ClientCredentialsVerified(t *testing.T) {
 			t.Fatalf("EnsureToken() = new token or error %v; want the cached one", err)
 		}
 	}
-	if got := s.issued.Load(); got != 1 {
+	if got := s.issuedSoon(1); got != 1 {
 		t.Errorf("tokens issued = %d; want 1", got)
 	}
 }
@@ -221,7 +236,7 @@ func TestIntegration_ServiceToService(t *testing.T) {
 	// the 1s headroom and a refresh window of at most a quarter of that come
 	// off, so refreshes are at least 2s apart: at most one per 2s, plus the
 	// first, plus one for slack.
-	if got, max := s.issued.Load(), int64(elapsed/(2*time.Second))+2; got > max || got < 2 {
+	if got, max := s.issuedSoon(2), int64(elapsed/(2*time.Second))+2; got > max || got < 2 {
 		t.Errorf("tokens issued = %d in %v; want 2..%d", got, elapsed.Round(time.Second), max)
 	}
 	t.Logf("%d requests in %v, %d tokens issued", calls.Load(), elapsed.Round(time.Millisecond), s.issued.Load())

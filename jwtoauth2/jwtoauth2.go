@@ -61,11 +61,16 @@ func accessToken(tok *oauth2.Token, err error) (string, error) {
 }
 
 // TokenSource returns c as an [oauth2.TokenSource], for libraries that take
-// one: gRPC's per-RPC credentials (oauth.TokenSource), Google's client
-// libraries, oauth2.NewClient. Each Token call is a [jwtcache.Cache.Token]
-// call on ctx, so it costs what a cache hit costs; do not wrap the result in
-// [oauth2.ReuseTokenSource], which would only add a lock. The returned
-// token's Expiry is the cache's view of when the token expires.
+// one: gRPC's per-RPC credentials (oauth.TokenSource), or an HTTP client built
+// as &http.Client{Transport: &oauth2.Transport{Source: ts}}. Each Token call
+// is a [jwtcache.Cache.Token] call on ctx, so it costs what a cache hit costs.
+//
+// Do not wrap it in [oauth2.ReuseTokenSource] (which oauth2.NewClient and
+// Config.Client do): that keeps a token until 10 seconds before its Expiry,
+// so the cache's refreshing ahead and invalidation never reach the caller,
+// and a token the cache passed through uncached (one without exp, whose
+// Expiry is zero) would be reused forever. The returned token's Expiry is the
+// cache's view of when the token expires.
 func TokenSource(ctx context.Context, c *jwtcache.Cache) oauth2.TokenSource {
 	return cacheSource{ctx: ctx, token: c.Token}
 }

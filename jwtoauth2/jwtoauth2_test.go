@@ -176,20 +176,21 @@ func TestTokenSource(t *testing.T) {
 		t.Errorf("MapTokenSource with an empty key: error = %v; want ErrEmptyKey", err)
 	}
 
-	// oauth2's own client takes the cache as its token source.
+	// oauth2's Transport takes the cache as its token source.
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+want {
 			w.WriteHeader(http.StatusUnauthorized)
 		}
 	}))
 	t.Cleanup(api.Close)
-	resp, err := oauth2.NewClient(context.Background(), jwtoauth2.TokenSource(context.Background(), cache)).Get(api.URL)
+	client := &http.Client{Transport: &oauth2.Transport{Source: jwtoauth2.TokenSource(context.Background(), cache)}}
+	resp, err := client.Get(api.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Errorf("oauth2.NewClient with the cache: status %d; want 200", resp.StatusCode)
+		t.Errorf("oauth2.Transport with the cache: status %d; want 200", resp.StatusCode)
 	}
 }
 
