@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,8 @@ type Cache struct {
 	storeErrors   atomic.Int64 // failed store calls
 	group         singleflight.Group
 
+	stats counters
+
 	// abandoned counts token function calls still running after the fetch
 	// that made them gave up at the timeout; while there is one, no new call
 	// starts, so that a hung token function cannot pile up goroutines.
@@ -83,6 +86,8 @@ type entry struct {
 	token string
 	// freshFor is how long after the Cache's epoch calls return token at
 	// once: a Duration, not a Time, so that the hit test is one subtraction.
+	// It is never for an entry without a token: a clock set back before the
+	// epoch reads negative, and must not make an empty entry a hit.
 	freshFor time.Duration
 	waitAt   time.Time // from then (the headroom), calls wait for a fresh token
 	expiry   time.Time // from then, token is never handed out
@@ -96,6 +101,9 @@ type entry struct {
 	failures int       // consecutive failed fetches
 	retryAt  time.Time // no fetch before then
 }
+
+// never is the freshFor of an entry without a token.
+const never = time.Duration(math.MinInt64)
 
 // flightKey is the only key of a Cache's singleflight group.
 const flightKey = "token"
@@ -114,7 +122,7 @@ func NewCache(opts ...Option) *Cache {
 	if c.epoch.IsZero() {
 		c.epoch = c.now()
 	}
-	c.entry.Store(&entry{})
+	c.entry.Store(&entry{freshFor: never})
 	return c
 }
 
@@ -126,8 +134,11 @@ func NewCache(opts ...Option) *Cache {
 // function returns [ErrNoTokenFunction]. When ctx ends first, EnsureToken
 // returns ctx.Err().
 func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
-	if e := c.entry.Load(); e != nil && c.elapsed() < e.freshFor {
-		return e.token, nil
+	if e := c.entry.Load(); e != nil {
+		if now := c.elapsed(); now < e.freshFor {
+			c.countHit(now)
+			return e.token, nil
+		}
 	}
 	t, err := c.get(ctx)
 	return t.Value, err
@@ -136,8 +147,11 @@ func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
 // Token is [Cache.EnsureToken] for callers that also need the token's expiry,
 // such as an adapter to another token interface.
 func (c *Cache) Token(ctx context.Context) (Token, error) {
-	if e := c.entry.Load(); e != nil && c.elapsed() < e.freshFor {
-		return e.value(), nil
+	if e := c.entry.Load(); e != nil {
+		if now := c.elapsed(); now < e.freshFor {
+			c.countHit(now)
+			return e.value(), nil
+		}
 	}
 	return c.get(ctx)
 }
@@ -180,6 +194,7 @@ func (c *Cache) elapsed() time.Duration {
 func (c *Cache) hit() (tok string, now time.Duration, ok bool) {
 	now = c.elapsed()
 	if e := c.entry.Load(); e != nil && now < e.freshFor {
+		c.countHit(now)
 		return e.token, now, true
 	}
 	return "", now, false
@@ -203,7 +218,7 @@ func (c *Cache) load() *entry {
 	if e := c.entry.Load(); e != nil {
 		return e
 	}
-	return &entry{}
+	return &entry{freshFor: never}
 }
 
 // update publishes fn's copy of the current entry, retrying if another writer
@@ -214,7 +229,7 @@ func (c *Cache) update(fn func(*entry) *entry) *entry {
 		old := c.entry.Load()
 		cur := old
 		if cur == nil {
-			cur = &entry{}
+			cur = &entry{freshFor: never}
 		}
 		next := fn(cur)
 		if next == nil {
@@ -234,6 +249,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 	now := c.now()
 	e := c.load()
 	if !e.live(now) {
+		c.stats.misses.Add(1)
 		if e.throttled(now) {
 			return Token{}, e.backoffError(now)
 		}
@@ -241,22 +257,34 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 	}
 	switch {
 	case c.fresh(e, now):
+		c.stats.hits.Add(1)
 		return e.value(), nil
 	case now.Before(e.waitAt):
 		// The refresh window: serve the token, and fetch its successor in
 		// the background. DoChan runs the fetch on a goroutine of its own.
+		c.stats.hits.Add(1)
+		if e.err != nil && e.backingOff(now) {
+			c.stats.servedDuringFailure.Add(1)
+		}
 		if !e.backingOff(now) && !c.fetching.Load() {
+			c.stats.refreshesAhead.Add(1)
 			c.group.DoChan(flightKey, c.fetchFunc(ctx))
 		}
 		return e.value(), nil
 	case e.backingOff(now):
+		c.stats.hits.Add(1)
+		if e.err != nil {
+			c.stats.servedDuringFailure.Add(1)
+		}
 		return e.value(), nil
 	}
 	// The headroom: wait for a fresh token, but if the fetch fails, the old
 	// one is still good until it expires.
+	c.stats.misses.Add(1)
 	t, err := c.wait(ctx)
 	if err != nil && ctx.Err() == nil {
 		if cur := c.load(); cur.live(c.now()) {
+			c.stats.servedDuringFailure.Add(1)
 			return cur.value(), nil
 		}
 	}
@@ -273,7 +301,13 @@ func (c *Cache) wait(ctx context.Context) (Token, error) {
 		if r.Err != nil {
 			return Token{}, r.Err
 		}
-		return r.Val.(Token), nil
+		tok := r.Val.(Token)
+		// The fetch checked the token when it arrived; a clock that jumped
+		// since (a test clock, a suspended machine) may have outrun it.
+		if !tok.Expiry.IsZero() && !c.now().Before(tok.Expiry) {
+			return Token{}, fmt.Errorf("%w while the caller waited", ErrExpired)
+		}
+		return tok, nil
 	case <-ctx.Done():
 		return Token{}, ctx.Err()
 	}
@@ -310,6 +344,7 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 			c.fail(err, c.now())
 		}
 	}()
+	c.stats.fetches.Add(1)
 	var raw string
 	var stored time.Time // the expiry a store gave an adopted token
 	if c.cfg.store == nil {
@@ -460,7 +495,7 @@ func (c *Cache) admit(raw string, gen uint64, start, received, stored time.Time)
 // what it held (the provider's newest answer wins) and clears its failure
 // state, and warns at most once a minute.
 func (c *Cache) passThrough(now time.Time, msg string, args ...any) {
-	c.update(func(cur *entry) *entry { return &entry{gen: cur.gen} })
+	c.update(func(cur *entry) *entry { return &entry{freshFor: never, gen: cur.gen} })
 	last := c.lastWarn.Load()
 	if last != 0 && now.UnixNano()-last < int64(time.Minute) {
 		return
@@ -472,6 +507,7 @@ func (c *Cache) passThrough(now time.Time, msg string, args ...any) {
 
 // fail records a failed fetch and starts the backoff.
 func (c *Cache) fail(err error, now time.Time) {
+	c.stats.fetchErrors.Add(1)
 	e := c.update(func(e *entry) *entry {
 		n := *e
 		n.err = err
@@ -540,5 +576,5 @@ func (e *entry) value() Token {
 // withoutToken returns a copy of e without its token, with its failure state,
 // one generation on.
 func (e *entry) withoutToken() *entry {
-	return &entry{gen: e.gen + 1, err: e.err, failures: e.failures, retryAt: e.retryAt}
+	return &entry{freshFor: never, gen: e.gen + 1, err: e.err, failures: e.failures, retryAt: e.retryAt}
 }

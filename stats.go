@@ -1,0 +1,122 @@
+package jwtcache
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats counts what a cache did since it was made. The counters only grow;
+// export them as counters (see package otelmetrics), not gauges.
+type Stats struct {
+	// Hits counts calls served a cached token without waiting, refresh
+	// window included. With the real clock, hits are counted by sampling
+	// one in 256 (so that the hit path writes no shared memory): Hits is an
+	// estimate, within a few percent once it passes a few thousand.
+	Hits uint64
+	// Misses counts calls that had to wait for a fetch, or got an error
+	// without one.
+	Misses uint64
+	// Fetches counts calls of the token function (or adoptions from a
+	// shared store).
+	Fetches uint64
+	// FetchErrors counts fetches that failed.
+	FetchErrors uint64
+	// RefreshesAhead counts background refreshes started in a refresh
+	// window.
+	RefreshesAhead uint64
+	// ServedDuringFailure counts calls served a still-valid token while the
+	// provider was failing: during a backoff, or after a failed fetch in
+	// the headroom.
+	ServedDuringFailure uint64
+	// StoreErrors counts failed calls of a shared store.
+	StoreErrors uint64
+	// Expiry is when the cached token expires; zero when there is none.
+	// For a CacheMap, it is the earliest among its keys.
+	Expiry time.Time
+	// Keys is the number of keys of a CacheMap; zero for a Cache.
+	Keys int
+}
+
+// hitSampleShift sets the hit sampling rate: one hit in 1<<hitSampleShift is
+// counted.
+const hitSampleShift = 8
+
+// counters are a Cache's statistics. Only hits are counted on the hit path,
+// and only one in 256 of them (see countHit).
+type counters struct {
+	// The padding keeps the counters off the cache lines of the fields a
+	// hit reads, so that a counted hit does not slow the others.
+	_                   [64]byte
+	hitSamples          atomic.Uint64 // sampled hits, each standing for 256
+	hits                atomic.Uint64 // exact hits: the slow path's, and all with a test clock
+	misses              atomic.Uint64
+	fetches             atomic.Uint64
+	fetchErrors         atomic.Uint64
+	refreshesAhead      atomic.Uint64
+	servedDuringFailure atomic.Uint64
+	_                   [64]byte
+}
+
+// countHit counts a hit made at now. With the real clock, it counts one in
+// 64, chosen by a hash of the monotonic reading the hit made anyway, so that
+// parallel hits do not all write one shared counter. With a test clock, it
+// counts every hit, so that tests see exact figures.
+func (c *Cache) countHit(now time.Duration) {
+	if c.cfg.clock != nil {
+		c.stats.hits.Add(1)
+		return
+	}
+	if uint64(now)*0x9E3779B97F4A7C15>>(64-hitSampleShift) == 0 {
+		c.stats.hitSamples.Add(1)
+	}
+}
+
+// Stats returns the cache's counters. It is safe to call at any time, and
+// costs a few atomic loads.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		Hits:                c.stats.hits.Load() + c.stats.hitSamples.Load()<<hitSampleShift,
+		Misses:              c.stats.misses.Load(),
+		Fetches:             c.stats.fetches.Load(),
+		FetchErrors:         c.stats.fetchErrors.Load(),
+		RefreshesAhead:      c.stats.refreshesAhead.Load(),
+		ServedDuringFailure: c.stats.servedDuringFailure.Load(),
+		StoreErrors:         uint64(c.storeErrors.Load()),
+	}
+	if e := c.entry.Load(); e != nil && e.token != "" {
+		s.Expiry = e.expiry.Round(0)
+	}
+	return s
+}
+
+// Stats returns the sum of its keys' counters, with Keys the number of keys
+// and Expiry the earliest of their tokens'. It visits every key.
+func (m *CacheMap) Stats() Stats {
+	var sum Stats
+	m.Range(func(_ string, s Stats) bool {
+		sum.Hits += s.Hits
+		sum.Misses += s.Misses
+		sum.Fetches += s.Fetches
+		sum.FetchErrors += s.FetchErrors
+		sum.RefreshesAhead += s.RefreshesAhead
+		sum.ServedDuringFailure += s.ServedDuringFailure
+		sum.StoreErrors += s.StoreErrors
+		if !s.Expiry.IsZero() && (sum.Expiry.IsZero() || s.Expiry.Before(sum.Expiry)) {
+			sum.Expiry = s.Expiry
+		}
+		sum.Keys++
+		return true
+	})
+	return sum
+}
+
+// Range calls fn with each key the map holds and its counters, until fn
+// returns false. Keys added or dropped meanwhile may or may not be visited.
+// Key names can be sensitive (tenant ids): export them with care.
+func (m *CacheMap) Range(fn func(key string, s Stats) bool) {
+	for _, c := range m.slots.all(int(m.n.Load())) {
+		if !fn(c.key, c.s.cache.Stats()) {
+			return
+		}
+	}
+}
