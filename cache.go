@@ -2,7 +2,6 @@ package jwtcache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -375,7 +374,7 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 // starts until an abandoned one returns.
 func (c *Cache) call(ctx context.Context) (string, error) {
 	if c.abandoned.Load() > 0 {
-		return "", errors.New("jwtcache: fetch token: the token function has not returned since a call timed out")
+		return "", fmt.Errorf("jwtcache: fetch token: the token function has not returned since a call timed out: %w", context.DeadlineExceeded)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
 	defer cancel()

@@ -54,9 +54,11 @@ func Hosts(hosts ...string) TransportOption {
 	return transportOptionFunc(func(t *Transport) {
 		t.restricted = true
 		for _, h := range hosts {
-			if host, port, err := net.SplitHostPort(h); err == nil {
+			// An entry with no host in it (empty, or malformed) matches
+			// nothing: it must not match a request without a host.
+			if host, port, err := net.SplitHostPort(h); err == nil && normalizeHost(host) != "" {
 				t.hosts = append(t.hosts, net.JoinHostPort(normalizeHost(host), port))
-			} else {
+			} else if n := normalizeHost(h); err != nil && n != "" && !strings.ContainsAny(n, "[]/") {
 				t.hosts = append(t.hosts, normalizeHost(h))
 			}
 		}
