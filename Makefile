@@ -10,12 +10,12 @@ MODULES       := $(sort $(dir $(shell git ls-files '*go.mod' 2>/dev/null || echo
 # The real OAuth2 server (oauth2-mock-server, from npm) the integration tests run.
 IDP_DIR       := jwtoauth2/testdata/idp
 
-.PHONY: all test vet fmt-check unit bench-smoke demo-smoke demo bench lint idp-deps redis-deps
+.PHONY: all test vet fmt-check unit bench-smoke fuzz-smoke demo-smoke demo bench lint idp-deps redis-deps
 
 all: test
 
 ## test: gofmt, vet, race-enabled tests (with examples), a benchmark smoke run and the demo.
-test: fmt-check vet idp-deps redis-deps unit bench-smoke demo-smoke
+test: fmt-check vet idp-deps redis-deps unit bench-smoke fuzz-smoke demo-smoke
 
 # redis-server for the redisstore tests, from Debian, installed when missing
 # and possible; otherwise make test fails with the line to run.
@@ -48,6 +48,13 @@ unit:
 # figures come from `make bench`.
 bench-smoke:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./... > /dev/null) || exit 1; done
+
+# Each fuzz target for a short fixed time, beyond its seed corpus in
+# testdata/fuzz (which the unit tests run).
+FUZZTIME ?= 10s
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzTransportHeaders$$' -fuzztime $(FUZZTIME) .
 
 demo-smoke:
 	$(GO) run ./examples/quickstart -duration 3s

@@ -181,13 +181,15 @@ func tokenAllowed(hosts []string, req *http.Request) (must, may bool) {
 		return true, true
 	}
 	for _, h := range hosts {
+		// An entry with no host in it (empty, or only a port) matches
+		// nothing, as Hosts documents.
 		if host, port, err := net.SplitHostPort(h); err == nil {
-			if net.JoinHostPort(norm(host), port) == hostPort(req.URL) {
+			if norm(host) != "" && net.JoinHostPort(norm(host), port) == hostPort(req.URL) {
 				return true, true
 			}
-		} else if norm(h) == norm(req.URL.Hostname()) {
+		} else if n := norm(h); n != "" && !strings.ContainsAny(n, "[]/") && n == norm(req.URL.Hostname()) {
 			return true, true
-		} else if norm(h) == hostPort(req.URL) {
+		} else if n != "" && n == hostPort(req.URL) {
 			may = true
 		}
 	}
