@@ -63,8 +63,6 @@ type Cache struct {
 	storeErrors   atomic.Int64 // failed store calls
 	group         singleflight.Group
 
-	stats counters
-
 	// abandoned counts token function calls still running after the fetch
 	// that made them gave up at the timeout; while there is one, no new call
 	// starts, so that a hung token function cannot pile up goroutines.
@@ -76,6 +74,9 @@ type Cache struct {
 	cfg    config
 	parser *parser
 	epoch  time.Time
+
+	// stats come last, behind padding, off the cache lines that hits read.
+	stats counters
 }
 
 // entry is a snapshot of a Cache's state. It is never modified after it is

@@ -45,7 +45,8 @@ const hitSampleShift = 8
 // and only one in 256 of them (see countHit).
 type counters struct {
 	// The padding keeps the counters off the cache lines of the fields a
-	// hit reads, so that a counted hit does not slow the others.
+	// hit reads (the Cache puts them last), so that a counted hit does not
+	// slow the others.
 	_                   [64]byte
 	hitSamples          atomic.Uint64 // sampled hits, each standing for 256
 	hits                atomic.Uint64 // exact hits: the slow path's, and all with a test clock
@@ -54,7 +55,6 @@ type counters struct {
 	fetchErrors         atomic.Uint64
 	refreshesAhead      atomic.Uint64
 	servedDuringFailure atomic.Uint64
-	_                   [64]byte
 }
 
 // countHit counts a hit made at now. With the real clock, it counts one in
