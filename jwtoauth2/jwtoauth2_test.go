@@ -2,51 +2,29 @@ package jwtoauth2_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 	"github.com/seed7aeb0c6e/jwtcache/jwtoauth2"
 )
 
-var signingKey = func() *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	return k
-}()
+// issuer mints the tests' tokens.
+var issuer = jwtcachetest.NewIssuer()
 
-var jti atomic.Int64
-
-// newJWT returns an ES256 token that lives for life.
+// newJWT returns a signed token that lives for life.
 func newJWT(life time.Duration) string {
-	now := time.Now()
-	tok, err := jwt.NewBuilder().Subject("svc").JwtID(strconv.FormatInt(jti.Add(1), 10)).
-		IssuedAt(now).Expiration(now.Add(life)).Build()
-	if err != nil {
-		panic(err)
-	}
-	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, signingKey))
-	if err != nil {
-		panic(err)
-	}
-	return string(raw)
+	return issuer.Mint(time.Now(), life, nil)
 }
 
 // tokenEndpoint is a client-credentials token endpoint on 127.0.0.1 that

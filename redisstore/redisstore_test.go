@@ -3,9 +3,6 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -17,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 	"github.com/seed7aeb0c6e/jwtcache/redisstore"
 )
 
@@ -103,29 +99,12 @@ func newStore(t *testing.T, c redis.UniversalClient, opts ...redisstore.Option) 
 	return s
 }
 
-var signingKey = func() *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	return k
-}()
+// issuer mints the tests' tokens.
+var issuer = jwtcachetest.NewIssuer()
 
-var jti atomic.Int64
-
-// mint returns an ES256 token issued at iat that lives for life.
+// mint returns a token issued at iat that lives for life.
 func mint(iat time.Time, life time.Duration) string {
-	iat = iat.Truncate(time.Second)
-	tok, err := jwt.NewBuilder().Subject("svc").JwtID(strconv.FormatInt(jti.Add(1), 10)).
-		IssuedAt(iat).Expiration(iat.Add(life)).Build()
-	if err != nil {
-		panic(err)
-	}
-	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, signingKey))
-	if err != nil {
-		panic(err)
-	}
-	return string(raw)
+	return issuer.Mint(iat, life, nil)
 }
 
 func TestStore_RoundTrip(t *testing.T) {
@@ -285,12 +264,12 @@ func TestStore_Lease(t *testing.T) {
 type fleet struct {
 	caches  []*jwtcache.Cache
 	fetches atomic.Int64
-	clock   *fakeClock
+	clock   *jwtcachetest.Clock
 }
 
 func newFleet(t *testing.T, r *redisServer, n int, life time.Duration) *fleet {
 	// The fake clock starts at the real time: Redis expires keys by its own.
-	f := &fleet{clock: &fakeClock{now: time.Now()}}
+	f := &fleet{clock: jwtcachetest.NewClock(time.Now())}
 	for range n {
 		f.caches = append(f.caches, jwtcache.NewCache(
 			jwtcache.Name("billing"), jwtcache.Logger(nil), jwtcache.Clock(f.clock.Now),
@@ -436,25 +415,6 @@ func mustGet(t *testing.T, m *jwtcache.CacheMap, key string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// fakeClock is a clock the test drives.
-type fakeClock struct {
-	mu sync.Mutex
-	// guards now
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // BenchmarkAdopt measures what a replica pays to adopt a token another saved:
