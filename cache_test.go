@@ -19,12 +19,13 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 )
 
 // provider is a token function that mints a token on the fake clock for each
 // call, counting the calls, and can be made to fail or to block.
 type provider struct {
-	clock *fakeClock
+	clock *jwtcachetest.Clock
 	life  time.Duration
 	calls atomic.Int64
 
@@ -80,7 +81,7 @@ func (panicTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
 
 // newTestCache returns a cache on a fake clock backed by a provider of tokens
 // that live for life.
-func newTestCache(life time.Duration, opts ...jwtcache.Option) (*jwtcache.Cache, *provider, *fakeClock) {
+func newTestCache(life time.Duration, opts ...jwtcache.Option) (*jwtcache.Cache, *provider, *jwtcachetest.Clock) {
 	clk := newClock()
 	p := &provider{clock: clk, life: life}
 	base := []jwtcache.Option{

@@ -16,19 +16,20 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 )
 
 // tenants is a map token function that mints, for each key, a token whose
 // subject is the key, and counts the calls per key.
 type tenants struct {
-	clock *fakeClock
+	clock *jwtcachetest.Clock
 	life  time.Duration
 	mu    sync.Mutex
 	// guards calls
 	calls map[string]int
 }
 
-func newTenants(clk *fakeClock, life time.Duration) *tenants {
+func newTenants(clk *jwtcachetest.Clock, life time.Duration) *tenants {
 	return &tenants{clock: clk, life: life, calls: map[string]int{}}
 }
 
@@ -60,7 +61,7 @@ func subjectOf(tb testing.TB, raw string) string {
 	return tok.Subject()
 }
 
-func newTestMap(life time.Duration, opts ...jwtcache.MapOption) (*jwtcache.CacheMap, *tenants, *fakeClock) {
+func newTestMap(life time.Duration, opts ...jwtcache.MapOption) (*jwtcache.CacheMap, *tenants, *jwtcachetest.Clock) {
 	clk := newClock()
 	p := newTenants(clk, life)
 	base := []jwtcache.MapOption{

@@ -15,6 +15,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 )
 
 // The fault suite: each test drives a cache on the fake clock through a fault
@@ -30,7 +31,7 @@ type faultFunc func(ctx context.Context, now time.Time, n int64) (string, error)
 // faultProvider is a token function on the fake clock: without a fault, it
 // mints a token that lives an hour; with one, it answers as the fault does.
 type faultProvider struct {
-	clk   *fakeClock
+	clk   *jwtcachetest.Clock
 	calls atomic.Int64 // every call
 
 	mu sync.Mutex
@@ -67,7 +68,7 @@ const (
 
 // newFaultCache returns a cache on a fake clock backed by a faultProvider,
 // backing off 1-2s after a failure.
-func newFaultCache(t *testing.T, opts ...jwtcache.Option) (*jwtcache.Cache, *faultProvider, *fakeClock, *logBuffer) {
+func newFaultCache(t *testing.T, opts ...jwtcache.Option) (*jwtcache.Cache, *faultProvider, *jwtcachetest.Clock, *logBuffer) {
 	t.Helper()
 	clk := newClock()
 	p := &faultProvider{clk: clk}
@@ -131,7 +132,7 @@ func (x *expiries) check(now time.Time, tok jwtcache.Token, err error) string {
 // recovers checks that, the fault gone, the cache serves a good token (one
 // with more than 10 minutes to live, which no fault hands out) once the clock
 // has moved on by at most limit, and then serves it from the cache.
-func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *fakeClock, x *expiries, limit time.Duration) {
+func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *jwtcachetest.Clock, x *expiries, limit time.Duration) {
 	t.Helper()
 	p.set(nil)
 	var tok jwtcache.Token

@@ -14,6 +14,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 )
 
 // testKey signs the tokens the tests mint.
@@ -78,27 +80,9 @@ func expOf(tb testing.TB, raw string) time.Time {
 	return tok.Expiration()
 }
 
-// fakeClock is a clock the test drives.
-type fakeClock struct {
-	mu sync.Mutex
-	// guards now
-	now time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock returns the tests' clock, at a fixed start.
+func newClock() *jwtcachetest.Clock {
+	return jwtcachetest.NewClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 }
 
 // logBuffer collects log records, safe for concurrent use.
