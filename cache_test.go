@@ -163,7 +163,7 @@ func TestCache_Lifecycle(t *testing.T) {
 		c, p, clk := newTestCache(life)
 		first := mustToken(t, c)
 		gate := make(chan struct{})
-		p.setGate(gate) // the background fetch cannot finish until released
+		p.setGate(gate)               // the background fetch cannot finish until released
 		clk.Advance(80 * time.Second) // the window opens at 75.25s..79.2s of a 99s local life
 		for range 100 {
 			if got := mustToken(t, c); got != first {
