@@ -67,6 +67,10 @@ func SharedStore(s Store) Option {
 // holder's token, or for the lease to come free.
 const storePoll = 50 * time.Millisecond
 
+// storeShare bounds each store call to this fraction of the fetch timeout,
+// so that a store that hangs costs a fetch a tenth of its time, not all of it.
+const storeShare = 10
+
 // storeKey is the cache's key in its store.
 func (c *Cache) storeKey() string {
 	if c.cfg.key != "" {
@@ -88,7 +92,7 @@ func (c *Cache) shared(next fetcher) fetcher {
 		if tok, ok := c.adopt(ctx, key, gen, start); ok {
 			return tok, nil
 		}
-		release, leased, err := c.cfg.store.Lease(ctx, key, c.cfg.fetchTimeout)
+		release, leased, err := c.lease(ctx, key)
 		switch {
 		case err != nil:
 			c.storeFailed("lease", err)
@@ -111,11 +115,15 @@ func (c *Cache) shared(next fetcher) fetcher {
 			// failing provider once per delay, not once per replica.
 			keep = c.cfg.backoffMin + rand.N(c.cfg.backoffMin)
 		} else if !ok && !tok.Expiry.IsZero() {
-			if serr := c.cfg.store.Save(ctx, key, tok.Value, tok.Expiry); serr != nil {
+			sctx, cancel := c.storeCall(ctx)
+			if serr := c.cfg.store.Save(sctx, key, tok.Value, tok.Expiry); serr != nil {
 				c.storeFailed("save", serr)
 			}
+			cancel()
 		}
-		if rerr := release(ctx, keep); rerr != nil {
+		sctx, cancel := c.storeCall(ctx)
+		defer cancel()
+		if rerr := release(sctx, keep); rerr != nil {
 			c.storeFailed("release", rerr)
 		}
 		return tok, err
@@ -145,7 +153,7 @@ func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start t
 		if tok, ok := c.adopt(ctx, key, gen, start); ok {
 			return tok, nil, nil
 		}
-		release, leased, err := c.cfg.store.Lease(ctx, key, c.cfg.fetchTimeout)
+		release, leased, err := c.lease(ctx, key)
 		if err != nil {
 			c.storeFailed("lease", err)
 			return Token{}, noRelease, nil
@@ -156,6 +164,18 @@ func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start t
 	}
 }
 
+// lease tries to take key's lease for as long as a fetch may take.
+func (c *Cache) lease(ctx context.Context, key string) (func(context.Context, time.Duration) error, bool, error) {
+	ctx, cancel := c.storeCall(ctx)
+	defer cancel()
+	return c.cfg.store.Lease(ctx, key, c.cfg.fetchTimeout)
+}
+
+// storeCall returns the context of one store call within the fetch's.
+func (c *Cache) storeCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.fetchTimeout/storeShare)
+}
+
 // noRelease is the release of a lease the cache does not hold.
 func noRelease(context.Context, time.Duration) error { return nil }
 
@@ -164,7 +184,9 @@ func noRelease(context.Context, time.Duration) error { return nil }
 // it as the fetch's token. A saved token that does not pass the cache's checks
 // (its ParseOptions, say) is a store failure, and not adopted.
 func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Time) (Token, bool) {
-	raw, expiry, err := c.cfg.store.Load(ctx, key)
+	sctx, cancel := c.storeCall(ctx)
+	raw, expiry, err := c.cfg.store.Load(sctx, key)
+	cancel()
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			c.storeFailed("load", err)
@@ -205,7 +227,10 @@ func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Ti
 // fetch, each only if the store still holds it.
 func (c *Cache) deleteRejected(ctx context.Context, key string) {
 	for _, tok := range c.rejected.pending() {
-		if _, err := c.cfg.store.CompareAndDelete(ctx, key, tok); err != nil {
+		sctx, cancel := c.storeCall(ctx)
+		_, err := c.cfg.store.CompareAndDelete(sctx, key, tok)
+		cancel()
+		if err != nil {
 			c.storeFailed("delete", err)
 			continue // pending still: the next fetch tries again
 		}
