@@ -214,7 +214,7 @@ func (m *CacheMap) miss(ctx context.Context, key string) (Token, error) {
 		s = got
 	} else {
 		m.n.Add(1)
-		m.enforceMaxKeys()
+		m.enforceMaxKeys(s)
 	}
 	t, now, err := s.cache.token(ctx)
 	m.touch(s, now)
@@ -240,7 +240,7 @@ func (m *CacheMap) touch(s *slot, now time.Duration) {
 		return slices.DeleteFunc(all, func(c candidate) bool { return c.seen >= cutoff })
 	})
 	// Keys added while the sweep ran left MaxKeys to it.
-	m.enforceMaxKeys()
+	m.enforceMaxKeys(nil)
 }
 
 // newCache builds key's Cache: the map's options first, then the map's name,
@@ -269,24 +269,33 @@ type candidate struct {
 
 // enforceMaxKeys evicts the least recently used tenth of the keys, or as
 // many as it takes to get back to MaxKeys if that is more, while the map holds
-// more than MaxKeys. If another pass is running, it leaves the work to that
-// pass, which checks again when it ends.
-func (m *CacheMap) enforceMaxKeys() {
+// more than MaxKeys; spare, the slot just added (or nil), goes last, so that a
+// new key is not evicted before its first call. If another pass is running, it
+// leaves the work to that pass, which checks again when it ends.
+func (m *CacheMap) enforceMaxKeys(spare *slot) {
+	oldest := func(all []candidate) []candidate {
+		drop := min(max(len(all)-m.cfg.maxKeys, m.cfg.maxKeys/10, 1), len(all))
+		slices.SortFunc(all, func(a, b candidate) int {
+			return cmp.Or(cmp.Compare(b2i(a.s == spare), b2i(b.s == spare)), cmp.Compare(a.seen, b.seen))
+		})
+		return all[:drop]
+	}
 	for range 4 { // each pass makes progress; the bound only guards against a livelock
 		if m.cfg.maxKeys <= 0 || m.n.Load() <= int64(m.cfg.maxKeys) {
 			return
 		}
-		if !m.evict(m.oldest) {
+		if !m.evict(oldest) {
 			return
 		}
 	}
 }
 
-// oldest picks the keys enforceMaxKeys drops.
-func (m *CacheMap) oldest(all []candidate) []candidate {
-	drop := min(max(len(all)-m.cfg.maxKeys, m.cfg.maxKeys/10, 1), len(all))
-	slices.SortFunc(all, func(a, b candidate) int { return cmp.Compare(a.seen, b.seen) })
-	return all[:drop]
+// b2i is 1 for true, 0 for false.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // evict drops the keys that pick chooses from all of them, and reports whether

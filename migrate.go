@@ -1,6 +1,7 @@
 package jwtcache
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -13,9 +14,8 @@ import (
 // twin is the cache option itself.
 //
 // jwtcache-go's Logger and MapLogger took its LoggerContract (logrus's
-// Infof and Debugf); [Logger] takes an *slog.Logger instead, and a MapLogger
-// could not take the old type honestly, so it has no twin: such a call needs
-// [Logger] and an *slog.Logger in any case.
+// Infof and Debugf); [Logger] and the MapLogger twin take an *slog.Logger
+// instead, so such a call needs a new argument in any case.
 
 // MapHeadroom sets the headroom of each key's Cache, as [Headroom] does. The
 // default is 10 seconds.
@@ -40,6 +40,15 @@ func MapParseOptions(opts ...jwt.ParseOption) MapOption {
 // Deprecated: use [RejectUnparsable]; every Option is a MapOption.
 func MapRejectUnparsable(reject bool) MapOption {
 	return RejectUnparsable(reject)
+}
+
+// MapLogger sets the logger of each key's Cache, as [Logger] does: an
+// *slog.Logger, where jwtcache-go took its own logger interface. The default
+// is [slog.Default].
+//
+// Deprecated: use [Logger]; every Option is a MapOption.
+func MapLogger(l *slog.Logger) MapOption {
+	return Logger(l)
 }
 
 // ErrNotImplemented is [ErrNoTokenFunction], under the name jwtcache-go gave

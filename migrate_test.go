@@ -1,12 +1,14 @@
 package jwtcache_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ var (
 	_ func(time.Duration) jwtcache.MapOption      = jwtcache.MapHeadroom
 	_ func(...jwt.ParseOption) jwtcache.MapOption = jwtcache.MapParseOptions
 	_ func(bool) jwtcache.MapOption               = jwtcache.MapRejectUnparsable
+	_ func(*slog.Logger) jwtcache.MapOption       = jwtcache.MapLogger
 )
 
 // TestMigrate_MapOptionTwins checks that a CacheMap built with each of
@@ -33,6 +36,8 @@ func TestMigrate_MapOptionTwins(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrongKey := jwt.WithKey(jwa.ES256, otherKey.Public())
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
 
 	tests := []struct {
 		name        string
@@ -63,6 +68,18 @@ func TestMigrate_MapOptionTwins(t *testing.T) {
 			probe: probeVerify,
 			want:  "token: false, ErrUnparsable: true",
 			bare:  "token: true, ErrUnparsable: false",
+		},
+		{
+			name:  "MapLogger",
+			twin:  jwtcache.MapLogger(logger),
+			plain: jwtcache.Logger(logger),
+			probe: func(t *testing.T, opt jwtcache.MapOption) string {
+				logs.Reset()
+				probeOpaque(t, opt)
+				return fmt.Sprint("logged: ", logs.Len() > 0)
+			},
+			want: "logged: true",
+			bare: "logged: false",
 		},
 	}
 	for _, tt := range tests {

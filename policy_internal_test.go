@@ -2,6 +2,7 @@ package jwtcache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -120,6 +121,79 @@ func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 	return float64(len(starts)-1) / (float64(elapsed) / float64(lives[0]))
 }
 
+// TestCache_Recovery takes the provider down and brings it back at points of
+// a one-minute token's life, with a call every 100ms on a fake clock, and
+// checks the retry policy's promises: a provider that answers again while the
+// token lives (2s or more before its expiry) finds the cache with a fresh token
+// before the old one expires; one that answers after the token has expired
+// serves callers within 2s; and while it is down, it sees at most one call a
+// second.
+func TestCache_Recovery(t *testing.T) {
+	const life = time.Minute // 59s of local life; refreshed from 44.25s on, so down before that
+	tests := []struct {
+		name         string
+		down, up     time.Duration // since the first fetch
+		wantNeverDry bool
+	}{
+		{"back within the refresh window", 40 * time.Second, 50 * time.Second, true},
+		{"back 2s before expiry", 40 * time.Second, 57 * time.Second, true},
+		{"back just after expiry", 40 * time.Second, 60 * time.Second, false},
+		{"back 20s after expiry", 40 * time.Second, 80 * time.Second, false},
+		{"ten minutes down", 40 * time.Second, 10*time.Minute + 40*time.Second, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+			origin := clk.Now()
+			var mu sync.Mutex
+			var calls []time.Duration // when the provider was called while down
+			c := NewCache(Name("recovery"), Logger(nil), Clock(clk.Now),
+				TokenFunction(func(context.Context) (string, error) {
+					now := clk.Now()
+					if at := now.Sub(origin); at >= tt.down && at < tt.up {
+						mu.Lock()
+						calls = append(calls, at)
+						mu.Unlock()
+						return "", errors.New("idp down")
+					}
+					return mintAt(t, now, life), nil
+				}))
+			// barrier waits for a fetch the last call started, if any: the
+			// call registered it in the group before it returned, so this
+			// joins it (or runs a no-op when there is none).
+			barrier := func() { <-c.group.DoChan(flightKey, func() (any, error) { return nil, nil }) }
+
+			var dry, served time.Duration = -1, -1 // first failing call; first served call after up
+			for at := time.Duration(0); at < tt.up+time.Minute; at += 100 * time.Millisecond {
+				clk.Set(origin.Add(at))
+				_, err := c.EnsureToken(context.Background())
+				barrier()
+				switch {
+				case err != nil && dry < 0:
+					dry = at
+				case err == nil && at >= tt.up && served < 0:
+					served = at
+				}
+				if err != nil && at < tt.down {
+					t.Fatalf("EnsureToken() at %v, before the outage: %v", at, err)
+				}
+			}
+			if tt.wantNeverDry && dry >= 0 {
+				t.Errorf("callers failed from %v, with the provider back at %v and the token live until 59s", dry, tt.up)
+			}
+			if recovery := served - tt.up; served < 0 || recovery > 2*time.Second {
+				t.Errorf("first caller served %v after the provider came back; want within 2s", recovery)
+			}
+			outage := tt.up - tt.down
+			if max := int(outage/time.Second) + 1; len(calls) > max {
+				t.Errorf("provider calls during %v of outage = %d; want at most one a second (%d)", outage, len(calls), max)
+			}
+			t.Logf("outage %v: %d provider calls; callers failing from %v; first served %v after recovery",
+				outage, len(calls), dry, served-tt.up)
+		})
+	}
+}
+
 // waitPublished waits until the cache holds a token expiring later than old.
 func waitPublished(t *testing.T, c *Cache, old time.Time) {
 	t.Helper()
@@ -143,6 +217,12 @@ func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
 }
 
 func (c *fakeClock) Advance(d time.Duration) {
