@@ -71,14 +71,12 @@ type Cache struct {
 	// rejected are the tokens dropped as rejected; only with a store.
 	rejected *rejects
 
-	// cfg, parser, epoch and source are written once by NewCache and only
-	// read after. epoch is the origin of entry.freshFor; from the real clock,
-	// it carries a monotonic reading. source obtains a token for a fetch: the
-	// token function, wrapped in the store's protocol if there is a store.
+	// cfg, parser and epoch are written once by NewCache and only read after.
+	// epoch is the origin of entry.freshFor; from the real clock, it carries
+	// a monotonic reading.
 	cfg    config
 	parser *parser
 	epoch  time.Time
-	source fetcher
 
 	// stats come last, behind padding, off the cache lines that hits read.
 	stats counters
@@ -131,10 +129,8 @@ func NewCache(opts ...Option) *Cache {
 	if c.epoch.IsZero() {
 		c.epoch = c.now()
 	}
-	c.source = c.issue
 	if c.cfg.store != nil {
 		c.rejected = &rejects{}
-		c.source = c.shared(c.issue)
 	}
 	c.entry.Store(&entry{freshFor: never})
 	return c
@@ -148,15 +144,20 @@ func NewCache(opts ...Option) *Cache {
 // function returns [ErrNoTokenFunction], one with a [SharedStore] and no
 // [Name] [ErrNoName]. When ctx ends first, EnsureToken returns ctx.Err().
 func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
-	t, _, err := c.token(ctx)
+	if e, _, ok := c.hit(); ok {
+		return e.token, nil
+	}
+	t, err := c.get(ctx)
 	return t.Value, err
 }
 
 // Token is [Cache.EnsureToken] for callers that also need the token's expiry,
 // such as an adapter to another token interface.
 func (c *Cache) Token(ctx context.Context) (Token, error) {
-	t, _, err := c.token(ctx)
-	return t, err
+	if e, _, ok := c.hit(); ok {
+		return e.value(), nil
+	}
+	return c.get(ctx)
 }
 
 // Invalidate drops the cached token, so that the next call fetches a new one.
@@ -200,16 +201,17 @@ func (c *Cache) drop(match func(*entry) bool) bool {
 	return dropped != nil
 }
 
-// token is the path of every call: a hit, or get. It also returns the time
-// since the epoch it read, which a CacheMap stamps on the key.
-func (c *Cache) token(ctx context.Context) (Token, time.Duration, error) {
-	now := c.elapsed()
-	if e := c.entry.Load(); e != nil && now < e.freshFor {
+// hit is the first step of every call, the Cache's and a CacheMap's: it
+// returns the entry if its token is fresh, counted as a hit, and the time since
+// the epoch it read to decide, which a CacheMap stamps on the key. A call that
+// is not a hit goes on to get.
+func (c *Cache) hit() (e *entry, now time.Duration, ok bool) {
+	now = c.elapsed()
+	if e = c.entry.Load(); e != nil && now < e.freshFor {
 		c.countHit(now)
-		return e.value(), now, nil
+		return e, now, true
 	}
-	t, err := c.get(ctx)
-	return t, now, err
+	return nil, now, false
 }
 
 // elapsed returns the time since the cache's epoch. Without a test clock it
@@ -373,7 +375,16 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 			c.fail(err, c.now())
 		}
 	}()
-	return c.source(ctx, e.gen, start)
+	return c.obtain(ctx, e.gen, start)
+}
+
+// obtain is the fetch's source of a token: the token function, wrapped in
+// the store's protocol when there is a store.
+func (c *Cache) obtain(ctx context.Context, gen uint64, start time.Time) (Token, error) {
+	if c.cfg.store != nil {
+		return c.shared(ctx, gen, start, c.issue)
+	}
+	return c.issue(ctx, gen, start)
 }
 
 // issue is the cache's own source: it calls the token function and admits

@@ -144,14 +144,22 @@ func NewCacheMap(opts ...MapOption) *CacheMap {
 // EnsureToken returns a valid token for key, as [Cache.EnsureToken] does. An
 // empty key is an error wrapping [ErrEmptyKey].
 func (m *CacheMap) EnsureToken(ctx context.Context, key string) (string, error) {
-	t, err := m.token(ctx, key)
+	s, e := m.hit(key)
+	if e != nil {
+		return e.token, nil
+	}
+	t, err := m.get(ctx, key, s)
 	return t.Value, err
 }
 
 // Token is [CacheMap.EnsureToken] for callers that also need the token's
 // expiry. An empty key is an error wrapping [ErrEmptyKey].
 func (m *CacheMap) Token(ctx context.Context, key string) (Token, error) {
-	return m.token(ctx, key)
+	s, e := m.hit(key)
+	if e != nil {
+		return e.value(), nil
+	}
+	return m.get(ctx, key, s)
 }
 
 // Invalidate drops key's cached token, as [Cache.Invalidate] does. The key
@@ -185,16 +193,26 @@ func (m *CacheMap) Len() int {
 	return int(m.n.Load())
 }
 
-// token is the path of every call: the key's Cache's, whose clock reading
-// stamps the key.
-func (m *CacheMap) token(ctx context.Context, key string) (Token, error) {
+// hit is the first step of every call: it looks key up and returns its slot
+// (nil if the map does not hold it) and, if the key's token is fresh, its
+// Cache's entry. The clock reading of the Cache's hit test stamps the key.
+func (m *CacheMap) hit(key string) (*slot, *entry) {
 	s, ok := m.slots.load(key)
 	if !ok {
+		return nil, nil
+	}
+	e, now, _ := s.cache.hit()
+	m.touch(s, now)
+	return s, e
+}
+
+// get serves a call that was not a hit: through s's Cache, or by adding key
+// when the map does not hold it (s is nil).
+func (m *CacheMap) get(ctx context.Context, key string, s *slot) (Token, error) {
+	if s == nil {
 		return m.miss(ctx, key)
 	}
-	t, now, err := s.cache.token(ctx)
-	m.touch(s, now)
-	return t, err
+	return s.cache.get(ctx)
 }
 
 // miss serves a key the map does not hold: it adds the key, then serves it
@@ -216,9 +234,12 @@ func (m *CacheMap) miss(ctx context.Context, key string) (Token, error) {
 		m.n.Add(1)
 		m.enforceMaxKeys(s)
 	}
-	t, now, err := s.cache.token(ctx)
+	e, now, ok := s.cache.hit()
 	m.touch(s, now)
-	return t, err
+	if ok {
+		return e.value(), nil
+	}
+	return s.cache.get(ctx)
 }
 
 // touch renews s's stamp if it is a stamp interval old, and then sweeps idle keys

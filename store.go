@@ -79,55 +79,53 @@ func (c *Cache) storeKey() string {
 	return c.cfg.name
 }
 
-// shared wraps next, the cache's own source, in the store's protocol: delete
+// shared runs next, the cache's own source, inside the store's protocol: delete
 // the tokens rejected since the last fetch, adopt a token another replica
 // saved, or take the lease, look again, fetch with next, save, and release.
 // A replica that does not get the lease waits for the holder's token, or for
 // the lease, instead of calling the provider beside it; one whose store fails
 // fetches on its own.
-func (c *Cache) shared(next fetcher) fetcher {
-	return func(ctx context.Context, gen uint64, start time.Time) (Token, error) {
-		key := c.storeKey()
-		c.deleteRejected(ctx, key)
-		if tok, ok := c.adopt(ctx, key, gen, start); ok {
-			return tok, nil
-		}
-		release, leased, err := c.lease(ctx, key)
-		switch {
-		case err != nil:
-			c.storeFailed("lease", err)
-			return next(ctx, gen, start)
-		case !leased:
-			var tok Token
-			if tok, release, err = c.awaitHolder(ctx, key, gen, start); release == nil {
-				return tok, err
-			}
-		}
-		// Another replica may have saved a token between the look above and
-		// the lease: adopt it rather than fetch a second one.
-		tok, ok := c.adopt(ctx, key, gen, start)
-		if !ok {
-			tok, err = next(ctx, gen, start)
-		}
-		var keep time.Duration
-		if err != nil {
-			// Hold the lease for a retry delay, so that the fleet asks a
-			// failing provider once per delay, not once per replica.
-			keep = c.cfg.backoffMin + rand.N(c.cfg.backoffMin)
-		} else if !ok && !tok.Expiry.IsZero() {
-			sctx, cancel := c.storeCall(ctx)
-			if serr := c.cfg.store.Save(sctx, key, tok.Value, tok.Expiry); serr != nil {
-				c.storeFailed("save", serr)
-			}
-			cancel()
-		}
-		sctx, cancel := c.storeCall(ctx)
-		defer cancel()
-		if rerr := release(sctx, keep); rerr != nil {
-			c.storeFailed("release", rerr)
-		}
-		return tok, err
+func (c *Cache) shared(ctx context.Context, gen uint64, start time.Time, next fetcher) (Token, error) {
+	key := c.storeKey()
+	c.deleteRejected(ctx, key)
+	if tok, ok := c.adopt(ctx, key, gen, start); ok {
+		return tok, nil
 	}
+	release, leased, err := c.lease(ctx, key)
+	switch {
+	case err != nil:
+		c.storeFailed("lease", err)
+		return next(ctx, gen, start)
+	case !leased:
+		var tok Token
+		if tok, release, err = c.awaitHolder(ctx, key, gen, start); release == nil {
+			return tok, err
+		}
+	}
+	// Another replica may have saved a token between the look above and
+	// the lease: adopt it rather than fetch a second one.
+	tok, ok := c.adopt(ctx, key, gen, start)
+	if !ok {
+		tok, err = next(ctx, gen, start)
+	}
+	var keep time.Duration
+	if err != nil {
+		// Hold the lease for a retry delay, so that the fleet asks a
+		// failing provider once per delay, not once per replica.
+		keep = c.cfg.backoffMin + rand.N(c.cfg.backoffMin)
+	} else if !ok && !tok.Expiry.IsZero() {
+		sctx, cancel := c.storeCall(ctx)
+		if serr := c.cfg.store.Save(sctx, key, tok.Value, tok.Expiry); serr != nil {
+			c.storeFailed("save", serr)
+		}
+		cancel()
+	}
+	sctx, cancel := c.storeCall(ctx)
+	defer cancel()
+	if rerr := release(sctx, keep); rerr != nil {
+		c.storeFailed("release", rerr)
+	}
+	return tok, err
 }
 
 // awaitHolder waits while another replica holds the lease: it adopts the

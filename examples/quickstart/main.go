@@ -65,7 +65,6 @@ func run(duration time.Duration, goroutines int, lifetime time.Duration) error {
 	cache := jwtcache.NewCache(
 		jwtcache.Name("quickstart"),
 		jwtcache.TokenFunction(clientCredentials(srv.Client(), srv.URL+"/token")),
-		jwtcache.Headroom(500*time.Millisecond),
 		jwtcache.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 	)
 
