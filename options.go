@@ -190,13 +190,18 @@ func RefreshAhead(fraction float64) Option {
 }
 
 // Backoff sets the bounds of the delay after a failed fetch, during which the
-// token function is not called again. The delay after the nth consecutive
-// failure is drawn uniformly between minDelay and min(maxDelay,
-// minDelay·2ⁿ⁻¹) (full jitter with a floor). During backoff, callers get the
-// cached token while it has not expired, and the last error, wrapped in
-// [ErrBackoff], when it has. A minDelay of zero or less is taken as the
-// default, a maxDelay below minDelay as minDelay. The defaults are 1 second and
-// 30 seconds.
+// token function is not called again. The delay depends on what the cache can
+// still serve. With no live token, it is drawn uniformly between minDelay and
+// min(2·minDelay, maxDelay), so that a provider that answers again serves the
+// failing callers soon (within 2 seconds by default), while it never sees more
+// than a call per minDelay. With a live token, the delay after the nth
+// consecutive failure is drawn uniformly between minDelay and min(maxDelay,
+// minDelay·2ⁿ⁻¹) (full jitter with a floor), but is at most half of what the
+// token has left and at least minDelay, so that the cache tries again before
+// the token expires. During backoff, callers get the cached token while it has
+// not expired, and the last error, wrapped in [ErrBackoff], when it has. A
+// minDelay of zero or less is taken as the default, a maxDelay below minDelay
+// as minDelay. The defaults are 1 second and 30 seconds.
 func Backoff(minDelay, maxDelay time.Duration) Option {
 	return optionFunc(func(c *config) { c.backoffMin, c.backoffMax = minDelay, maxDelay })
 }
