@@ -68,7 +68,7 @@ type mapConfig struct {
 }
 
 // MapOption configures a [CacheMap]. Every [Option] is a MapOption too, and
-// applies to each key's Cache.
+// applies to each key's Cache, but for [Name], which names the map.
 type MapOption interface {
 	applyMap(*mapConfig)
 }

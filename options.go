@@ -20,7 +20,8 @@ type TokenFunc func(ctx context.Context) (string, error)
 
 // Option configures a [Cache]. Options are applied in order; a later option
 // overrides an earlier one of the same kind. Every Option is also a
-// [MapOption], which configures each key's Cache in a [CacheMap].
+// [MapOption], which configures each key's Cache in a [CacheMap], but for
+// [Name], which names the map itself.
 type Option interface {
 	MapOption
 	apply(*config)
