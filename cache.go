@@ -68,12 +68,17 @@ type Cache struct {
 	// starts, so that a hung token function cannot pile up goroutines.
 	abandoned atomic.Int32
 
-	// cfg, parser and epoch are written once by NewCache and only read after.
-	// epoch is the origin of entry.freshFor; from the real clock, it carries
-	// a monotonic reading.
+	// rejected are the tokens dropped as rejected; only with a store.
+	rejected *rejects
+
+	// cfg, parser, epoch and source are written once by NewCache and only
+	// read after. epoch is the origin of entry.freshFor; from the real clock,
+	// it carries a monotonic reading. source obtains a token for a fetch: the
+	// token function, wrapped in the store's protocol if there is a store.
 	cfg    config
 	parser *parser
 	epoch  time.Time
+	source fetcher
 
 	// stats come last, behind padding, off the cache lines that hits read.
 	stats counters
@@ -102,6 +107,10 @@ type entry struct {
 	retryAt  time.Time // no fetch before then
 }
 
+// fetcher obtains and admits a token for a fetch that began at start, when the
+// entry's generation was gen, on the fetch's detached, bounded context.
+type fetcher func(ctx context.Context, gen uint64, start time.Time) (Token, error)
+
 // never is the freshFor of an entry without a token.
 const never = time.Duration(math.MinInt64)
 
@@ -122,6 +131,11 @@ func NewCache(opts ...Option) *Cache {
 	if c.epoch.IsZero() {
 		c.epoch = c.now()
 	}
+	c.source = c.issue
+	if c.cfg.store != nil {
+		c.rejected = &rejects{}
+		c.source = c.shared(c.issue)
+	}
 	c.entry.Store(&entry{freshFor: never})
 	return c
 }
@@ -131,52 +145,71 @@ func NewCache(opts ...Option) *Cache {
 // wrapped, as do [ErrEmptyToken], [ErrExpired], [ErrUnparsable] and [ErrPanic]
 // for what it returned; while the cache backs off after such an error, callers
 // without a live token get it wrapped in [ErrBackoff]. A cache without a token
-// function returns [ErrNoTokenFunction]. When ctx ends first, EnsureToken
-// returns ctx.Err().
+// function returns [ErrNoTokenFunction], one with a [SharedStore] and no
+// [Name] [ErrNoName]. When ctx ends first, EnsureToken returns ctx.Err().
 func (c *Cache) EnsureToken(ctx context.Context) (string, error) {
-	if e := c.entry.Load(); e != nil {
-		if now := c.elapsed(); now < e.freshFor {
-			c.countHit(now)
-			return e.token, nil
-		}
-	}
-	t, err := c.get(ctx)
+	t, _, err := c.token(ctx)
 	return t.Value, err
 }
 
 // Token is [Cache.EnsureToken] for callers that also need the token's expiry,
 // such as an adapter to another token interface.
 func (c *Cache) Token(ctx context.Context) (Token, error) {
-	if e := c.entry.Load(); e != nil {
-		if now := c.elapsed(); now < e.freshFor {
-			c.countHit(now)
-			return e.value(), nil
-		}
-	}
-	return c.get(ctx)
+	t, _, err := c.token(ctx)
+	return t, err
 }
 
 // Invalidate drops the cached token, so that the next call fetches a new one.
 // A backoff in progress is kept: invalidating does not let a caller bypass it.
+// With a [SharedStore], the dropped token is never adopted from the store
+// again, and the next fetch deletes it there if the store still holds it.
 func (c *Cache) Invalidate() {
-	c.update(func(e *entry) *entry { return e.withoutToken() })
+	c.drop(func(*entry) bool { return true })
 }
 
 // InvalidateToken drops the cached token only if it is token, and reports
 // whether it did. A caller whose token was rejected (an HTTP 401, say) uses it
 // so that a burst of rejections of one token causes one fetch, not one per
-// rejection: the first drops the token, the rest find a newer one.
+// rejection: the first drops the token, the rest find a newer one. With a
+// [SharedStore], token is never adopted from the store again, and the next
+// fetch deletes it there if the store still holds it, so that other replicas
+// rejected on it adopt this one's replacement instead of fetching their own.
 func (c *Cache) InvalidateToken(token string) bool {
-	dropped := false
+	if token == "" {
+		return false
+	}
+	return c.drop(func(e *entry) bool { return e.token == token })
+}
+
+// drop drops the cached token if match reports it should, and reports whether
+// it did; with a store, it remembers the token as rejected.
+func (c *Cache) drop(match func(*entry) bool) bool {
+	var dropped *entry
 	c.update(func(e *entry) *entry {
 		// update may call this again after losing a race: decide afresh.
-		dropped = token != "" && e.token == token
-		if !dropped {
+		dropped = nil
+		if e.token == "" || !match(e) {
 			return nil
 		}
+		dropped = e
 		return e.withoutToken()
 	})
-	return dropped
+	if dropped != nil && c.cfg.store != nil {
+		c.rejected.add(dropped.token, dropped.expiry, c.now())
+	}
+	return dropped != nil
+}
+
+// token is the path of every call: a hit, or get. It also returns the time
+// since the epoch it read, which a CacheMap stamps on the key.
+func (c *Cache) token(ctx context.Context) (Token, time.Duration, error) {
+	now := c.elapsed()
+	if e := c.entry.Load(); e != nil && now < e.freshFor {
+		c.countHit(now)
+		return e.value(), now, nil
+	}
+	t, err := c.get(ctx)
+	return t, now, err
 }
 
 // elapsed returns the time since the cache's epoch. Without a test clock it
@@ -187,17 +220,6 @@ func (c *Cache) elapsed() time.Duration {
 		return time.Since(c.epoch)
 	}
 	return c.cfg.clock().Sub(c.epoch)
-}
-
-// hit returns the token if it is fresh, and the time since the epoch it read
-// to decide.
-func (c *Cache) hit() (tok string, now time.Duration, ok bool) {
-	now = c.elapsed()
-	if e := c.entry.Load(); e != nil && now < e.freshFor {
-		c.countHit(now)
-		return e.token, now, true
-	}
-	return "", now, false
 }
 
 // fresh reports whether e's token is fresh at now.
@@ -244,7 +266,10 @@ func (c *Cache) update(fn func(*entry) *entry) *entry {
 // get is the path of every call that is not a hit.
 func (c *Cache) get(ctx context.Context) (Token, error) {
 	if c.cfg.tokenFunc == nil {
-		return Token{}, ErrNoTokenFunction
+		return Token{}, ErrNoTokenFunction // the zero Cache too
+	}
+	if c.cfg.store != nil && !c.cfg.named {
+		return Token{}, ErrNoName
 	}
 	now := c.now()
 	e := c.load()
@@ -255,31 +280,24 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 		}
 		return c.wait(ctx)
 	}
-	switch {
-	case c.fresh(e, now):
-		c.stats.hits.Add(1)
-		return e.value(), nil
-	case now.Before(e.waitAt):
-		// The refresh window: serve the token, and fetch its successor in
-		// the background. DoChan runs the fetch on a goroutine of its own.
-		c.stats.hits.Add(1)
-		if e.err != nil && e.backingOff(now) {
-			c.stats.servedDuringFailure.Add(1)
-		}
-		if !e.backingOff(now) && !c.fetching.Load() {
-			c.stats.refreshesAhead.Add(1)
-			c.group.DoChan(flightKey, c.fetchFunc(ctx))
-		}
-		return e.value(), nil
-	case e.backingOff(now):
+	if c.fresh(e, now) || now.Before(e.waitAt) || e.err != nil || e.backingOff(now) {
+		// Served at once: fresh (the hit test raced a refresh), in the
+		// refresh window, or in the headroom while the provider fails or
+		// while no fresher token is to be had. Its successor is fetched in
+		// the background if one is due; DoChan runs the fetch on a goroutine
+		// of its own.
 		c.stats.hits.Add(1)
 		if e.err != nil {
 			c.stats.servedDuringFailure.Add(1)
 		}
+		if !c.fresh(e, now) && !e.backingOff(now) && !c.fetching.Load() {
+			c.group.DoChan(flightKey, c.fetchFunc(ctx))
+		}
 		return e.value(), nil
 	}
-	// The headroom: wait for a fresh token, but if the fetch fails, the old
-	// one is still good until it expires.
+	// The headroom, with a provider that answered last time: wait for a
+	// fresh token, but if the fetch fails, the old one is still good until
+	// it expires.
 	c.stats.misses.Add(1)
 	t, err := c.wait(ctx)
 	if err != nil && ctx.Err() == nil {
@@ -319,9 +337,12 @@ func (c *Cache) fetchFunc(ctx context.Context) func() (any, error) {
 	return func() (any, error) { return c.fetch(ctx) }
 }
 
-// fetch calls the token function and publishes the outcome. The group runs at
-// most one fetch at a time. The fetch keeps ctx's values (a trace, say) but not
-// its cancellation: it serves every caller that joins it, not only the first.
+// fetch obtains a token through the cache's source and publishes the
+// outcome. The group runs at most one fetch at a time. The fetch keeps ctx's
+// values (a trace, say) but not its cancellation: it serves every caller that
+// joins it, not only the first. Its one context, bounded by the fetch timeout,
+// is the context of everything it does: store calls as well as the token
+// function.
 func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 	c.fetching.Store(true)
 	defer c.fetching.Store(false)
@@ -335,50 +356,44 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 	} else if e.throttled(start) {
 		return Token{}, e.backoffError(start)
 	}
+	if e.live(start) && (start.Before(e.waitAt) || e.err != nil) {
+		c.stats.refreshesAhead.Add(1) // callers are served meanwhile
+	}
+	c.stats.fetches.Add(1)
 
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
+	defer cancel()
 	defer func() {
 		// A panic must not escape: the group would re-panic it on its own
 		// goroutine and take the process down.
 		if r := recover(); r != nil {
 			tok, err = Token{}, fmt.Errorf("%w: %v", ErrPanic, r)
+		}
+		if err != nil {
 			c.fail(err, c.now())
 		}
 	}()
-	c.stats.fetches.Add(1)
-	var raw string
-	var stored time.Time // the expiry a store gave an adopted token
-	if c.cfg.store == nil {
-		raw, err = c.call(ctx)
-	} else {
-		var release func()
-		raw, stored, release, err = c.callShared(ctx)
-		defer release() // after the save below
-	}
-	received := c.now()
-	if err == nil {
-		tok, err = c.admit(raw, e.gen, start, received, stored)
-	}
-	if err == nil && c.cfg.store != nil && stored.IsZero() {
-		c.save(ctx, tok)
-	}
-	if err != nil {
-		c.fail(err, received)
-		return Token{}, err
-	}
-	return tok, nil
+	return c.source(ctx, e.gen, start)
 }
 
-// call runs the token function on a context detached from ctx's cancellation
-// and bounded by the fetch timeout. It gives up at the timeout even if the
-// token function ignores its context: the call is left to finish on its own
-// goroutine, and the cache, instead of hanging with it, backs off. No new call
-// starts until an abandoned one returns.
+// issue is the cache's own source: it calls the token function and admits
+// what it returns.
+func (c *Cache) issue(ctx context.Context, gen uint64, start time.Time) (Token, error) {
+	raw, err := c.call(ctx)
+	if err != nil {
+		return Token{}, err
+	}
+	return c.admit(raw, gen, start, c.now(), time.Time{})
+}
+
+// call runs the token function on ctx, the fetch's context. It gives up when
+// ctx ends even if the token function ignores it: the call is left to finish
+// on its own goroutine, and the cache, instead of hanging with it, backs off.
+// No new call starts until an abandoned one returns.
 func (c *Cache) call(ctx context.Context) (string, error) {
 	if c.abandoned.Load() > 0 {
 		return "", fmt.Errorf("jwtcache: fetch token: the token function has not returned since a call timed out: %w", context.DeadlineExceeded)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
-	defer cancel()
 	type result struct {
 		raw string
 		err error
@@ -414,7 +429,7 @@ func (c *Cache) call(ctx context.Context) (string, error) {
 			return r.raw, r.err
 		}
 		c.abandoned.Add(1)
-		return "", fmt.Errorf("jwtcache: fetch token: no answer within %s: %w", c.cfg.fetchTimeout, ctx.Err())
+		return "", fmt.Errorf("jwtcache: fetch token: no answer within the fetch timeout (%s): %w", c.cfg.fetchTimeout, ctx.Err())
 	}
 }
 
@@ -463,8 +478,7 @@ func (c *Cache) admit(raw string, gen uint64, start, received, stored time.Time)
 	// start, not its nominal lifetime: a token that arrives with less (a
 	// short-lived one losing a second to iat's truncation, or a stale one) is
 	// still fresh for a while after it arrives.
-	jitter := 0.75 + rand.Float64()/2
-	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, jitter)
+	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, rand.Float64())
 	n := &entry{token: raw, freshFor: refreshAt.Sub(c.epoch), waitAt: waitAt, expiry: expiry, gen: gen}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
@@ -512,7 +526,7 @@ func (c *Cache) fail(err error, now time.Time) {
 		n := *e
 		n.err = err
 		n.failures++
-		n.retryAt = now.Add(c.backoff(n.failures))
+		n.retryAt = now.Add(retryDelay(n.failures, n.expiry.Sub(now), c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64()))
 		return &n
 	})
 	c.log(slog.LevelWarn, "jwtcache: fetch failed", "error", err,
@@ -533,16 +547,35 @@ func (c *Cache) log(level slog.Level, msg string, args ...any) {
 	c.cfg.logger.Log(ctx, level, msg, append(attrs, args...)...)
 }
 
-// backoff returns the delay after the nth consecutive failure: uniform between
-// the minimum and an exponentially growing ceiling (full jitter with a floor,
-// so that the provider sees at most one call per minimum delay).
-func (c *Cache) backoff(n int) time.Duration {
-	lo, hi := c.cfg.backoffMin, c.cfg.backoffMin
-	for i := 1; i < n && hi < c.cfg.backoffMax; i++ {
-		hi = min(hi, c.cfg.backoffMax/2) * 2 // without overflowing
+// retryDelay returns how long a cache waits, after its nth consecutive failed
+// fetch, before it calls the token function again; left is what its token has
+// left to live (zero or less: it has none), lo and hi are the [Backoff]
+// bounds, and u in [0, 1) draws the jitter. The policy:
+//
+//	state               delay after the nth failure
+//	no live token       uniform in [lo, min(2·lo, hi)]: 1-2s by default
+//	a live token        uniform in [lo, min(hi, lo·2ⁿ⁻¹)], at most left/2, at least lo
+//
+// Without a token, callers are failing: the provider is asked again every 1-2
+// seconds, so that one that answers again serves them within 2 seconds, and
+// it never sees more than one call a second. With a live token, callers are
+// served, so the delay grows (full jitter with a floor), but it is at most
+// half of what the token has left, so the cache tries again before the token
+// expires: a provider that has recovered never finds the cache dry.
+func retryDelay(n int, left, lo, hi time.Duration, u float64) time.Duration {
+	ceil := lo + min(lo, hi-lo) // min(2·lo, hi) without overflowing
+	if left > 0 {
+		ceil = lo
+		for i := 1; i < n && ceil < hi; i++ {
+			ceil = min(ceil, hi/2) * 2 // without overflowing
+		}
+		ceil = min(ceil, hi)
 	}
-	hi = min(hi, c.cfg.backoffMax)
-	return lo + rand.N(hi-lo+1)
+	d := lo + time.Duration(u*float64(ceil-lo))
+	if left > 0 {
+		d = max(lo, min(d, left/2))
+	}
+	return d
 }
 
 // live reports whether e holds a token that has not expired at now.

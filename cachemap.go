@@ -36,6 +36,11 @@ type CacheMap struct {
 	lastSweep atomic.Int64 // time since epoch of the last idle sweep
 	sweeping  atomic.Bool  // an eviction pass runs
 
+	mu sync.Mutex // guards gone
+	// gone sums the counters of the keys dropped so far, so that the map's
+	// counters only grow.
+	gone Stats
+
 	// cfg is written once by NewCacheMap and only read after.
 	cfg mapConfig
 }
@@ -53,6 +58,7 @@ type slot struct {
 // mapConfig is the validated configuration of a CacheMap.
 type mapConfig struct {
 	name        string
+	named       bool // a MapName (or Name) was given
 	tokenFunc   MapTokenFunc
 	maxKeys     int
 	idleTimeout time.Duration
@@ -78,10 +84,11 @@ const (
 	defaultIdleTimeout = time.Hour
 )
 
-// MapName names the map in log records; every key's Cache takes this name,
-// whatever [Name] says. The default is "default".
+// MapName names the map in log records and, with a [SharedStore], its keys'
+// tokens in the store; every key's Cache takes this name. [Name] given to a
+// map does the same: of the two, the later wins. The default is "default".
 func MapName(name string) MapOption {
-	return mapOptionFunc(func(m *mapConfig) { m.name = name })
+	return mapOptionFunc(func(m *mapConfig) { m.name, m.named = name, true })
 }
 
 // MapTokenFunction sets the function that fetches a new token for a key; it
@@ -137,28 +144,14 @@ func NewCacheMap(opts ...MapOption) *CacheMap {
 // EnsureToken returns a valid token for key, as [Cache.EnsureToken] does. An
 // empty key is an error wrapping [ErrEmptyKey].
 func (m *CacheMap) EnsureToken(ctx context.Context, key string) (string, error) {
-	if s, ok := m.slots.load(key); ok {
-		tok, now, ok := s.cache.hit()
-		m.touch(s, now)
-		if ok {
-			return tok, nil
-		}
-		t, err := s.cache.get(ctx)
-		return t.Value, err
-	}
-	t, err := m.miss(ctx, key)
+	t, err := m.token(ctx, key)
 	return t.Value, err
 }
 
 // Token is [CacheMap.EnsureToken] for callers that also need the token's
 // expiry. An empty key is an error wrapping [ErrEmptyKey].
 func (m *CacheMap) Token(ctx context.Context, key string) (Token, error) {
-	if s, ok := m.slots.load(key); ok {
-		_, now, _ := s.cache.hit()
-		m.touch(s, now)
-		return s.cache.Token(ctx)
-	}
-	return m.miss(ctx, key)
+	return m.token(ctx, key)
 }
 
 // Invalidate drops key's cached token, as [Cache.Invalidate] does. The key
@@ -192,6 +185,18 @@ func (m *CacheMap) Len() int {
 	return int(m.n.Load())
 }
 
+// token is the path of every call: the key's Cache's, whose clock reading
+// stamps the key.
+func (m *CacheMap) token(ctx context.Context, key string) (Token, error) {
+	s, ok := m.slots.load(key)
+	if !ok {
+		return m.miss(ctx, key)
+	}
+	t, now, err := s.cache.token(ctx)
+	m.touch(s, now)
+	return t, err
+}
+
 // miss serves a key the map does not hold: it adds the key, then serves it
 // as its Cache does. No lock is held: building a Cache fetches nothing, and
 // two callers that add the key at once agree on one Cache.
@@ -209,10 +214,11 @@ func (m *CacheMap) miss(ctx context.Context, key string) (Token, error) {
 		s = got
 	} else {
 		m.n.Add(1)
-		m.enforceMaxKeys()
+		m.enforceMaxKeys(s)
 	}
+	t, now, err := s.cache.token(ctx)
 	m.touch(s, now)
-	return s.cache.Token(ctx)
+	return t, err
 }
 
 // touch renews s's stamp if it is a stamp interval old, and then sweeps idle keys
@@ -234,15 +240,15 @@ func (m *CacheMap) touch(s *slot, now time.Duration) {
 		return slices.DeleteFunc(all, func(c candidate) bool { return c.seen >= cutoff })
 	})
 	// Keys added while the sweep ran left MaxKeys to it.
-	m.enforceMaxKeys()
+	m.enforceMaxKeys(nil)
 }
 
 // newCache builds key's Cache: the map's options first, then the map's name,
 // key and token function, which win over any in the options.
 func (m *CacheMap) newCache(key string) *Cache {
 	opts := append(slices.Clip(m.cfg.cacheOpts),
-		Name(m.cfg.name),
 		optionFunc(func(c *config) {
+			c.name, c.named = m.cfg.name, m.cfg.named
 			c.key = key
 			c.epoch = m.cfg.epoch
 			if tf := m.cfg.tokenFunc; tf != nil {
@@ -263,24 +269,33 @@ type candidate struct {
 
 // enforceMaxKeys evicts the least recently used tenth of the keys, or as
 // many as it takes to get back to MaxKeys if that is more, while the map holds
-// more than MaxKeys. If another pass is running, it leaves the work to that
-// pass, which checks again when it ends.
-func (m *CacheMap) enforceMaxKeys() {
+// more than MaxKeys; spare, the slot just added (or nil), goes last, so that a
+// new key is not evicted before its first call. If another pass is running, it
+// leaves the work to that pass, which checks again when it ends.
+func (m *CacheMap) enforceMaxKeys(spare *slot) {
+	oldest := func(all []candidate) []candidate {
+		drop := min(max(len(all)-m.cfg.maxKeys, m.cfg.maxKeys/10, 1), len(all))
+		slices.SortFunc(all, func(a, b candidate) int {
+			return cmp.Or(cmp.Compare(b2i(a.s == spare), b2i(b.s == spare)), cmp.Compare(a.seen, b.seen))
+		})
+		return all[:drop]
+	}
 	for range 4 { // each pass makes progress; the bound only guards against a livelock
 		if m.cfg.maxKeys <= 0 || m.n.Load() <= int64(m.cfg.maxKeys) {
 			return
 		}
-		if !m.evict(m.oldest) {
+		if !m.evict(oldest) {
 			return
 		}
 	}
 }
 
-// oldest picks the keys enforceMaxKeys drops.
-func (m *CacheMap) oldest(all []candidate) []candidate {
-	drop := min(max(len(all)-m.cfg.maxKeys, m.cfg.maxKeys/10, 1), len(all))
-	slices.SortFunc(all, func(a, b candidate) int { return cmp.Compare(a.seen, b.seen) })
-	return all[:drop]
+// b2i is 1 for true, 0 for false.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // evict drops the keys that pick chooses from all of them, and reports whether
@@ -299,9 +314,16 @@ func (m *CacheMap) evict(pick func(all []candidate) []candidate) bool {
 	return true
 }
 
-// drop removes the candidates' slots, each only if it is still the key's.
+// drop removes the candidates' slots, each only if it is still the key's,
+// and keeps their counters in the map's totals.
 func (m *CacheMap) drop(cs []candidate) {
-	m.n.Add(-int64(m.slots.deleteAll(cs)))
+	dropped := m.slots.deleteAll(cs)
+	m.n.Add(-int64(len(dropped)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range dropped {
+		m.gone.add(s.cache.Stats())
+	}
 }
 
 // keyMap maps keys to slots. Its reads take no lock and write nothing: each
@@ -391,8 +413,8 @@ func (km *keyMap) loadOrStore(key string, s *slot) (actual *slot, loaded bool) {
 }
 
 // deleteAll deletes each candidate's key whose slot is still the candidate's,
-// copying each shard once, and returns how many it deleted.
-func (km *keyMap) deleteAll(cs []candidate) int {
+// copying each shard once, and returns the slots it deleted.
+func (km *keyMap) deleteAll(cs []candidate) []*slot {
 	byShard := map[*keyShard]map[string]*slot{}
 	for _, c := range cs {
 		sh := &km.shards[hashKey(c.key)%keyShards]
@@ -401,12 +423,17 @@ func (km *keyMap) deleteAll(cs []candidate) int {
 		}
 		byShard[sh][c.key] = c.s
 	}
-	deleted := 0
+	var deleted []*slot
 	for sh, drop := range byShard {
 		sh.mu.Lock()
 		cur := sh.t.Load()
-		next := rebuild(cur, cur.len(), func(e *keyEntry) bool { return drop[e.key] == e.slot })
-		deleted += cur.len() - next.n
+		next := rebuild(cur, cur.len(), func(e *keyEntry) bool {
+			if drop[e.key] != e.slot {
+				return false
+			}
+			deleted = append(deleted, e.slot)
+			return true
+		})
 		sh.t.Store(next)
 		sh.mu.Unlock()
 	}

@@ -76,11 +76,12 @@ func TestKeyMap(t *testing.T) {
 	if got, loaded := km.loadOrStore("k", b); got != a || !loaded {
 		t.Fatalf("loadOrStore() again = %p, %v; want a, true", got, loaded)
 	}
-	if n := km.deleteAll([]candidate{{key: "k", s: b}}); n != 0 {
+	if n := len(km.deleteAll([]candidate{{key: "k", s: b}})); n != 0 {
 		t.Errorf("deleteAll() of a replaced slot = %d; want 0", n)
 	}
-	if n := km.deleteAll([]candidate{{key: "k", s: a}, {key: "absent", s: a}}); n != 1 {
-		t.Errorf("deleteAll() = %d; want 1", n)
+	if got := km.deleteAll([]candidate{{key: "k", s: a}, {key: "absent", s: a}}); len(got) != 1 || got[0] != a {
+		n := len(got)
+		t.Errorf("deleteAll() deleted %d slots; want a alone", n)
 	}
 	if _, ok := km.load("k"); ok || len(km.all(0)) != 0 {
 		t.Errorf("key still present after deleteAll")
@@ -98,7 +99,7 @@ func TestKeyMap_Random(t *testing.T) {
 		switch {
 		case rng.IntN(4) == 0:
 			if s, ok := ref[k]; ok {
-				if n := km.deleteAll([]candidate{{key: k, s: s}}); n != 1 {
+				if n := len(km.deleteAll([]candidate{{key: k, s: s}})); n != 1 {
 					t.Fatalf("step %d: deleteAll(%q) = %d; want 1", i, k, n)
 				}
 				delete(ref, k)

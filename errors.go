@@ -6,6 +6,12 @@ import "errors"
 // [TokenFunction], or of a [CacheMap] built without a [MapTokenFunction].
 var ErrNoTokenFunction = errors.New("jwtcache: no token function")
 
+// ErrNoName is returned by every call of a [Cache] (or a [CacheMap]) that has
+// a [SharedStore] but no [Name] (or [MapName]): its tokens would share the
+// store's default namespace with those of every other unnamed cache, and a
+// token meant for one audience would be sent to another.
+var ErrNoName = errors.New("jwtcache: a cache with a shared store needs a Name")
+
 // ErrEmptyToken is returned when the token function returns an empty token and
 // a nil error.
 var ErrEmptyToken = errors.New("jwtcache: token function returned an empty token")

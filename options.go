@@ -37,8 +37,8 @@ func (f optionFunc) applyMap(m *mapConfig) { m.cacheOpts = append(m.cacheOpts, f
 const (
 	defaultName         = "default"
 	defaultHeadroom     = 10 * time.Second
-	defaultRefreshAhead = 0.2
-	maxRefreshAhead     = 0.4
+	defaultRefreshAhead = 0.25
+	maxRefreshAhead     = 0.5
 	defaultBackoffMin   = time.Second
 	defaultBackoffMax   = 30 * time.Second
 	defaultFetchTimeout = 15 * time.Second
@@ -50,6 +50,7 @@ type config struct {
 	name             string
 	tokenFunc        TokenFunc
 	rejectUnparsable bool
+	named            bool // a Name (or MapName) was given
 	parseOptions     []jwt.ParseOption
 	logger           *slog.Logger
 	headroom         time.Duration
@@ -108,10 +109,21 @@ func newConfig(opts []Option) config {
 	return c
 }
 
-// Name names the cache in log records. The default is "default".
+// Name names the cache in log records and, with a [SharedStore], its tokens
+// in the store, which a cache with a store must have (see [ErrNoName]). Given
+// to a [CacheMap], it names the map, as [MapName] does. The default is
+// "default".
 func Name(name string) Option {
-	return optionFunc(func(c *config) { c.name = name })
+	return nameOption(name)
 }
+
+// nameOption is the Option of [Name]: unlike other Options, it names a
+// CacheMap itself rather than configuring its keys' Caches.
+type nameOption string
+
+func (n nameOption) apply(c *config) { c.name, c.named = string(n), true }
+
+func (n nameOption) applyMap(m *mapConfig) { m.name, m.named = string(n), true }
 
 // TokenFunction sets the function that fetches a new token. A cache without one
 // returns [ErrNoTokenFunction] from every call. The default is none.
@@ -151,22 +163,28 @@ func Logger(l *slog.Logger) Option {
 
 // Headroom sets how long before its expiry a token stops being served as is:
 // once less than this remains, a caller waits for a fresh token instead (and
-// gets the old one if that fetch fails, for as long as the old one lives). The
-// headroom is capped at half the life the token has left from the fetch's
-// start, so a token that lives less than twice the headroom is still served
-// for the first half of that.
-// A negative headroom is taken as zero. The default is 10 seconds.
+// gets the old one if that fetch fails, for as long as the old one lives).
+// While the provider is failing, callers are served the old token in the
+// headroom without waiting. The headroom is capped at a twentieth of the life
+// the token has left from the fetch's start, so that short-lived tokens are
+// not replaced long before they must be: 200ms for a 5-second token (4 seconds
+// of local life), 3 seconds for a one-minute token. A negative headroom is
+// taken as zero. The default is 10 seconds.
 func Headroom(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.headroom = d })
 }
 
-// RefreshAhead sets the refresh window as a fraction of the token's lifetime.
-// The window ends where the headroom begins; the first call inside it returns
-// the current token at once and starts one background fetch of the next. Its
-// start is jittered by ±25% of its length, so that replicas that fetched
-// together do not refresh together. Zero turns refresh-ahead off (callers then
-// wait for a fresh token in the headroom); a negative fraction is taken as
-// zero, one above 0.4 as 0.4. The default is 0.2.
+// RefreshAhead sets, as a fraction of the token's local life (the life it has
+// left from the fetch's start), how long before expiry the refresh window
+// opens. The window ends where the headroom begins; the first call inside it
+// returns the current token at once and starts one background fetch of the
+// next. Its opening is jittered, up to a fifth of the fraction later, so that
+// replicas that fetched together do not refresh together. With the default,
+// 0.25, a token is replaced between 0.75 and 0.8 of its local life, whatever
+// its lifetime (five seconds or a day), and a fetch that takes up to 15% of the
+// life still finishes before any caller waits. Zero turns refresh-ahead off
+// (callers then wait for a fresh token in the headroom); a negative fraction is
+// taken as zero, one above 0.5 as 0.5. The default is 0.25.
 func RefreshAhead(fraction float64) Option {
 	return optionFunc(func(c *config) { c.refreshAhead = fraction })
 }

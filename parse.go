@@ -109,17 +109,26 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// schedule returns when a token that expires at expiry, with the given
-// lifetime, enters its refresh window and its headroom. The headroom is capped
-// at half the lifetime; the refresh window is fraction·jitter of the lifetime
-// and ends where the headroom begins. Both may lie before now for a token that
+// maxHeadroomShare bounds the headroom: at most a twentieth of a token's local
+// life, so that a short-lived token is not replaced long before it must be.
+const maxHeadroomShare = 20
+
+// schedule returns when a token that expires at expiry, with local life life
+// (from the fetch's start to expiry), enters its refresh window and its
+// headroom. The headroom is the smaller of headroom and life/20. The refresh
+// window opens fraction·life before expiry, less up to a fifth of that by the
+// jitter u in [0, 1), and ends where the headroom begins (it is empty if the
+// headroom is longer). So with the default fraction, 0.25, a token is
+// refreshed no earlier than 0.75 of its local life, whatever its lifetime, and
+// a window of at least 0.15 of its life leaves a slow fetch time to finish
+// before any caller waits. Both instants may lie before now for a token that
 // arrives late in its life.
-func schedule(expiry time.Time, lifetime, headroom time.Duration, fraction, jitter float64) (refreshAt, waitAt time.Time) {
-	lifetime = max(lifetime, 0) // a clock that stepped back mid-fetch
-	headroom = min(headroom, lifetime/2)
+func schedule(expiry time.Time, life, headroom time.Duration, fraction, u float64) (refreshAt, waitAt time.Time) {
+	life = max(life, 0) // a clock that stepped back mid-fetch
+	headroom = min(headroom, life/maxHeadroomShare)
 	waitAt = expiry.Add(-headroom)
-	window := time.Duration(float64(lifetime) * fraction * jitter)
-	return waitAt.Add(-window), waitAt
+	lead := time.Duration(float64(life) * fraction * (1 - u/5))
+	return expiry.Add(-max(lead, headroom)), waitAt
 }
 
 // tokenID names a token in logs without revealing it: its jti claim when it has

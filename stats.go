@@ -21,8 +21,10 @@ type Stats struct {
 	Fetches uint64
 	// FetchErrors counts fetches that failed.
 	FetchErrors uint64
-	// RefreshesAhead counts background refreshes started in a refresh
-	// window.
+	// RefreshesAhead counts fetches that started while callers were still
+	// served the cached token: in its refresh window, or in its headroom
+	// while the provider was failing. Each is one fetch, however many
+	// callers found the token due.
 	RefreshesAhead uint64
 	// ServedDuringFailure counts calls served a still-valid token while the
 	// provider was failing: during a backoff, or after a failed fetch in
@@ -89,18 +91,16 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// Stats returns the sum of its keys' counters, with Keys the number of keys
-// and Expiry the earliest of their tokens'. It visits every key.
+// Stats returns the sum of its keys' counters, the keys it has dropped
+// included, with Keys the number of keys and Expiry the earliest of their
+// tokens'. It visits every key. (A call still running on a key when the key
+// is dropped may go uncounted.)
 func (m *CacheMap) Stats() Stats {
-	var sum Stats
+	m.mu.Lock()
+	sum := m.gone
+	m.mu.Unlock()
 	m.Range(func(_ string, s Stats) bool {
-		sum.Hits += s.Hits
-		sum.Misses += s.Misses
-		sum.Fetches += s.Fetches
-		sum.FetchErrors += s.FetchErrors
-		sum.RefreshesAhead += s.RefreshesAhead
-		sum.ServedDuringFailure += s.ServedDuringFailure
-		sum.StoreErrors += s.StoreErrors
+		sum.add(s)
 		if !s.Expiry.IsZero() && (sum.Expiry.IsZero() || s.Expiry.Before(sum.Expiry)) {
 			sum.Expiry = s.Expiry
 		}
@@ -108,6 +108,17 @@ func (m *CacheMap) Stats() Stats {
 		return true
 	})
 	return sum
+}
+
+// add adds o's counters to s's.
+func (s *Stats) add(o Stats) {
+	s.Hits += o.Hits
+	s.Misses += o.Misses
+	s.Fetches += o.Fetches
+	s.FetchErrors += o.FetchErrors
+	s.RefreshesAhead += o.RefreshesAhead
+	s.ServedDuringFailure += o.ServedDuringFailure
+	s.StoreErrors += o.StoreErrors
 }
 
 // Range calls fn with each key the map holds and its counters, until fn

@@ -3,6 +3,7 @@ package jwtcache_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,5 +81,74 @@ func TestCache_HitsSampled(t *testing.T) {
 	}
 	if got := float64(c.Stats().Hits); got < 0.8*calls || got > 1.2*calls {
 		t.Errorf("Stats().Hits = %.0f after %d hits; want within 20%%", got, calls)
+	}
+}
+
+// TestCacheMap_StatsCountEachCallOnce counts every call of EnsureToken and
+// Token once: one hit path serves both.
+func TestCacheMap_StatsCountEachCallOnce(t *testing.T) {
+	m, _, _ := newTestMap(time.Hour)
+	for i := range 10 {
+		var err error
+		if i%2 == 0 {
+			_, err = m.Token(context.Background(), "acme")
+		} else {
+			_, err = m.EnsureToken(context.Background(), "acme")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m.Stats(); got.Hits != 9 || got.Misses != 1 {
+		t.Errorf("Stats() after 10 calls = %d hits, %d misses; want 9, 1", got.Hits, got.Misses)
+	}
+}
+
+// TestCacheMap_StatsKeepDroppedKeys checks that the map's counters only grow:
+// a key dropped by MaxKeys or Delete keeps its counts in the totals.
+func TestCacheMap_StatsKeepDroppedKeys(t *testing.T) {
+	m, _, _ := newTestMap(time.Hour, jwtcache.MaxKeys(4))
+	var last uint64
+	for i := range 40 {
+		key := "tenant-" + itoa(int64(i))
+		mustMapToken(t, m, key)
+		mustMapToken(t, m, key)
+		if i == 39 {
+			m.Delete(key)
+		}
+		got := m.Stats()
+		if got.Fetches < last {
+			t.Fatalf("Stats().Fetches went from %d to %d", last, got.Fetches)
+		}
+		last = got.Fetches
+	}
+	if got := m.Stats(); got.Fetches != 40 || got.Misses != 40 || got.Hits != 40 || got.Keys > 5 {
+		t.Errorf("Stats() = %d fetches, %d misses, %d hits, %d keys; want 40, 40, 40, at most 5",
+			got.Fetches, got.Misses, got.Hits, got.Keys)
+	}
+}
+
+// TestCache_StatsRefreshesAhead counts the refreshes that started, not the
+// callers that found the token due.
+func TestCache_StatsRefreshesAhead(t *testing.T) {
+	c, p, clk := newTestCache(100 * time.Second)
+	first := mustToken(t, c)
+	gate := make(chan struct{})
+	p.setGate(gate)
+	clk.Advance(80 * time.Second) // the refresh window
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if got, err := c.EnsureToken(context.Background()); err != nil || got != first {
+				t.Errorf("EnsureToken() in the refresh window = %v; want the current token", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(gate)
+	eventually(t, "the refreshed token", func() bool { return mustToken(t, c) != first })
+	if got := c.Stats(); got.RefreshesAhead != 1 || got.Fetches != 2 {
+		t.Errorf("Stats() after 50 callers in the refresh window = %d refreshes ahead, %d fetches; want 1, 2",
+			got.RefreshesAhead, got.Fetches)
 	}
 }

@@ -2,34 +2,49 @@ package jwtcache
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"time"
 )
 
 // Store shares tokens between the caches of a fleet of replicas, so that
-// they fetch one token, not one each. A [Cache] with a store consults it
-// behind its own entry, only when it would otherwise call its token function:
-// it adopts a token another replica saved, and when it must fetch, it first
-// takes a short lease, so that one replica fetches while the others wait
-// briefly and adopt what it saves.
+// they fetch one token, not one each. A [Cache] with a store consults it only
+// when it would otherwise call its token function, and only from its fetch,
+// on the fetch's context (detached from the caller that started it, bounded by
+// the [FetchTimeout]): it adopts a token another replica saved; when it must
+// fetch, it first takes a short lease, so that one replica fetches while the
+// others wait and adopt what it saves; and a token a server rejected leaves
+// the store, so that no replica adopts it again.
 //
-// Keys are namespaced by the cache: "<name>" for a Cache, "<name>:<key>" for
-// a key of a CacheMap. A Store must be safe for concurrent use, and should
-// answer quickly (a slow store delays fetches, never hits). Tokens are
-// secrets: a Store should keep them encrypted.
+// Keys are namespaced by the cache's [Name]: "<name>" for a Cache,
+// "<name>:<key>" for a key of a CacheMap; a cache with a store needs a name.
+// A Store must be safe for concurrent use, and should answer quickly (a slow
+// store delays fetches, never hits). Tokens are secrets: a Store should keep
+// them encrypted.
 //
 // Package redisstore implements Store on Redis.
 type Store interface {
 	// Load returns the token saved under key and the instant it expires, or
 	// an error wrapping ErrNotFound when there is none.
 	Load(ctx context.Context, key string) (token string, expiry time.Time, err error)
-	// Save saves token under key until expiry.
+	// Save saves token under key until expiry, replacing any other.
 	Save(ctx context.Context, key, token string, expiry time.Time) error
-	// Lease tries to take, for ttl, the right to fetch key's token. It
-	// reports whether it got it; release gives a lease it got back early.
-	Lease(ctx context.Context, key string, ttl time.Duration) (release func(), ok bool, err error)
+	// CompareAndDelete deletes the token saved under key only if it is
+	// token, atomically, and reports whether it did. A cache calls it for a
+	// token a server rejected: the token goes, but a replacement that
+	// another replica saved meanwhile stays.
+	CompareAndDelete(ctx context.Context, key, token string) (deleted bool, err error)
+	// Lease tries to take, for ttl, the right to fetch key's token, and
+	// reports whether it got it. When it did, the cache calls release once
+	// its fetch has ended: with keep zero, to free the lease at once (the
+	// fetch saved a token); with a positive keep, to hold it that much
+	// longer (the fetch failed, and the fleet backs off as one replica
+	// would). A release that fails leaves the lease to run out.
+	Lease(ctx context.Context, key string, ttl time.Duration) (release func(ctx context.Context, keep time.Duration) error, ok bool, err error)
 }
 
 // ErrNotFound is what a [Store]'s Load wraps when it holds no token for a
@@ -37,22 +52,24 @@ type Store interface {
 // read back, say) as a miss too, but logs and counts it as a store failure.
 var ErrNotFound = errors.New("jwtcache: no token in the store")
 
-// SharedStore makes the cache share its tokens through s (see [Store]). When
-// the store fails (down, slow, or answering garbage), the cache fetches on its
+// SharedStore makes the cache share its tokens through s (see [Store]). Its
+// tokens are saved under its [Name] (a CacheMap's, with the key), which must
+// be given: two caches of different tokens under one name would hand out each
+// other's, so a cache with a store and no name returns [ErrNoName]. When the
+// store fails (down, slow, or answering garbage), the cache fetches on its
 // own, logs it at most once a minute, and its callers see no error. The
 // default is none.
 func SharedStore(s Store) Option {
 	return optionFunc(func(c *config) { c.store = s })
 }
 
-// Bounds on the waits a store adds to a fetch.
-const (
-	// storeWait is how long a replica that did not get the lease waits for
-	// the holder to save a token, before it fetches on its own.
-	storeWait = 3 * time.Second
-	// storePoll is how often it looks meanwhile.
-	storePoll = 50 * time.Millisecond
-)
+// storePoll is how often a replica that did not get the lease looks for the
+// holder's token, or for the lease to come free.
+const storePoll = 50 * time.Millisecond
+
+// storeShare bounds each store call to this fraction of the fetch timeout,
+// so that a store that hangs costs a fetch a tenth of its time, not all of it.
+const storeShare = 10
 
 // storeKey is the cache's key in its store.
 func (c *Cache) storeKey() string {
@@ -62,82 +79,163 @@ func (c *Cache) storeKey() string {
 	return c.cfg.name
 }
 
-// callShared is call for a cache with a store: it adopts a token another
-// replica saved (and then returns its expiry in the store), or takes the lease
-// and fetches. The caller saves what it fetched, then calls release.
-func (c *Cache) callShared(ctx context.Context) (raw string, stored time.Time, release func(), err error) {
-	st, key := c.cfg.store, c.storeKey()
-	release = func() {}
-	if raw, stored, ok := c.adoptable(ctx, key); ok {
-		return raw, stored, release, nil
-	}
-	rel, leased, err := st.Lease(ctx, key, c.cfg.fetchTimeout)
-	switch {
-	case err != nil:
-		c.storeFailed("lease", err)
-	case leased:
-		release = rel
-		// Another replica may have saved a token between the look above
-		// and the lease: adopt it rather than fetch a second one.
-		if raw, stored, ok := c.adoptable(ctx, key); ok {
-			return raw, stored, release, nil
+// shared wraps next, the cache's own source, in the store's protocol: delete
+// the tokens rejected since the last fetch, adopt a token another replica
+// saved, or take the lease, look again, fetch with next, save, and release.
+// A replica that does not get the lease waits for the holder's token, or for
+// the lease, instead of calling the provider beside it; one whose store fails
+// fetches on its own.
+func (c *Cache) shared(next fetcher) fetcher {
+	return func(ctx context.Context, gen uint64, start time.Time) (Token, error) {
+		key := c.storeKey()
+		c.deleteRejected(ctx, key)
+		if tok, ok := c.adopt(ctx, key, gen, start); ok {
+			return tok, nil
 		}
-	default:
-		// Another replica is fetching: wait for it to save, a little.
-		wait := time.NewTimer(min(storeWait, c.cfg.fetchTimeout))
-		defer wait.Stop()
-		tick := time.NewTicker(storePoll)
-		defer tick.Stop()
-	poll:
-		for {
-			select {
-			case <-tick.C:
-				if raw, stored, ok := c.adoptable(ctx, key); ok {
-					return raw, stored, release, nil
-				}
-			case <-wait.C:
-				break poll
+		release, leased, err := c.lease(ctx, key)
+		switch {
+		case err != nil:
+			c.storeFailed("lease", err)
+			return next(ctx, gen, start)
+		case !leased:
+			var tok Token
+			if tok, release, err = c.awaitHolder(ctx, key, gen, start); release == nil {
+				return tok, err
 			}
 		}
+		// Another replica may have saved a token between the look above and
+		// the lease: adopt it rather than fetch a second one.
+		tok, ok := c.adopt(ctx, key, gen, start)
+		if !ok {
+			tok, err = next(ctx, gen, start)
+		}
+		var keep time.Duration
+		if err != nil {
+			// Hold the lease for a retry delay, so that the fleet asks a
+			// failing provider once per delay, not once per replica.
+			keep = c.cfg.backoffMin + rand.N(c.cfg.backoffMin)
+		} else if !ok && !tok.Expiry.IsZero() {
+			sctx, cancel := c.storeCall(ctx)
+			if serr := c.cfg.store.Save(sctx, key, tok.Value, tok.Expiry); serr != nil {
+				c.storeFailed("save", serr)
+			}
+			cancel()
+		}
+		sctx, cancel := c.storeCall(ctx)
+		defer cancel()
+		if rerr := release(sctx, keep); rerr != nil {
+			c.storeFailed("release", rerr)
+		}
+		return tok, err
 	}
-	raw, err = c.call(ctx)
-	return raw, time.Time{}, release, err
 }
 
-// save saves a token the cache fetched itself, for the other replicas.
-func (c *Cache) save(ctx context.Context, tok Token) {
-	if tok.Expiry.IsZero() {
-		return // passed through uncached: nothing to share
-	}
-	if err := c.cfg.store.Save(ctx, c.storeKey(), tok.Value, tok.Expiry); err != nil {
-		c.storeFailed("save", err)
+// awaitHolder waits while another replica holds the lease: it adopts the
+// token that replica saves, or takes the lease once it is free, and then
+// returns its release. It gives up after half the fetch timeout with an error,
+// so that the cache backs off rather than add a call to a provider that the
+// holder is already waiting for. If the store fails meanwhile, it returns a
+// release that does nothing: the cache then fetches on its own.
+func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start time.Time) (Token, func(context.Context, time.Duration) error, error) {
+	patience := c.cfg.fetchTimeout / 2
+	giveUp := time.NewTimer(patience)
+	defer giveUp.Stop()
+	tick := time.NewTicker(storePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-giveUp.C:
+			return Token{}, nil, fmt.Errorf("jwtcache: fetch token: another replica holds the store's lease and saved no token within %s", patience)
+		case <-ctx.Done():
+			return Token{}, nil, fmt.Errorf("jwtcache: fetch token: waiting for another replica's token: %w", ctx.Err())
+		}
+		if tok, ok := c.adopt(ctx, key, gen, start); ok {
+			return tok, nil, nil
+		}
+		release, leased, err := c.lease(ctx, key)
+		if err != nil {
+			c.storeFailed("lease", err)
+			return Token{}, noRelease, nil
+		}
+		if leased {
+			return Token{}, release, nil
+		}
 	}
 }
 
-// adoptable returns the token saved under key if it is worth adopting: not
-// the one the cache holds, and not yet due for refresh.
-func (c *Cache) adoptable(ctx context.Context, key string) (string, time.Time, bool) {
-	raw, expiry, err := c.cfg.store.Load(ctx, key)
+// lease tries to take key's lease for as long as a fetch may take.
+func (c *Cache) lease(ctx context.Context, key string) (func(context.Context, time.Duration) error, bool, error) {
+	ctx, cancel := c.storeCall(ctx)
+	defer cancel()
+	return c.cfg.store.Lease(ctx, key, c.cfg.fetchTimeout)
+}
+
+// storeCall returns the context of one store call within the fetch's.
+func (c *Cache) storeCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.fetchTimeout/storeShare)
+}
+
+// noRelease is the release of a lease the cache does not hold.
+func noRelease(context.Context, time.Duration) error { return nil }
+
+// adopt loads the token saved under key and, if it is worth adopting (not the
+// one the cache holds, not one it rejected, not yet due for refresh), admits
+// it as the fetch's token. A saved token that does not pass the cache's checks
+// (its ParseOptions, say) is a store failure, and not adopted.
+func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Time) (Token, bool) {
+	sctx, cancel := c.storeCall(ctx)
+	raw, expiry, err := c.cfg.store.Load(sctx, key)
+	cancel()
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			c.storeFailed("load", err)
 		}
-		return "", time.Time{}, false
+		return Token{}, false
 	}
 	now := c.now()
-	if raw == "" || raw == c.load().token || !now.Before(expiry) {
-		return "", time.Time{}, false
+	if raw == "" || raw == c.load().token || !now.Before(expiry) || c.rejected.has(raw) {
+		return Token{}, false
 	}
 	// Due for refresh by the lifetime its claims give (iat to exp), or, for
-	// a token without iat, by what it has left.
+	// a token without iat, by what it has left; at the latest point the
+	// jitter allows, so that replicas adopt rather than fetch.
+	cl, err := c.parser.claims(raw)
+	if err == nil && cl.exp.IsZero() {
+		err = errors.New("jwtcache: a saved token has no exp claim")
+	}
+	if err != nil {
+		c.storeFailed("adopt", err)
+		return Token{}, false
+	}
 	life := expiry.Sub(now)
-	if cl, err := c.parser.claims(raw); err == nil && !cl.iat.IsZero() && cl.exp.After(cl.iat) {
+	if !cl.iat.IsZero() && cl.exp.After(cl.iat) {
 		life = cl.exp.Sub(cl.iat)
 	}
 	if refreshAt, _ := schedule(expiry, life, c.cfg.headroom, c.cfg.refreshAhead, 1); !now.Before(refreshAt) {
-		return "", time.Time{}, false
+		return Token{}, false
 	}
-	return raw, expiry, true
+	tok, err := c.admit(raw, gen, start, now, expiry)
+	if err != nil {
+		c.storeFailed("adopt", err)
+		return Token{}, false
+	}
+	return tok, true
+}
+
+// deleteRejected deletes from the store the tokens rejected since the last
+// fetch, each only if the store still holds it.
+func (c *Cache) deleteRejected(ctx context.Context, key string) {
+	for _, tok := range c.rejected.pending() {
+		sctx, cancel := c.storeCall(ctx)
+		_, err := c.cfg.store.CompareAndDelete(sctx, key, tok)
+		cancel()
+		if err != nil {
+			c.storeFailed("delete", err)
+			continue // pending still: the next fetch tries again
+		}
+		c.rejected.deleted(tok)
+	}
 }
 
 // storeFailed counts a failed store call and logs it, at most once a minute.
@@ -150,5 +248,93 @@ func (c *Cache) storeFailed(op string, err error) {
 	}
 	if c.lastStoreWarn.CompareAndSwap(last, now.UnixNano()) {
 		c.log(slog.LevelWarn, "jwtcache: store failed; fetching without it", "op", op, "error", fmt.Sprint(err))
+	}
+}
+
+// maxRejects bounds how many rejected tokens a cache remembers; past it, the
+// one that expires first is forgotten.
+const maxRejects = 8
+
+// rejects are the tokens a cache with a store dropped as rejected: it never
+// adopts one of them again while it lives, and deletes each from the store on
+// its next fetch. A token's text is kept only until it is deleted there; its
+// hash, until it expires.
+type rejects struct {
+	mu   sync.Mutex // guards list
+	list []rejected
+}
+
+// rejected is a token in rejects.
+type rejected struct {
+	sum    [sha256.Size]byte
+	token  string // "" once deleted from the store
+	expiry time.Time
+}
+
+// add remembers token, which expires at expiry, as rejected at now.
+func (r *rejects) add(token string, expiry, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = pruneRejects(r.list, now)
+	if len(r.list) == maxRejects {
+		first := 0
+		for i, x := range r.list {
+			if x.expiry.Before(r.list[first].expiry) {
+				first = i
+			}
+		}
+		r.list = append(r.list[:first], r.list[first+1:]...)
+	}
+	r.list = append(r.list, rejected{sum: sha256.Sum256([]byte(token)), token: token, expiry: expiry})
+}
+
+// pruneRejects drops the tokens expired at now, in place.
+func pruneRejects(list []rejected, now time.Time) []rejected {
+	kept := list[:0]
+	for _, x := range list {
+		if now.Before(x.expiry) {
+			kept = append(kept, x)
+		}
+	}
+	return kept
+}
+
+// has reports whether token was rejected.
+func (r *rejects) has(token string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.list) == 0 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(token))
+	for _, x := range r.list {
+		if x.sum == sum {
+			return true
+		}
+	}
+	return false
+}
+
+// pending returns the rejected tokens not yet deleted from the store.
+func (r *rejects) pending() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var toks []string
+	for _, x := range r.list {
+		if x.token != "" {
+			toks = append(toks, x.token)
+		}
+	}
+	return toks
+}
+
+// deleted records that token is no longer in the store.
+func (r *rejects) deleted(token string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.list {
+		if r.list[i].token == token {
+			r.list[i].token = ""
+		}
 	}
 }

@@ -3,7 +3,6 @@ package jwtoauth2_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -203,7 +202,7 @@ func TestIntegration_ServiceToService(t *testing.T) {
 	const lifetime = 5 * time.Second
 	s := startIDP(t, lifetime)
 	api, rejected := resourceServer(t, s)
-	c := s.verifiedCache(t, jwtcache.Headroom(time.Second))
+	c := s.verifiedCache(t) // on defaults: they must suit a 5s token
 	client := &http.Client{Transport: jwtcache.NewTransport(c, nil,
 		jwtcache.Hosts(strings.TrimPrefix(api.URL, "http://")))}
 
@@ -232,58 +231,141 @@ func TestIntegration_ServiceToService(t *testing.T) {
 	if failed.Load() != 0 || rejected.Load() != 0 {
 		t.Errorf("%d of %d requests failed, %d tokens rejected; want none", failed.Load(), calls.Load(), rejected.Load())
 	}
-	// A token is usable for its lifetime less a second (iat's truncation);
-	// the 1s headroom and a refresh window of at most a quarter of that come
-	// off, so refreshes are at least 2s apart: at most one per 2s, plus the
-	// first, plus one for slack.
-	if got, max := s.issuedSoon(2), int64(elapsed/(2*time.Second))+2; got > max || got < 2 {
+	// A token's local life is its lifetime less a second (iat's
+	// truncation), 4s, and it is refreshed no earlier than 0.75 of that:
+	// at most one token per 3s, plus the first, plus one for slack.
+	if got, max := s.issuedSoon(2), int64(elapsed/(3*time.Second))+2; got > max || got < 2 {
 		t.Errorf("tokens issued = %d in %v; want 2..%d", got, elapsed.Round(time.Second), max)
 	}
 	t.Logf("%d requests in %v, %d tokens issued", calls.Load(), elapsed.Round(time.Millisecond), s.issued.Load())
 }
 
-// TestIntegration_ProviderOutage stops the server while a token is valid:
-// callers keep it until it expires; once the server is back, they get a new
-// one.
+// TestIntegration_ProviderOutage stops the server while a token is valid and
+// keeps it down past the token's expiry, with callers calling throughout, on
+// the cache's defaults: callers keep the token until it expires, are never
+// handed an expired one, and once the server is back, the first of them is
+// served a new token within the retry policy's 2 seconds (and a little for
+// the server's own start).
 func TestIntegration_ProviderOutage(t *testing.T) {
-	const lifetime = 4 * time.Second
+	const lifetime = 5 * time.Second
 	s := startIDP(t, lifetime)
-	c := s.verifiedCache(t, jwtcache.Headroom(500*time.Millisecond), jwtcache.Backoff(100*time.Millisecond, 200*time.Millisecond))
+	c := s.verifiedCache(t)
 	first, err := c.Token(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	var mu sync.Mutex
+	var failedLive, expired int // calls that failed while first lived; expired tokens handed out
+	var servedNew time.Time     // when a caller first got a token other than first
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tok, err := c.Token(context.Background())
+				now := time.Now()
+				mu.Lock()
+				switch {
+				case err != nil && now.Before(first.Expiry.Add(-50*time.Millisecond)):
+					failedLive++
+				case err == nil && !now.Before(tok.Expiry):
+					expired++
+				case err == nil && tok.Value != first.Value && servedNew.IsZero():
+					servedNew = now
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+
 	s.command(t, "stop", "STOPPED")
-
-	// While the token lives, every call gets it, with no error.
-	for time.Until(first.Expiry) > 100*time.Millisecond {
-		tok, err := c.Token(context.Background())
-		if err != nil && time.Until(first.Expiry) > 50*time.Millisecond {
-			t.Fatalf("Token() during the outage, %v before expiry: %v", time.Until(first.Expiry), err)
-		}
-		if err == nil && tok.Value != first.Value {
-			t.Fatalf("Token() during the outage returned a new token")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// Once it has expired, the outage shows.
-	for time.Now().Before(first.Expiry) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if _, err := c.EnsureToken(context.Background()); err == nil {
-		t.Fatalf("EnsureToken() after expiry with the server down = nil error")
-	}
-
+	downAt := time.Now()
+	// Down until two seconds past the token's expiry: callers are dry.
+	time.Sleep(time.Until(first.Expiry.Add(2 * time.Second)))
 	s.command(t, "start", "STARTED")
-	var tok string
-	deadline := time.Now().Add(10 * time.Second)
-	for tok, err = c.EnsureToken(context.Background()); err != nil; tok, err = c.EnsureToken(context.Background()) {
-		if time.Now().After(deadline) || !errors.Is(err, jwtcache.ErrBackoff) && !strings.Contains(err.Error(), "fetch token") {
-			t.Fatalf("EnsureToken() after restart: %v", err)
+	upAt := time.Now()
+	deadline := upAt.Add(10 * time.Second)
+	for {
+		mu.Lock()
+		done := !servedNew.IsZero()
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
-	if tok == first.Value {
-		t.Errorf("EnsureToken() after restart = the expired token")
+	close(stop)
+	wg.Wait()
+	stop = make(chan struct{}) // for the deferred close
+
+	mu.Lock()
+	defer mu.Unlock()
+	if failedLive != 0 || expired != 0 {
+		t.Errorf("%d calls failed while the token lived, %d expired tokens handed out; want none", failedLive, expired)
 	}
+	if servedNew.IsZero() {
+		t.Fatalf("no caller served a new token within 10s of the server's restart")
+	}
+	recovery := servedNew.Sub(upAt)
+	if recovery > 2500*time.Millisecond {
+		t.Errorf("first new token reached a caller %v after the server answered again; want within 2s (+0.5s slack)", recovery)
+	}
+	t.Logf("server down %v (token expired %v into it); first new token reached a caller %v after restart",
+		upAt.Sub(downAt).Round(time.Millisecond), first.Expiry.Sub(downAt).Round(time.Millisecond), recovery.Round(time.Millisecond))
+}
+
+// TestIntegration_CacheMapShortTokens has two tenants of a CacheMap, on the
+// defaults, fetch 5-second tokens from the server for several lifetimes while
+// goroutines call both: each tenant is refreshed no earlier than 0.75 of a
+// token's 4-second local life.
+func TestIntegration_CacheMapShortTokens(t *testing.T) {
+	s := startIDP(t, 5*time.Second)
+	var mu sync.Mutex
+	perTenant := map[string]int{}
+	m := jwtcache.NewCacheMap(jwtcache.MapName("tenants"), jwtcache.Logger(nil),
+		jwtcache.MapTokenFunction(func(ctx context.Context, tenant string) (string, error) {
+			mu.Lock()
+			perTenant[tenant]++
+			mu.Unlock()
+			cfg := s.config()
+			cfg.Scopes = []string{tenant}
+			return jwtoauth2.ClientCredentials(cfg)(ctx)
+		}))
+	start := time.Now()
+	deadline := start.Add(10 * time.Second)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 8 {
+		tenant := []string{"acme", "globex"}[i%2]
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if _, err := m.EnsureToken(context.Background(), tenant); err != nil {
+					failed.Add(1)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	if failed.Load() != 0 {
+		t.Errorf("%d calls failed; want none", failed.Load())
+	}
+	max := int(elapsed/(3*time.Second)) + 2
+	for _, tenant := range []string{"acme", "globex"} {
+		if got := perTenant[tenant]; got > max || got < 2 {
+			t.Errorf("tokens fetched for %s = %d in %v; want 2..%d", tenant, got, elapsed.Round(time.Second), max)
+		}
+	}
+	t.Logf("tokens fetched in %v: %v (server issued %d)", elapsed.Round(time.Millisecond), perTenant, s.issuedSoon(2))
 }

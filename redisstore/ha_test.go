@@ -612,8 +612,8 @@ func fleetFailover(t *testing.T, topo haTopology) {
 	release, ok, err := s.Lease(ctx, "after-failover", time.Minute)
 	if err != nil || !ok {
 		t.Errorf("Lease() after the failover = %v, %v; want the lease", ok, err)
-	} else {
-		release()
+	} else if err := release(ctx, 0); err != nil {
+		t.Errorf("release() after the failover: %v", err)
 	}
 
 	// A cache logs a store failure at most once a minute, so this sees the
@@ -658,13 +658,31 @@ func storeRoundTrip(t *testing.T, topo haTopology) {
 		if _, ok, err := b.Lease(ctx, key, time.Minute); err != nil || ok {
 			t.Errorf("second Lease(%q) = %v, %v; want it refused while held", key, ok, err)
 		}
-		// The release is a script; if it failed, the lease would be held.
-		release()
+		// The release is a script: one key, so a cluster runs it.
+		if err := release(ctx, 0); err != nil {
+			t.Errorf("release() of %q's lease: %v", key, err)
+		}
 		releaseB, ok, err := b.Lease(ctx, key, time.Minute)
 		if err != nil || !ok {
 			t.Errorf("Lease(%q) after the release = %v, %v; want the lease", key, ok, err)
-		} else {
-			releaseB()
+			continue
+		}
+		// Kept after a failed fetch: another script.
+		if err := releaseB(ctx, time.Minute); err != nil {
+			t.Errorf("release(keep) of %q's lease: %v", key, err)
+		}
+		if _, ok, err := a.Lease(ctx, key, time.Minute); err != nil || ok {
+			t.Errorf("Lease(%q) of a kept lease = %v, %v; want it refused", key, ok, err)
+		}
+		// A rejected token goes, and only that one.
+		if deleted, err := b.CompareAndDelete(ctx, key, mint(time.Now(), time.Hour)); err != nil || deleted {
+			t.Errorf("CompareAndDelete(%q) of another token = %v, %v; want false, nil", key, deleted, err)
+		}
+		if deleted, err := b.CompareAndDelete(ctx, key, tok); err != nil || !deleted {
+			t.Errorf("CompareAndDelete(%q) = %v, %v; want true, nil", key, deleted, err)
+		}
+		if _, _, err := a.Load(ctx, key); !errors.Is(err, jwtcache.ErrNotFound) {
+			t.Errorf("Load(%q) after CompareAndDelete: error = %v; want ErrNotFound", key, err)
 		}
 	}
 }
@@ -672,8 +690,9 @@ func storeRoundTrip(t *testing.T, topo haTopology) {
 func TestCluster_StoreRoundTrip(t *testing.T) {
 	rc := startCluster(t)
 	storeRoundTrip(t, rc)
-	if got := rc.storeKeys(t, "jwtcache:*:token"); len(got) != 3 {
-		t.Errorf("masters holding the round trip's tokens = %d; want all 3", len(got))
+	// The leases it kept are still there, and show it used every master.
+	if got := rc.storeKeys(t, "jwtcache:*:lease"); len(got) != 3 {
+		t.Errorf("masters holding the round trip's leases = %d; want all 3", len(got))
 	}
 
 	// A token and its lease live in one slot, so that a script may touch
@@ -688,7 +707,7 @@ func TestCluster_StoreRoundTrip(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("Lease() = %v, %v; want the lease", ok, err)
 	}
-	defer release()
+	defer release(ctx, 0)
 	slots, n := map[int64][]string{}, 0
 	for _, ks := range rc.storeKeys(t, "slots:*") {
 		for _, k := range ks {

@@ -5,8 +5,11 @@
 // the user supplies; each value names its key's ID, so keys can rotate, and is
 // bound to its Redis key, so a value copied to another key does not decrypt.
 // The lease that lets one replica fetch while the others wait is a SET NX PX
-// with a random owner, released by a compare-and-delete script. A token and
-// its lease share a hash tag, so they live in one Redis Cluster slot.
+// with a random owner, released (or, after a failed fetch, kept a little
+// longer) by a script that checks the owner first; a rejected token is
+// deleted by a compare-and-delete script too. A token and its lease share a
+// hash tag, so they live in one Redis Cluster slot, and each script touches
+// one key.
 package redisstore
 
 import (
@@ -195,12 +198,47 @@ func (s *Store) Save(ctx context.Context, key, token string, expiry time.Time) e
 	return nil
 }
 
-// releaseScript deletes a lease only if its owner still holds it.
-var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+// Scripts that act on a key only if it still holds the value the caller
+// expects, so that a check and its action are one atomic step.
+var (
+	// compareAndDelete deletes KEYS[1] if it holds ARGV[1]: a lease's
+	// release by its owner, or a rejected token's value.
+	compareAndDelete = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+	// compareAndExpire sets KEYS[1] to expire in ARGV[2] milliseconds if it
+	// holds ARGV[1]: a lease its owner keeps after a failed fetch.
+	compareAndExpire = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+)
+
+// CompareAndDelete implements [jwtcache.Store]. Values are sealed with a
+// random nonce, so Redis cannot compare tokens: the store reads the value,
+// opens it, and if it holds token, deletes it only if it still holds those
+// very bytes (one atomic script), so that a replacement saved meanwhile stays.
+func (s *Store) CompareAndDelete(ctx context.Context, key, token string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	rk, _ := s.redisKeys(key)
+	b, err := s.client.Get(ctx, rk).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("redisstore: compare and delete: %w", err)
+	}
+	if payload, err := s.open(rk, b); err != nil || len(payload) < 8 || string(payload[8:]) != token {
+		return false, nil // another token, or one nobody can adopt
+	}
+	n, err := compareAndDelete.Run(ctx, s.client, []string{rk}, b).Int()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: compare and delete: %w", err)
+	}
+	return n == 1, nil
+}
 
 // Lease implements [jwtcache.Store]: SET NX PX with a random owner. A holder
-// that dies loses the lease when ttl runs out.
-func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
+// that dies loses the lease when ttl runs out. Its release runs a script that
+// deletes the lease, or with a positive keep sets it to expire keep later,
+// only if the owner still holds it.
+func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (func(context.Context, time.Duration) error, bool, error) {
 	var owner [16]byte
 	if _, err := rand.Read(owner[:]); err != nil {
 		return nil, false, fmt.Errorf("redisstore: lease: %w", err)
@@ -214,14 +252,21 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (func(
 		return nil, false, fmt.Errorf("redisstore: lease: %w", err)
 	}
 	if !ok {
-		return func() {}, false, nil
+		return nil, false, nil
 	}
-	release := func() {
-		// On a context of its own: the caller's may be done by now. If the
-		// call fails, the lease runs out by itself.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	release := func(ctx context.Context, keep time.Duration) error {
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
-		releaseScript.Run(rctx, s.client, []string{lk}, ownerID)
+		var err error
+		if keep > 0 {
+			err = compareAndExpire.Run(ctx, s.client, []string{lk}, ownerID, max(keep.Milliseconds(), 1)).Err()
+		} else {
+			err = compareAndDelete.Run(ctx, s.client, []string{lk}, ownerID).Err()
+		}
+		if err != nil {
+			return fmt.Errorf("redisstore: release lease: %w", err)
+		}
+		return nil
 	}
 	return release, true, nil
 }

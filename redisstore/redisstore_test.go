@@ -263,12 +263,14 @@ func TestStore_Lease(t *testing.T) {
 	if _, ok, _ := b.Lease(ctx, "billing", time.Minute); ok {
 		t.Fatalf("second Lease() got the lease while it was held")
 	}
-	release()
+	if err := release(ctx, 0); err != nil {
+		t.Fatalf("release() error = %v", err)
+	}
 	releaseB, ok, _ := b.Lease(ctx, "billing", 100*time.Millisecond)
 	if !ok {
 		t.Fatalf("Lease() after release did not get it")
 	}
-	release() // a's release must not free b's lease
+	release(ctx, 0) // a's release must not free b's lease
 	if _, ok, _ := a.Lease(ctx, "billing", time.Minute); ok {
 		t.Fatalf("a stale release freed another owner's lease")
 	}
@@ -282,6 +284,87 @@ func TestStore_Lease(t *testing.T) {
 			t.Fatalf("a dead holder's lease never ran out")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStore_LeaseKept has a holder whose fetch failed keep the lease a
+// little longer, and only its own.
+func TestStore_LeaseKept(t *testing.T) {
+	r := startRedis(t)
+	c := r.client(t)
+	a := newStore(t, c)
+	ctx := context.Background()
+	release, ok, err := a.Lease(ctx, "billing", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("Lease() = %v, %v; want the lease", ok, err)
+	}
+	if err := release(ctx, 300*time.Millisecond); err != nil {
+		t.Fatalf("release(keep) error = %v", err)
+	}
+	if _, ok, _ := a.Lease(ctx, "billing", time.Minute); ok {
+		t.Fatalf("Lease() right after release(keep) got the lease; want it kept")
+	}
+	// The kept lease now runs out in 300ms, not the minute it was taken for.
+	ttl := leaseTTL(t, c)
+	if ttl <= 0 || ttl > 300*time.Millisecond {
+		t.Fatalf("lease TTL after release(300ms) = %v; want at most 300ms", ttl)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok, _ := a.Lease(ctx, "billing", time.Minute); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a kept lease never ran out")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A stale owner's keep does not touch another owner's lease.
+	release(ctx, time.Millisecond)
+	if ttl := leaseTTL(t, c); ttl < 30*time.Second {
+		t.Fatalf("another owner's release(keep) changed the lease's TTL to %v", ttl)
+	}
+}
+
+// leaseTTL returns the TTL of the only lease in Redis.
+func leaseTTL(t *testing.T, c *redis.Client) time.Duration {
+	t.Helper()
+	keys, err := c.Keys(context.Background(), "*:lease").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("lease keys = %v, %v; want one", keys, err)
+	}
+	ttl, err := c.PTTL(context.Background(), keys[0]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ttl
+}
+
+// TestStore_CompareAndDelete deletes a rejected token only while the store
+// still holds it.
+func TestStore_CompareAndDelete(t *testing.T) {
+	r := startRedis(t)
+	s := newStore(t, r.client(t))
+	ctx := context.Background()
+	expiry := time.Now().Add(time.Hour)
+	t1, t2 := mint(time.Now(), time.Hour), mint(time.Now(), time.Hour)
+	if deleted, err := s.CompareAndDelete(ctx, "billing", t1); err != nil || deleted {
+		t.Fatalf("CompareAndDelete() with nothing saved = %v, %v; want false, nil", deleted, err)
+	}
+	if err := s.Save(ctx, "billing", t2, expiry); err != nil {
+		t.Fatal(err)
+	}
+	if deleted, err := s.CompareAndDelete(ctx, "billing", t1); err != nil || deleted {
+		t.Fatalf("CompareAndDelete(t1) while t2 is saved = %v, %v; want false, nil", deleted, err)
+	}
+	if got, _, err := s.Load(ctx, "billing"); err != nil || got != t2 {
+		t.Fatalf("Load() after a CompareAndDelete of another token = %v; want t2 kept", err)
+	}
+	if deleted, err := s.CompareAndDelete(ctx, "billing", t2); err != nil || !deleted {
+		t.Fatalf("CompareAndDelete(t2) = %v, %v; want true, nil", deleted, err)
+	}
+	if _, _, err := s.Load(ctx, "billing"); !errors.Is(err, jwtcache.ErrNotFound) {
+		t.Fatalf("Load() after CompareAndDelete = %v; want ErrNotFound", err)
 	}
 }
 
