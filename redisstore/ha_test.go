@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,8 +153,8 @@ func infoField(info, field string) string {
 }
 
 // waitFor polls cond until it holds, and fails the test if it does not
-// within haTimeout. It returns how long it waited.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+// within haTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
@@ -162,7 +163,6 @@ func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 		}
 		time.Sleep(haPoll)
 	}
-	return time.Since(start)
 }
 
 // redisCluster is a Redis Cluster of three masters with a replica each.
@@ -262,18 +262,24 @@ func (rc *redisCluster) live() []*redisProc {
 }
 
 // slotMaster returns the address of the master serving slot as a live node
-// sees it, or "" if no live node answers or the slot is not served.
+// sees it (CLUSTER SHARDS: the shard's node with the role master that is
+// online), or "" if no live node answers or none serves the slot.
 func (rc *redisCluster) slotMaster(slot int64) string {
 	for _, n := range rc.live() {
 		c := n.admin()
-		slots, err := c.ClusterSlots(context.Background()).Result()
+		shards, err := c.ClusterShards(context.Background()).Result()
 		c.Close()
 		if err != nil {
 			continue
 		}
-		for _, s := range slots {
-			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-				return s.Nodes[0].Addr
+		for _, sh := range shards {
+			if !slices.ContainsFunc(sh.Slots, func(r redis.SlotRange) bool { return r.Start <= slot && slot <= r.End }) {
+				continue
+			}
+			for _, node := range sh.Nodes {
+				if node.Role == "master" && node.Health == "online" {
+					return net.JoinHostPort(node.IP, strconv.FormatInt(node.Port, 10))
+				}
 			}
 		}
 		return ""
