@@ -17,15 +17,16 @@ all: test
 ## test: gofmt, vet, race-enabled tests (with examples), a benchmark smoke run and the demo.
 test: fmt-check vet idp-deps redis-deps unit bench-smoke fuzz-smoke demo-smoke
 
-# redis-server for the redisstore tests, from Debian, installed when missing
-# and possible; otherwise make test fails with the line to run.
+# redis-server and redis-cli (which builds the test clusters) for the
+# redisstore tests, from Debian's redis-server and redis-tools, installed when
+# missing and possible; otherwise make test fails with the line to run.
 redis-deps:
-	@command -v redis-server >/dev/null && exit 0; \
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing redis-server"; \
-		(apt-get install -y -qq redis-server >/dev/null 2>&1 || \
-		 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)); \
-	else echo "redis-server is needed: sudo apt-get install -y redis-server" >&2; exit 1; fi
+		echo "installing redis-server redis-tools"; \
+		(apt-get install -y -qq redis-server redis-tools >/dev/null 2>&1 || \
+		 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null)); \
+	else echo "redis-server and redis-cli are needed: sudo apt-get install -y redis-server redis-tools" >&2; exit 1; fi
 
 # npm packages for the integration tests, installed from the lock file when
 # missing. Without node, the integration tests skip, except under CI=true.

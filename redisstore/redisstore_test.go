@@ -3,12 +3,15 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,6 +108,29 @@ var issuer = jwtcachetest.NewIssuer()
 // mint returns a token issued at iat that lives for life.
 func mint(iat time.Time, life time.Duration) string {
 	return issuer.Mint(iat, life, nil)
+}
+
+// expClaim returns the exp claim of a token the tests minted, read from the
+// token itself rather than from what the cache made of it.
+func expClaim(t *testing.T, raw string) time.Time {
+	t.Helper()
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Errorf("token has %d parts; want 3", len(parts))
+		return time.Time{}
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if err == nil {
+		err = json.Unmarshal(payload, &claims)
+	}
+	if err != nil {
+		t.Errorf("token payload: %v", err)
+		return time.Time{}
+	}
+	return time.Unix(claims.Exp, 0)
 }
 
 func TestStore_RoundTrip(t *testing.T) {
@@ -351,17 +377,24 @@ type fleet struct {
 }
 
 func newFleet(t *testing.T, r *redisServer, n int, life time.Duration) *fleet {
+	return newFleetOn(t, func() redis.UniversalClient { return r.client(t) }, n, life)
+}
+
+// newFleetOn is newFleet on any Redis topology: each replica's store gets a
+// client of its own from client. opts come after the fleet's own options, so
+// they override them.
+func newFleetOn(t *testing.T, client func() redis.UniversalClient, n int, life time.Duration, opts ...jwtcache.Option) *fleet {
 	// The fake clock starts at the real time: Redis expires keys by its own.
 	f := &fleet{clock: jwtcachetest.NewClock(time.Now())}
 	for range n {
-		f.caches = append(f.caches, jwtcache.NewCache(
+		f.caches = append(f.caches, jwtcache.NewCache(append([]jwtcache.Option{
 			jwtcache.Name("billing"), jwtcache.Logger(nil), jwtcache.Clock(f.clock.Now),
-			jwtcache.Headroom(10*time.Second), jwtcache.RefreshAhead(0.1),
-			jwtcache.SharedStore(newStore(t, r.client(t))),
+			jwtcache.Headroom(10 * time.Second), jwtcache.RefreshAhead(0.1),
+			jwtcache.SharedStore(newStore(t, client())),
 			jwtcache.TokenFunction(func(context.Context) (string, error) {
 				f.fetches.Add(1)
 				return mint(f.clock.Now(), life), nil
-			})))
+			})}, opts...)...))
 	}
 	return f
 }
@@ -387,6 +420,9 @@ func (f *fleet) run(t *testing.T, steps int, step time.Duration) (calls, failed 
 					}
 					if !now.Before(tok.Expiry) {
 						t.Errorf("a replica returned a token that expired at %v at %v", tok.Expiry, now)
+					}
+					if exp := expClaim(t, tok.Value); !now.Before(exp) {
+						t.Errorf("a replica returned a token whose exp claim is %v at %v", exp, now)
 					}
 				}
 			})
