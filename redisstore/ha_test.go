@@ -237,14 +237,9 @@ func (rc *redisCluster) client(t *testing.T) redis.UniversalClient {
 	c := redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:       addrs,
 		DialTimeout: 100 * time.Millisecond,
-		// A cluster client learns that a replica took over a dead master's
-		// slots only when it reloads the cluster's state: on a MOVED reply
-		// (which no live node sends for those slots) or once this interval
-		// has passed. Connection errors do not reload it. The default, 60
-		// seconds since go-redis 9.22 (10 before), would leave the fleet
-		// unshared for up to a minute after a failover: each replica fetches
-		// alone meanwhile. A second keeps the test short.
-		ClusterStateReloadInterval: time.Second,
+		// The default ClusterStateReloadInterval (60s): the store has the
+		// client reload the cluster's layout when a call fails, so that the
+		// fleet shares again soon after a failover.
 	})
 	t.Cleanup(func() { c.Close() })
 	return c

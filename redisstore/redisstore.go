@@ -164,7 +164,7 @@ func (s *Store) Load(ctx context.Context, key string) (string, time.Time, error)
 		return "", time.Time{}, jwtcache.ErrNotFound
 	}
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("redisstore: load: %w", err)
+		return "", time.Time{}, s.failed("load", err)
 	}
 	payload, err := s.open(rk, b)
 	if err != nil {
@@ -193,7 +193,7 @@ func (s *Store) Save(ctx context.Context, key, token string, expiry time.Time) e
 		return err
 	}
 	if err := s.client.Set(ctx, rk, value, ttl).Err(); err != nil {
-		return fmt.Errorf("redisstore: save: %w", err)
+		return s.failed("save", err)
 	}
 	return nil
 }
@@ -222,14 +222,14 @@ func (s *Store) CompareAndDelete(ctx context.Context, key, token string) (bool, 
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("redisstore: compare and delete: %w", err)
+		return false, s.failed("compare and delete", err)
 	}
 	if payload, err := s.open(rk, b); err != nil || len(payload) < 8 || string(payload[8:]) != token {
 		return false, nil // another token, or one nobody can adopt
 	}
 	n, err := compareAndDelete.Run(ctx, s.client, []string{rk}, b).Int()
 	if err != nil {
-		return false, fmt.Errorf("redisstore: compare and delete: %w", err)
+		return false, s.failed("compare and delete", err)
 	}
 	return n == 1, nil
 }
@@ -249,7 +249,7 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (func(
 	defer cancel()
 	ok, err := s.client.SetNX(lctx, lk, ownerID, ttl).Result()
 	if err != nil {
-		return nil, false, fmt.Errorf("redisstore: lease: %w", err)
+		return nil, false, s.failed("lease", err)
 	}
 	if !ok {
 		return nil, false, nil
@@ -264,11 +264,24 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (func(
 			err = compareAndDelete.Run(ctx, s.client, []string{lk}, ownerID).Err()
 		}
 		if err != nil {
-			return fmt.Errorf("redisstore: release lease: %w", err)
+			return s.failed("release lease", err)
 		}
 		return nil
 	}
 	return release, true, nil
+}
+
+// failed wraps the error of a Redis call that op made. On a Cluster, it also
+// has the client reload the cluster's layout (in the background, once however
+// many calls fail): go-redis otherwise learns that a replica took over a
+// failed master only from a MOVED reply, which no live node sends for the dead
+// master's slots, or when its ClusterStateReloadInterval (60 seconds by
+// default) has passed, and the fleet would fetch alone until then.
+func (s *Store) failed(op string, err error) error {
+	if c, ok := s.client.(*redis.ClusterClient); ok {
+		c.ReloadState(context.Background())
+	}
+	return fmt.Errorf("redisstore: %s: %w", op, err)
 }
 
 // seal returns the value that stores payload under the Redis key rk.
