@@ -185,6 +185,11 @@ func (c *Cache) InvalidateToken(token string) bool {
 // drop drops the cached token if match reports it should, and reports whether
 // it did; with a store, it remembers the token as rejected.
 func (c *Cache) drop(match func(*entry) bool) bool {
+	if e := c.load(); c.rejected != nil && e.token != "" && match(e) {
+		// Before the token leaves the entry, so that no fetch in between
+		// can adopt it from the store again.
+		c.rejected.add(e.token, e.expiry, c.now())
+	}
 	var dropped *entry
 	c.update(func(e *entry) *entry {
 		// update may call this again after losing a race: decide afresh.
@@ -195,9 +200,6 @@ func (c *Cache) drop(match func(*entry) bool) bool {
 		dropped = e
 		return e.withoutToken()
 	})
-	if dropped != nil && c.cfg.store != nil {
-		c.rejected.add(dropped.token, dropped.expiry, c.now())
-	}
 	return dropped != nil
 }
 
@@ -405,6 +407,9 @@ func (c *Cache) call(ctx context.Context) (string, error) {
 	if c.abandoned.Load() > 0 {
 		return "", fmt.Errorf("jwtcache: fetch token: the token function has not returned since a call timed out: %w", context.DeadlineExceeded)
 	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("jwtcache: fetch token: no time left in the fetch timeout (%s): %w", c.cfg.fetchTimeout, err)
+	}
 	type result struct {
 		raw string
 		err error
@@ -572,7 +577,8 @@ func (c *Cache) log(level slog.Level, msg string, args ...any) {
 // it never sees more than one call a second. With a live token, callers are
 // served, so the delay grows (full jitter with a floor), but it is at most
 // half of what the token has left, so the cache tries again before the token
-// expires: a provider that has recovered never finds the cache dry.
+// expires (if it has at least 2·lo left): a provider that has recovered does
+// not find the cache dry.
 func retryDelay(n int, left, lo, hi time.Duration, u float64) time.Duration {
 	ceil := lo + min(lo, hi-lo) // min(2·lo, hi) without overflowing
 	if left > 0 {

@@ -36,7 +36,7 @@ type CacheMap struct {
 	lastSweep atomic.Int64 // time since epoch of the last idle sweep
 	sweeping  atomic.Bool  // an eviction pass runs
 
-	mu sync.Mutex // guards gone
+	mu sync.Mutex // guards gone, and orders drops against Stats
 	// gone sums the counters of the keys dropped so far, so that the map's
 	// counters only grow.
 	gone Stats
@@ -88,7 +88,7 @@ const (
 // tokens in the store; every key's Cache takes this name. [Name] given to a
 // map does the same: of the two, the later wins. The default is "default".
 func MapName(name string) MapOption {
-	return mapOptionFunc(func(m *mapConfig) { m.name, m.named = name, true })
+	return mapOptionFunc(func(m *mapConfig) { m.name, m.named = name, name != "" })
 }
 
 // MapTokenFunction sets the function that fetches a new token for a key; it
@@ -338,10 +338,11 @@ func (m *CacheMap) evict(pick func(all []candidate) []candidate) bool {
 // drop removes the candidates' slots, each only if it is still the key's,
 // and keeps their counters in the map's totals.
 func (m *CacheMap) drop(cs []candidate) {
-	dropped := m.slots.deleteAll(cs)
-	m.n.Add(-int64(len(dropped)))
+	// Under mu, so that Stats sees each key either in the map or in gone.
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	dropped := m.slots.deleteAll(cs)
+	m.n.Add(-int64(len(dropped)))
 	for _, s := range dropped {
 		m.gone.add(s.cache.Stats())
 	}

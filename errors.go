@@ -25,9 +25,10 @@ var ErrUnparsable = errors.New("jwtcache: unparsable token")
 // already expired on arrival. Such a token is never handed out.
 var ErrExpired = errors.New("jwtcache: token expired on arrival")
 
-// ErrPanic is returned when the token function, or the parsing of what it
-// returned, panics. The panic is recovered and the cache stays usable.
-var ErrPanic = errors.New("jwtcache: token function panicked")
+// ErrPanic is returned when a fetch panics: in the token function, in the
+// parsing of what it returned, or in a [Store]. The panic is recovered and the
+// cache stays usable.
+var ErrPanic = errors.New("jwtcache: panic in a fetch")
 
 // ErrBackoff is returned, wrapping the last fetch error, to callers that have no
 // unexpired token while the cache backs off after a failed fetch. The token

@@ -111,7 +111,8 @@ func newConfig(opts []Option) config {
 }
 
 // Name names the cache in log records and, with a [SharedStore], its tokens
-// in the store, which a cache with a store must have (see [ErrNoName]). Given
+// in the store, which a cache with a store must have (see [ErrNoName]; an
+// empty name is none). Given
 // to a [CacheMap], it names the map, as [MapName] does. The default is
 // "default".
 func Name(name string) Option {
@@ -122,9 +123,9 @@ func Name(name string) Option {
 // CacheMap itself rather than configuring its keys' Caches.
 type nameOption string
 
-func (n nameOption) apply(c *config) { c.name, c.named = string(n), true }
+func (n nameOption) apply(c *config) { c.name, c.named = string(n), n != "" }
 
-func (n nameOption) applyMap(m *mapConfig) { m.name, m.named = string(n), true }
+func (n nameOption) applyMap(m *mapConfig) { m.name, m.named = string(n), n != "" }
 
 // TokenFunction sets the function that fetches a new token. A cache without one
 // returns [ErrNoTokenFunction] from every call. The default is none.
@@ -207,11 +208,12 @@ func Backoff(minDelay, maxDelay time.Duration) Option {
 	return optionFunc(func(c *config) { c.backoffMin, c.backoffMax = minDelay, maxDelay })
 }
 
-// FetchTimeout bounds each call of the token function. The fetch runs on a
-// context detached from the caller that started it, so that one caller giving
-// up does not fail the others waiting for the same fetch; this timeout is what
-// ends a fetch that hangs. Zero or less is taken as the default. The default is
-// 15 seconds.
+// FetchTimeout bounds each fetch: the call of the token function and, with a
+// [SharedStore], the store calls before it (each of which gets at most a tenth
+// of it). The fetch runs on a context detached from the caller that started
+// it, so that one caller giving up does not fail the others waiting for the
+// same fetch; this timeout is what ends a fetch that hangs. Zero or less is
+// taken as the default. The default is 15 seconds.
 func FetchTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.fetchTimeout = d })
 }

@@ -16,8 +16,9 @@ type Stats struct {
 	// Misses counts calls that had to wait for a fetch, or got an error
 	// without one.
 	Misses uint64
-	// Fetches counts calls of the token function (or adoptions from a
-	// shared store).
+	// Fetches counts the fetches begun: each calls the token function, or
+	// with a shared store adopts a saved token or waits for another
+	// replica's.
 	Fetches uint64
 	// FetchErrors counts fetches that failed.
 	FetchErrors uint64
@@ -60,7 +61,7 @@ type counters struct {
 }
 
 // countHit counts a hit made at now. With the real clock, it counts one in
-// 64, chosen by a hash of the monotonic reading the hit made anyway, so that
+// 256, chosen by a hash of the monotonic reading the hit made anyway, so that
 // parallel hits do not all write one shared counter. With a test clock, it
 // counts every hit, so that tests see exact figures.
 func (c *Cache) countHit(now time.Duration) {
@@ -97,8 +98,8 @@ func (c *Cache) Stats() Stats {
 // is dropped may go uncounted.)
 func (m *CacheMap) Stats() Stats {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	sum := m.gone
-	m.mu.Unlock()
 	m.Range(func(_ string, s Stats) bool {
 		sum.add(s)
 		if !s.Expiry.IsZero() && (sum.Expiry.IsZero() || s.Expiry.Before(sum.Expiry)) {

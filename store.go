@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,10 +22,13 @@ import (
 // the store, so that no replica adopts it again.
 //
 // Keys are namespaced by the cache's [Name]: "<name>" for a Cache,
-// "<name>:<key>" for a key of a CacheMap; a cache with a store needs a name.
-// A Store must be safe for concurrent use, and should answer quickly (a slow
-// store delays fetches, never hits). Tokens are secrets: a Store should keep
-// them encrypted.
+// "<name>:<key>" for a key of a CacheMap, with any ':' or '\' in the name
+// escaped by a '\', so that no two caches share a key; a cache with a store
+// needs a name. A Store must be safe for concurrent use, and its methods must
+// return once their context ends (the cache bounds each call, but cannot
+// abandon one that hangs); it should answer quickly (a slow store delays
+// fetches, never hits). Tokens are secrets: a Store should keep them
+// encrypted.
 //
 // Package redisstore implements Store on Redis.
 type Store interface {
@@ -71,70 +75,110 @@ const storePoll = 50 * time.Millisecond
 // so that a store that hangs costs a fetch a tenth of its time, not all of it.
 const storeShare = 10
 
-// storeKey is the cache's key in its store.
+// storeKey is the cache's key in its store: its name, escaped so that it has
+// no bare ':', and for a key of a CacheMap, ':' and the key. So a Cache named
+// "a:b" and the key "b" of a map named "a" do not share tokens.
 func (c *Cache) storeKey() string {
+	name := storeName.Replace(c.cfg.name)
 	if c.cfg.key != "" {
-		return c.cfg.name + ":" + c.cfg.key
+		return name + ":" + c.cfg.key
 	}
-	return c.cfg.name
+	return name
 }
 
-// shared runs next, the cache's own source, inside the store's protocol: delete
-// the tokens rejected since the last fetch, adopt a token another replica
-// saved, or take the lease, look again, fetch with next, save, and release.
-// A replica that does not get the lease waits for the holder's token, or for
-// the lease, instead of calling the provider beside it; one whose store fails
-// fetches on its own.
-func (c *Cache) shared(ctx context.Context, gen uint64, start time.Time, next fetcher) (Token, error) {
+// storeName escapes a cache's name for its store key.
+var storeName = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+
+// shared runs next, the cache's own source, inside the store's protocol:
+// delete the tokens rejected since the last fetch, adopt a token another
+// replica saved, or take the lease, look again, fetch with next, save, and
+// release. A replica that does not get the lease waits for the holder's token,
+// or for the lease, instead of calling the provider beside it. Once a store
+// call fails, the fetch makes no other (but the release of a lease it holds)
+// and fetches on its own, so that a store that hangs costs one store call's
+// time, not the fetch's.
+func (c *Cache) shared(ctx context.Context, gen uint64, start time.Time, next fetcher) (tok Token, err error) {
 	key := c.storeKey()
-	c.deleteRejected(ctx, key)
-	if tok, ok := c.adopt(ctx, key, gen, start); ok {
-		return tok, nil
+	if !c.deleteRejected(ctx, key) {
+		return next(ctx, gen, start)
+	}
+	tok, adopted, ok := c.adopt(ctx, key, gen, start)
+	if adopted || !ok {
+		return c.orNext(ctx, gen, start, next, tok, adopted)
 	}
 	release, leased, err := c.lease(ctx, key)
-	switch {
-	case err != nil:
+	if err != nil {
 		c.storeFailed("lease", err)
 		return next(ctx, gen, start)
-	case !leased:
-		var tok Token
-		if tok, release, err = c.awaitHolder(ctx, key, gen, start); release == nil {
-			return tok, err
+	}
+	if !leased {
+		var w waited
+		if w, tok, release, err = c.awaitHolder(ctx, key, gen, start); w != leaseTaken {
+			if w == storeDown {
+				return next(ctx, gen, start)
+			}
+			return tok, err // adopted, or gave up
 		}
 	}
-	// Another replica may have saved a token between the look above and
-	// the lease: adopt it rather than fetch a second one.
-	tok, ok := c.adopt(ctx, key, gen, start)
-	if !ok {
-		tok, err = next(ctx, gen, start)
+	defer func() {
+		// Deferred, so that a panic (in parsing, or in the Store) does not
+		// leave the lease held for the whole fetch timeout. After a failure,
+		// the lease is held for a retry delay, so that the fleet asks a
+		// failing provider about once per delay, not once per replica.
+		r := recover()
+		var keep time.Duration
+		if err != nil || r != nil {
+			keep = retryDelay(1, 0, c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())
+		}
+		rctx, cancel := c.afterFetch(ctx)
+		defer cancel()
+		if rerr := release(rctx, keep); rerr != nil {
+			c.storeFailed("release", rerr)
+		}
+		if r != nil {
+			panic(r) // for fetch to recover as ErrPanic
+		}
+	}()
+	// Another replica may have saved a token between the look above and the
+	// lease: adopt it rather than fetch a second one.
+	if tok, adopted, ok = c.adopt(ctx, key, gen, start); adopted || !ok {
+		return c.orNext(ctx, gen, start, next, tok, adopted)
 	}
-	var keep time.Duration
-	if err != nil {
-		// Hold the lease for a retry delay, so that the fleet asks a
-		// failing provider once per delay, not once per replica.
-		keep = c.cfg.backoffMin + rand.N(c.cfg.backoffMin)
-	} else if !ok && !tok.Expiry.IsZero() {
-		sctx, cancel := c.storeCall(ctx)
+	if tok, err = next(ctx, gen, start); err == nil && !tok.Expiry.IsZero() {
+		sctx, cancel := c.afterFetch(ctx)
+		defer cancel()
 		if serr := c.cfg.store.Save(sctx, key, tok.Value, tok.Expiry); serr != nil {
 			c.storeFailed("save", serr)
 		}
-		cancel()
-	}
-	sctx, cancel := c.storeCall(ctx)
-	defer cancel()
-	if rerr := release(sctx, keep); rerr != nil {
-		c.storeFailed("release", rerr)
 	}
 	return tok, err
 }
 
+// orNext returns tok if it was adopted, and otherwise (the store failed)
+// fetches with next.
+func (c *Cache) orNext(ctx context.Context, gen uint64, start time.Time, next fetcher, tok Token, adopted bool) (Token, error) {
+	if adopted {
+		return tok, nil
+	}
+	return next(ctx, gen, start)
+}
+
+// waited is how a wait for the lease's holder ended.
+type waited int
+
+const (
+	adoptedHolders waited = iota // the holder saved a token, now the cache's
+	leaseTaken                   // the lease came free and the cache took it
+	storeDown                    // a store call failed: fetch alone
+	gaveUp                       // the holder saved nothing in time
+)
+
 // awaitHolder waits while another replica holds the lease: it adopts the
-// token that replica saves, or takes the lease once it is free, and then
-// returns its release. It gives up after half the fetch timeout with an error,
-// so that the cache backs off rather than add a call to a provider that the
-// holder is already waiting for. If the store fails meanwhile, it returns a
-// release that does nothing: the cache then fetches on its own.
-func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start time.Time) (Token, func(context.Context, time.Duration) error, error) {
+// token that replica saves, or takes the lease once it is free (and returns
+// its release). It gives up after half the fetch timeout with an error, so
+// that the cache backs off rather than add a call to a provider that the
+// holder is already waiting for.
+func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start time.Time) (waited, Token, func(context.Context, time.Duration) error, error) {
 	patience := c.cfg.fetchTimeout / 2
 	giveUp := time.NewTimer(patience)
 	defer giveUp.Stop()
@@ -144,20 +188,24 @@ func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start t
 		select {
 		case <-tick.C:
 		case <-giveUp.C:
-			return Token{}, nil, fmt.Errorf("jwtcache: fetch token: another replica holds the store's lease and saved no token within %s", patience)
+			return gaveUp, Token{}, nil, fmt.Errorf("jwtcache: fetch token: another replica holds the store's lease and saved no token within %s", patience)
 		case <-ctx.Done():
-			return Token{}, nil, fmt.Errorf("jwtcache: fetch token: waiting for another replica's token: %w", ctx.Err())
+			return gaveUp, Token{}, nil, fmt.Errorf("jwtcache: fetch token: waiting for another replica's token: %w", ctx.Err())
 		}
-		if tok, ok := c.adopt(ctx, key, gen, start); ok {
-			return tok, nil, nil
+		tok, adopted, ok := c.adopt(ctx, key, gen, start)
+		switch {
+		case adopted:
+			return adoptedHolders, tok, nil, nil
+		case !ok:
+			return storeDown, Token{}, nil, nil
 		}
 		release, leased, err := c.lease(ctx, key)
 		if err != nil {
 			c.storeFailed("lease", err)
-			return Token{}, noRelease, nil
+			return storeDown, Token{}, nil, nil
 		}
 		if leased {
-			return Token{}, release, nil
+			return leaseTaken, Token{}, release, nil
 		}
 	}
 }
@@ -174,66 +222,75 @@ func (c *Cache) storeCall(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, c.cfg.fetchTimeout/storeShare)
 }
 
-// noRelease is the release of a lease the cache does not hold.
-func noRelease(context.Context, time.Duration) error { return nil }
+// afterFetch returns the context of a store call that records the fetch's
+// outcome (Save, and the lease's release): the fetch's values, but time of its
+// own, since a fetch that took all of its timeout still has an outcome to
+// record.
+func (c *Cache) afterFetch(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout/storeShare)
+}
 
 // adopt loads the token saved under key and, if it is worth adopting (not the
 // one the cache holds, not one it rejected, not yet due for refresh), admits
-// it as the fetch's token. A saved token that does not pass the cache's checks
-// (its ParseOptions, say) is a store failure, and not adopted.
-func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Time) (Token, bool) {
+// it as the fetch's token, and reports adopted. It reports !ok when the store
+// call failed. A saved token that does not pass the cache's checks (its
+// ParseOptions, say) is not adopted, and counted as a store failure.
+func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Time) (tok Token, adopted, ok bool) {
 	sctx, cancel := c.storeCall(ctx)
 	raw, expiry, err := c.cfg.store.Load(sctx, key)
 	cancel()
+	if errors.Is(err, ErrNotFound) {
+		return Token{}, false, true
+	}
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			c.storeFailed("load", err)
-		}
-		return Token{}, false
+		c.storeFailed("load", err)
+		return Token{}, false, false
 	}
 	now := c.now()
 	if raw == "" || raw == c.load().token || !now.Before(expiry) || c.rejected.has(raw) {
-		return Token{}, false
+		return Token{}, false, true
 	}
-	// Due for refresh by the lifetime its claims give (iat to exp), or, for
-	// a token without iat, by what it has left; at the latest point the
-	// jitter allows, so that replicas adopt rather than fetch.
 	cl, err := c.parser.claims(raw)
 	if err == nil && cl.exp.IsZero() {
 		err = errors.New("jwtcache: a saved token has no exp claim")
 	}
 	if err != nil {
 		c.storeFailed("adopt", err)
-		return Token{}, false
+		return Token{}, false, true
 	}
+	// Due for refresh by the lifetime its claims give (iat to exp), or, for
+	// a token without iat, by what it has left; at the latest point the
+	// jitter allows, so that replicas adopt rather than fetch.
 	life := expiry.Sub(now)
 	if !cl.iat.IsZero() && cl.exp.After(cl.iat) {
 		life = cl.exp.Sub(cl.iat)
 	}
 	if refreshAt, _ := schedule(expiry, life, c.cfg.headroom, c.cfg.refreshAhead, 1); !now.Before(refreshAt) {
-		return Token{}, false
+		return Token{}, false, true
 	}
-	tok, err := c.admit(raw, gen, start, now, expiry)
-	if err != nil {
+	if tok, err = c.admit(raw, gen, start, now, expiry); err != nil {
 		c.storeFailed("adopt", err)
-		return Token{}, false
+		return Token{}, false, true
 	}
-	return tok, true
+	return tok, true, true
 }
 
 // deleteRejected deletes from the store the tokens rejected since the last
-// fetch, each only if the store still holds it.
-func (c *Cache) deleteRejected(ctx context.Context, key string) {
+// fetch, each only if the store still holds it, and reports whether the store
+// answered. It stops at the first failure: what is left is tried again on the
+// next fetch.
+func (c *Cache) deleteRejected(ctx context.Context, key string) bool {
 	for _, tok := range c.rejected.pending() {
 		sctx, cancel := c.storeCall(ctx)
 		_, err := c.cfg.store.CompareAndDelete(sctx, key, tok)
 		cancel()
 		if err != nil {
 			c.storeFailed("delete", err)
-			continue // pending still: the next fetch tries again
+			return false
 		}
 		c.rejected.deleted(tok)
 	}
+	return true
 }
 
 // storeFailed counts a failed store call and logs it, at most once a minute.
@@ -245,7 +302,7 @@ func (c *Cache) storeFailed(op string, err error) {
 		return
 	}
 	if c.lastStoreWarn.CompareAndSwap(last, now.UnixNano()) {
-		c.log(slog.LevelWarn, "jwtcache: store failed; fetching without it", "op", op, "error", fmt.Sprint(err))
+		c.log(slog.LevelWarn, "jwtcache: store call failed", "op", op, "error", fmt.Sprint(err))
 	}
 }
 

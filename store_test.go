@@ -25,6 +25,7 @@ type memStore struct {
 	leases map[string]memLease
 	down   error         // when not nil, every call fails with it
 	delay  time.Duration // real time each call takes, unless its context ends first
+	panics string        // the op that panics, as a buggy Store might
 	calls  map[string]int
 	nextID int
 }
@@ -49,8 +50,11 @@ func newMemStore(clock *jwtcachetest.Clock) *memStore {
 func (s *memStore) enter(ctx context.Context, op string) error {
 	s.mu.Lock()
 	s.calls[op]++
-	down, delay := s.down, s.delay
+	down, delay, panics := s.down, s.delay, s.panics
 	s.mu.Unlock()
+	if op == panics {
+		panic("memstore: " + op)
+	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
@@ -145,6 +149,20 @@ func (s *memStore) set(down error, delay time.Duration) {
 	s.down, s.delay = down, delay
 }
 
+func (s *memStore) setPanic(op string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.panics = op
+}
+
+// leased reports whether key's lease is held at the store's clock's time.
+func (s *memStore) leased(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.leases[key]
+	return ok && s.clock.Now().Before(l.until)
+}
+
 func (s *memStore) count(op string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -175,6 +193,39 @@ func (f *seam) replica(name string, opts ...jwtcache.Option) *jwtcache.Cache {
 }
 
 func (f *seam) issued() int64 { return f.p.calls.Load() }
+
+// TestCacheMap_StatsNeverDecrease reads a map's counters while keys are used
+// and deleted: they must only grow.
+func TestCacheMap_StatsNeverDecrease(t *testing.T) {
+	m, _, _ := newTestMap(time.Hour)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := "k" + itoa(int64(g*1000+i%50))
+				m.EnsureToken(context.Background(), key)
+				m.Delete(key)
+			}
+		})
+	}
+	var last uint64
+	for range 5000 {
+		got := m.Stats().Fetches
+		if got < last {
+			t.Errorf("Stats().Fetches went from %d to %d", last, got)
+			break
+		}
+		last = got
+	}
+	close(stop)
+	wg.Wait()
+}
 
 // TestStore_Seam specifies the cache's side of the Store contract with an
 // in-memory store, without Redis.
@@ -296,6 +347,47 @@ func TestStore_Seam(t *testing.T) {
 				t.Errorf("a new replica did not adopt the refreshed token (tokens issued = %d)", f.issued())
 			}
 		}},
+		{"hanging store and many rejections: every fetch still succeeds", func(t *testing.T, f *seam) {
+			a := f.replica("billing", jwtcache.FetchTimeout(time.Second))
+			tok := mustToken(t, a)
+			f.store.set(nil, time.Hour) // every call hangs until its context ends
+			for i := range 12 {         // more rejections than the cache remembers
+				a.InvalidateToken(tok)
+				next, err := a.EnsureToken(context.Background())
+				if err != nil || next == tok {
+					t.Fatalf("EnsureToken() after rejection %d with a hanging store: %v", i+1, err)
+				}
+				tok = next
+			}
+		}},
+		{"fetch timed out: the lease is kept for a retry delay, then frees", func(t *testing.T, f *seam) {
+			f.p.setGate(make(chan struct{})) // a provider that never answers
+			a := f.replica("billing", jwtcache.FetchTimeout(100*time.Millisecond))
+			if _, err := a.EnsureToken(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("EnsureToken() error = %v; want the fetch's deadline", err)
+			}
+			if !f.store.leased("billing") || a.Stats().StoreErrors != 0 {
+				t.Errorf("after a timed-out fetch: lease held %v, StoreErrors %d; want held, 0", f.store.leased("billing"), a.Stats().StoreErrors)
+			}
+			f.clock.Advance(2 * time.Second)
+			if f.store.leased("billing") {
+				t.Errorf("the lease is still held 2s after the failed fetch; want it kept 1-2s only")
+			}
+		}},
+		{"a Store that panics: ErrPanic, and the lease is not left behind", func(t *testing.T, f *seam) {
+			f.store.setPanic("save")
+			a := f.replica("billing")
+			if _, err := a.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrPanic) {
+				t.Fatalf("EnsureToken() with a Store that panics: error = %v; want ErrPanic", err)
+			}
+			f.clock.Advance(2 * time.Second) // the lease was taken for the 15s fetch timeout
+			if f.store.leased("billing") {
+				t.Errorf("the lease is still held after the fetch panicked")
+			}
+			f.store.setPanic("")
+			f.clock.Advance(2 * time.Second)
+			mustToken(t, a)
+		}},
 		{"unnamed caches with a store: ErrNoName, nothing fetched", func(t *testing.T, f *seam) {
 			for _, c := range []*jwtcache.Cache{f.replica(""), f.replica("")} {
 				if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrNoName) {
@@ -394,4 +486,25 @@ func TestStore_FleetOutage(t *testing.T) {
 	}
 	t.Logf("%d replicas: %d provider calls in %v of outage; first caller served %v, every caller %v after it ended",
 		replicas, f.issued()-1, outage, first, all)
+}
+
+// TestStore_Namespaces checks that no two caches share a store key: a name
+// with a ':' is escaped, so a Cache named "a:b" and the key "b" of a map
+// named "a" keep apart, and an empty name is no name.
+func TestStore_Namespaces(t *testing.T) {
+	f := newSeam()
+	c := f.replica("a:b")
+	m := jwtcache.NewCacheMap(jwtcache.Name("a"), jwtcache.SharedStore(f.store), jwtcache.Clock(f.clock.Now),
+		jwtcache.Logger(nil), jwtcache.MapTokenFunction(func(ctx context.Context, _ string) (string, error) {
+			return f.p.token(ctx)
+		}))
+	if tc, tm := mustToken(t, c), mustMapToken(t, m, "b"); tc == tm || f.issued() != 2 {
+		t.Errorf("Cache a:b and key b of map a share a token: %v (tokens issued = %d)", tc == tm, f.issued())
+	}
+	if f.store.saved(`a\:b`) == "" || f.store.saved("a:b") == "" {
+		t.Errorf("store keys are not `a\\:b` and `a:b`")
+	}
+	if _, err := f.replica("", jwtcache.Name("")).EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrNoName) {
+		t.Errorf("EnsureToken() of a cache named \"\" with a store: error = %v; want ErrNoName", err)
+	}
 }
