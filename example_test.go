@@ -19,6 +19,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 )
 
 // identityProvider stands in for Keycloak, Auth0 or Okta in the examples: it
@@ -211,4 +212,30 @@ func ExampleNewTransport() {
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Print(string(body))
 	// Output: authorization: Bearer
+}
+
+// ExampleSharedStore has two replicas of a service share one token through a
+// Store (here one in memory; package redisstore has one on Redis). The store's
+// namespace is the cache's Name, which a cache with a store must have.
+func ExampleSharedStore() {
+	idp := newIdentityProvider()
+	store := newMemStore(jwtcachetest.NewClock(time.Now()))
+	replica := func() *jwtcache.Cache {
+		return jwtcache.NewCache(
+			jwtcache.Name("billing"),
+			jwtcache.TokenFunction(idp.clientCredentials),
+			jwtcache.SharedStore(store),
+		)
+	}
+	a, b := replica(), replica()
+	ta, _ := a.EnsureToken(context.Background())
+	tb, _ := b.EnsureToken(context.Background())
+	fmt.Println("same token:", ta == tb, "tokens issued:", idp.issued)
+
+	unnamed := jwtcache.NewCache(jwtcache.TokenFunction(idp.clientCredentials), jwtcache.SharedStore(store))
+	_, err := unnamed.EnsureToken(context.Background())
+	fmt.Println(errors.Is(err, jwtcache.ErrNoName))
+	// Output:
+	// same token: true tokens issued: 1
+	// true
 }
