@@ -361,3 +361,30 @@ func TestMapTransport(t *testing.T) {
 		t.Errorf("requests = %d; want 3 (none without a tenant)", got)
 	}
 }
+
+// TestTransport_RetriesOn401WithAStore has two replicas share a store while
+// the server revokes their token: each recovers on its 401 retry, and the
+// second adopts the first's replacement instead of fetching its own.
+func TestTransport_RetriesOn401WithAStore(t *testing.T) {
+	srv := newRecorder(t, nil)
+	f := newSeam()
+	a, b := f.replica("billing"), f.replica("billing")
+	first := mustToken(t, a)
+	if mustToken(t, b) != first {
+		t.Fatal("replicas do not share")
+	}
+	srv.revoke(first)
+	for _, c := range []*jwtcache.Cache{a, b} {
+		client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+		if resp := get(t, client, srv.URL); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status = %d; want 200 after a retry with the replacement token", resp.StatusCode)
+		}
+	}
+	if f.issued() != 2 {
+		t.Errorf("tokens issued = %d; want 2 (the first, and one replacement for both replicas)", f.issued())
+	}
+	seen := srv.seen()
+	if len(seen) != 4 || seen[1] != seen[3] || seen[1] == "Bearer "+first {
+		t.Errorf("server saw %d requests; want revoked, replacement, revoked, the same replacement", len(seen))
+	}
+}
