@@ -17,9 +17,13 @@ type Token struct {
 	// Value is the token as the token function returned it.
 	Value string
 	// Expiry is when the token expires on this host's clock: its exp claim,
-	// corrected for clock skew as described on [Cache]. It is zero for a token
-	// passed through uncached (one without exp, or an unparsable one).
+	// corrected for clock skew as described on [Cache], or the lifetime the
+	// provider gave ([Issued]), whichever is earlier. It is zero for a token
+	// passed through uncached (one with neither).
 	Expiry time.Time
+	// Scope is the scope the provider said it granted ([Issued]), which may
+	// be narrower than the one asked for; "" if it said nothing.
+	Scope string
 }
 
 // Cache caches one token and fetches the next with its [TokenFunc] ahead of
@@ -87,6 +91,7 @@ type Cache struct {
 type entry struct {
 	// token is "" when the cache holds none; the times below are then zero.
 	token string
+	scope string // as Issued gave it
 	// freshFor is how long after the Cache's epoch calls return token at
 	// once: a Duration, not a Time, so that the hit test is one subtraction.
 	// It is never for an entry without a token: a clock set back before the
@@ -392,26 +397,26 @@ func (c *Cache) obtain(ctx context.Context, gen uint64, start time.Time) (Token,
 // issue is the cache's own source: it calls the token function and admits
 // what it returns.
 func (c *Cache) issue(ctx context.Context, gen uint64, start time.Time) (Token, error) {
-	raw, err := c.call(ctx)
+	iss, err := c.call(ctx)
 	if err != nil {
 		return Token{}, err
 	}
-	return c.admit(raw, gen, start, c.now(), time.Time{})
+	return c.admit(iss, gen, start, c.now(), time.Time{})
 }
 
 // call runs the token function on ctx, the fetch's context. It gives up when
 // ctx ends even if the token function ignores it: the call is left to finish
 // on its own goroutine, and the cache, instead of hanging with it, backs off.
 // No new call starts until an abandoned one returns.
-func (c *Cache) call(ctx context.Context) (string, error) {
+func (c *Cache) call(ctx context.Context) (Issued, error) {
 	if c.abandoned.Load() > 0 {
-		return "", fmt.Errorf("jwtcache: fetch token: the token function has not returned since a call timed out: %w", context.DeadlineExceeded)
+		return Issued{}, fmt.Errorf("jwtcache: fetch token: the token function has not returned since a call timed out: %w", context.DeadlineExceeded)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("jwtcache: fetch token: no time left in the fetch timeout (%s): %w", c.cfg.fetchTimeout, err)
+		return Issued{}, fmt.Errorf("jwtcache: fetch token: no time left in the fetch timeout (%s): %w", c.cfg.fetchTimeout, err)
 	}
 	type result struct {
-		raw string
+		iss Issued
 		err error
 	}
 	done := make(chan result, 1)
@@ -430,22 +435,22 @@ func (c *Cache) call(ctx context.Context) (string, error) {
 				done <- result{err: fmt.Errorf("%w: %v", ErrPanic, r)}
 			}
 		}()
-		raw, err := c.cfg.tokenFunc(ctx)
+		iss, err := c.cfg.tokenFunc(ctx)
 		if err != nil {
 			err = fmt.Errorf("jwtcache: fetch token: %w", err)
 		}
-		done <- result{raw, err}
+		done <- result{iss, err}
 	}()
 	select {
 	case r := <-done:
-		return r.raw, r.err
+		return r.iss, r.err
 	case <-ctx.Done():
 		if !state.CompareAndSwap(running, abandoned) {
 			r := <-done // it returned just now
-			return r.raw, r.err
+			return r.iss, r.err
 		}
 		c.abandoned.Add(1)
-		return "", fmt.Errorf("jwtcache: fetch token: no answer within the fetch timeout (%s): %w", c.cfg.fetchTimeout, ctx.Err())
+		return Issued{}, fmt.Errorf("jwtcache: fetch token: no answer within the fetch timeout (%s): %w", c.cfg.fetchTimeout, ctx.Err())
 	}
 }
 
@@ -453,25 +458,44 @@ func (c *Cache) call(ctx context.Context) (string, error) {
 // when the entry's generation was gen, and publishes it if it can be cached.
 // A token adopted from a store comes with the expiry the store gave it
 // (stored), which bounds the one its claims give.
-func (c *Cache) admit(raw string, gen uint64, start, received, stored time.Time) (Token, error) {
+func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time) (Token, error) {
+	raw := iss.Token
 	if raw == "" {
 		return Token{}, ErrEmptyToken
 	}
+	if iss.ExpiresIn < 0 {
+		return Token{}, fmt.Errorf("%w (a lifetime of %s)", ErrExpired, iss.ExpiresIn)
+	}
 	cl, err := c.parser.claims(raw)
-	if err != nil {
+	var expiry time.Time
+	var lifetime time.Duration
+	switch {
+	case err != nil:
 		err = fmt.Errorf("%w: %w", ErrUnparsable, err)
 		if c.cfg.rejectUnparsable || c.parser.strict {
 			return Token{}, err
 		}
-		c.passThrough(received, "jwtcache: token does not parse; passed through uncached", "error", err)
-		return Token{Value: raw}, nil
+		if iss.ExpiresIn == 0 {
+			c.passThrough(received, "jwtcache: token does not parse; passed through uncached", "error", err)
+			return Token{Value: raw, Scope: iss.Scope}, nil
+		}
+		// An opaque token, with the lifetime the provider gave it.
+	case cl.exp.IsZero():
+		if iss.ExpiresIn == 0 {
+			c.passThrough(received, "jwtcache: token has no exp claim; passed through uncached",
+				"token", tokenID(raw, cl.jti))
+			return Token{Value: raw, Scope: iss.Scope}, nil
+		}
+	default:
+		expiry, lifetime = expiryOf(cl, start, received)
 	}
-	if cl.exp.IsZero() {
-		c.passThrough(received, "jwtcache: token has no exp claim; passed through uncached",
-			"token", tokenID(raw, cl.jti))
-		return Token{Value: raw}, nil
+	if iss.ExpiresIn > 0 {
+		// Measured from the fetch's start: the provider started counting
+		// later, so this errs on the early side.
+		if given := start.Add(iss.ExpiresIn); expiry.IsZero() || given.Before(expiry) {
+			expiry, lifetime = given, iss.ExpiresIn
+		}
 	}
-	expiry, lifetime := expiryOf(cl, start, received)
 	if !stored.IsZero() {
 		// stored carries no monotonic reading: anchor it to received's.
 		expiry = minTime(expiry, received.Add(stored.Sub(received)))
@@ -483,7 +507,7 @@ func (c *Cache) admit(raw string, gen uint64, start, received, stored time.Time)
 		expiry = old.expiry
 	}
 	if !received.Before(expiry) {
-		return Token{}, fmt.Errorf("%w (exp %s)", ErrExpired, cl.exp.UTC().Format(time.RFC3339))
+		return Token{}, fmt.Errorf("%w (expiry %s)", ErrExpired, expiry.UTC().Format(time.RFC3339))
 	}
 	id := tokenID(raw, cl.jti)
 	if skew := cl.iat.Sub(received); !cl.iat.IsZero() && skew.Abs() > maxSkew {
@@ -495,7 +519,7 @@ func (c *Cache) admit(raw string, gen uint64, start, received, stored time.Time)
 	// short-lived one losing a second to iat's truncation, or a stale one) is
 	// still fresh for a while after it arrives.
 	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, rand.Float64())
-	n := &entry{token: raw, freshFor: refreshAt.Sub(c.epoch), waitAt: waitAt, expiry: expiry, gen: gen}
+	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitAt: waitAt, expiry: expiry, gen: gen}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
 		// one held (it caches tokens itself), or the fetch took so long that
@@ -620,7 +644,7 @@ func (e *entry) backoffError(now time.Time) error {
 // value returns e's token. The monotonic reading is stripped from the expiry,
 // so that it compares and prints as a plain wall-clock time.
 func (e *entry) value() Token {
-	return Token{Value: e.token, Expiry: e.expiry.Round(0)}
+	return Token{Value: e.token, Expiry: e.expiry.Round(0), Scope: e.scope}
 }
 
 // withoutToken returns a copy of e without its token, with its failure state,

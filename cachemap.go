@@ -15,6 +15,10 @@ import (
 // [TokenFunc], per key: calls for different keys may run at the same time.
 type MapTokenFunc func(ctx context.Context, key string) (string, error)
 
+// MapIssueFunc fetches a new token for key, with what the provider said of
+// it. It has the contract of [IssueFunc], per key.
+type MapIssueFunc func(ctx context.Context, key string) (Issued, error)
+
 // CacheMap is a [Cache] per key, for multi-tenant services: a key is a tenant
 // id, or a tenant and an audience written as one string. A key's Cache is
 // created on its first use with [NewCache] and the map's [Option]s, and behaves
@@ -59,7 +63,7 @@ type slot struct {
 type mapConfig struct {
 	name        string
 	named       bool // a MapName (or Name) was given
-	tokenFunc   MapTokenFunc
+	tokenFunc   MapIssueFunc
 	maxKeys     int
 	idleTimeout time.Duration
 	cacheOpts   []Option
@@ -92,9 +96,27 @@ func MapName(name string) MapOption {
 }
 
 // MapTokenFunction sets the function that fetches a new token for a key; it
-// replaces any [TokenFunction] given to the map. A map without one returns
-// [ErrNoTokenFunction] from every call. The default is none.
+// replaces any [TokenFunction] or [IssueFunction] given to the map. A map
+// without one returns [ErrNoTokenFunction] from every call. Of
+// MapTokenFunction and [MapIssueFunction], the later wins. The default is
+// none.
 func MapTokenFunction(f MapTokenFunc) MapOption {
+	return mapOptionFunc(func(m *mapConfig) {
+		m.tokenFunc = nil
+		if f != nil {
+			m.tokenFunc = func(ctx context.Context, key string) (Issued, error) {
+				tok, err := f(ctx, key)
+				return Issued{Token: tok}, err
+			}
+		}
+	})
+}
+
+// MapIssueFunction sets the function that fetches a new token for a key, as
+// [MapTokenFunction] does, for a function that also says how long the token
+// lives and what scope it carries (see [Issued]). Of the two, the later wins.
+// The default is none.
+func MapIssueFunction(f MapIssueFunc) MapOption {
 	return mapOptionFunc(func(m *mapConfig) { m.tokenFunc = f })
 }
 
@@ -273,7 +295,7 @@ func (m *CacheMap) newCache(key string) *Cache {
 			c.key = key
 			c.epoch = m.cfg.epoch
 			if tf := m.cfg.tokenFunc; tf != nil {
-				c.tokenFunc = func(ctx context.Context) (string, error) { return tf(ctx, key) }
+				c.tokenFunc = func(ctx context.Context) (Issued, error) { return tf(ctx, key) }
 			} else {
 				c.tokenFunc = nil
 			}

@@ -18,6 +18,26 @@ import (
 // cached itself defeats refresh-ahead.
 type TokenFunc func(ctx context.Context) (string, error)
 
+// Issued is what an [IssueFunc] returns: a token, and what the identity
+// provider said of it in its token response.
+type Issued struct {
+	// Token is the token: a JWT, or an opaque string.
+	Token string
+	// ExpiresIn is how long the provider said the token lives (OAuth's
+	// expires_in), counted by the cache from the fetch's start; zero if it
+	// said nothing, and negative is expired. The cache takes the earlier of
+	// this and the token's exp claim, and caches an opaque token (or a JWT
+	// without exp) only with it.
+	ExpiresIn time.Duration
+	// Scope is the scope the provider said it granted, if it said (it may be
+	// narrower than the one asked for); it comes back in [Token.Scope].
+	Scope string
+}
+
+// IssueFunc fetches a new token, with what the provider said of it. It has
+// the contract of [TokenFunc]; package provider's clients are IssueFuncs.
+type IssueFunc func(ctx context.Context) (Issued, error)
+
 // Option configures a [Cache]. Options are applied in order; a later option
 // overrides an earlier one of the same kind. Every Option is also a
 // [MapOption], which configures each key's Cache in a [CacheMap], but for
@@ -49,7 +69,7 @@ const (
 // newConfig and only read afterwards.
 type config struct {
 	name             string
-	tokenFunc        TokenFunc
+	tokenFunc        IssueFunc
 	rejectUnparsable bool
 	named            bool // a Name (or MapName) was given
 	parseOptions     []jwt.ParseOption
@@ -128,9 +148,29 @@ func (n nameOption) apply(c *config) { c.name, c.named = string(n), n != "" }
 func (n nameOption) applyMap(m *mapConfig) { m.name, m.named = string(n), n != "" }
 
 // TokenFunction sets the function that fetches a new token. A cache without one
-// returns [ErrNoTokenFunction] from every call. The default is none.
+// returns [ErrNoTokenFunction] from every call. Of TokenFunction and
+// [IssueFunction], the later wins. The default is none.
 func TokenFunction(f TokenFunc) Option {
+	return optionFunc(func(c *config) { c.tokenFunc = f.issue() })
+}
+
+// IssueFunction sets the function that fetches a new token, as
+// [TokenFunction] does, for a function that also says how long the token
+// lives and what scope it carries: an opaque token is then cached too. The
+// default is none.
+func IssueFunction(f IssueFunc) Option {
 	return optionFunc(func(c *config) { c.tokenFunc = f })
+}
+
+// issue adapts f to an IssueFunc; nil stays nil.
+func (f TokenFunc) issue() IssueFunc {
+	if f == nil {
+		return nil
+	}
+	return func(ctx context.Context) (Issued, error) {
+		tok, err := f(ctx)
+		return Issued{Token: tok}, err
+	}
 }
 
 // RejectUnparsable makes a token that cannot be parsed (an opaque token, say)

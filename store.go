@@ -234,7 +234,8 @@ func (c *Cache) afterFetch(ctx context.Context) (context.Context, context.Cancel
 // one the cache holds, not one it rejected, not yet due for refresh), admits
 // it as the fetch's token, and reports adopted. It reports !ok when the store
 // call failed. A saved token that does not pass the cache's checks (its
-// ParseOptions, say) is not adopted, and counted as a store failure.
+// ParseOptions, say) is not adopted, and counted as a store failure. The
+// scope a token was issued with is not shared.
 func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Time) (tok Token, adopted, ok bool) {
 	sctx, cancel := c.storeCall(ctx)
 	raw, expiry, err := c.cfg.store.Load(sctx, key)
@@ -250,25 +251,21 @@ func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Ti
 	if raw == "" || raw == c.load().token || !now.Before(expiry) || c.rejected.has(raw) {
 		return Token{}, false, true
 	}
-	cl, err := c.parser.claims(raw)
-	if err == nil && cl.exp.IsZero() {
-		err = errors.New("jwtcache: a saved token has no exp claim")
-	}
-	if err != nil {
-		c.storeFailed("adopt", err)
-		return Token{}, false, true
-	}
 	// Due for refresh by the lifetime its claims give (iat to exp), or, for
-	// a token without iat, by what it has left; at the latest point the
-	// jitter allows, so that replicas adopt rather than fetch.
+	// a token without them (an opaque one, say), by what it has left; at the
+	// latest point the jitter allows, so that replicas adopt rather than
+	// fetch.
 	life := expiry.Sub(now)
-	if !cl.iat.IsZero() && cl.exp.After(cl.iat) {
+	if cl, err := c.parser.claims(raw); err == nil && !cl.iat.IsZero() && cl.exp.After(cl.iat) {
 		life = cl.exp.Sub(cl.iat)
 	}
 	if refreshAt, _ := schedule(expiry, life, c.cfg.headroom, c.cfg.refreshAhead, 1); !now.Before(refreshAt) {
 		return Token{}, false, true
 	}
-	if tok, err = c.admit(raw, gen, start, now, expiry); err != nil {
+	// The saved expiry is the lifetime the token is adopted with, so that an
+	// opaque token is cached as its saver cached it.
+	tok, err = c.admit(Issued{Token: raw, ExpiresIn: expiry.Sub(start)}, gen, start, now, expiry)
+	if err != nil {
 		c.storeFailed("adopt", err)
 		return Token{}, false, true
 	}
