@@ -239,3 +239,28 @@ func ExampleSharedStore() {
 	// same token: true tokens issued: 1
 	// true
 }
+
+// ExampleIssueFunction caches an opaque access token (one that is not a JWT,
+// as Zitadel or Ory Hydra issue) for the lifetime the provider gave in its
+// token response's expires_in.
+func ExampleIssueFunction() {
+	issued := 0
+	cache := jwtcache.NewCache(
+		jwtcache.Name("billing"),
+		jwtcache.IssueFunction(func(ctx context.Context) (jwtcache.Issued, error) {
+			issued++
+			// What a token response said: {"access_token": "...", "expires_in": 3600, "scope": "invoices:read"}
+			return jwtcache.Issued{Token: "opaque-" + fmt.Sprint(issued), ExpiresIn: time.Hour, Scope: "invoices:read"}, nil
+		}),
+	)
+	for range 3 {
+		tok, _ := cache.Token(context.Background())
+		fmt.Println(tok.Value, tok.Scope, time.Until(tok.Expiry).Round(time.Minute))
+	}
+	fmt.Println("tokens issued:", issued)
+	// Output:
+	// opaque-1 invoices:read 1h0m0s
+	// opaque-1 invoices:read 1h0m0s
+	// opaque-1 invoices:read 1h0m0s
+	// tokens issued: 1
+}
