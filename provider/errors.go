@@ -28,7 +28,7 @@ var ErrAuthMethod = errors.New("provider: client authentication method not suppo
 // does not suit its key, or, when the provider lists the algorithms it
 // accepts (token_endpoint_auth_signing_alg_values_supported), is not among
 // them.
-var ErrSigningAlgorithm = errors.New("provider: client assertion signing algorithm")
+var ErrSigningAlgorithm = errors.New("provider: unusable client assertion signing algorithm")
 
 // ErrTokenType is returned, naming the type, for a token response whose
 // token_type is not Bearer (compared without regard to case), or that has
