@@ -52,7 +52,8 @@ var (
 // is none (404), from its RFC 8414 metadata (the well-known path
 // /.well-known/oauth-authorization-server inserted before the issuer's
 // path). The metadata is used until the [MetadataTTL] runs out, then fetched
-// again, lazily; it is never fetched for every token.
+// again, lazily; it is never fetched for every token. ctx bounds only this
+// first fetch: the Client does not keep it.
 //
 // New fails if the issuer or the token endpoint is not HTTPS on a
 // non-loopback host ([ErrInsecureURL], before any request is made to it); if

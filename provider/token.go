@@ -179,7 +179,8 @@ func (r *tokenRequest) expiresIn(raw json.RawMessage, maxLifetime time.Duration)
 	if secs >= maxLifetime.Seconds() {
 		return maxLifetime, nil
 	}
-	return time.Duration(secs * float64(time.Second)), nil
+	// A lifetime below a nanosecond would read as none.
+	return max(time.Duration(secs*float64(time.Second)), time.Nanosecond), nil
 }
 
 // errorResponse is the error for a response with status, which is not 2xx,
@@ -219,7 +220,7 @@ func (r *tokenRequest) clean(s string, limit int) string {
 	}
 	var b strings.Builder
 	for _, c := range s {
-		if c == utf8.RuneError || !unicode.IsPrint(c) && c != ' ' {
+		if c == utf8.RuneError || !unicode.IsPrint(c) {
 			continue
 		}
 		if b.Len()+utf8.RuneLen(c) > limit {

@@ -40,6 +40,7 @@ func TestClient_TokenResponse(t *testing.T) {
 		{"expires_in not a number", `{"access_token":"t","token_type":"Bearer","expires_in":"soon"}`, jwtcache.Issued{}, provider.ErrBadExpiresIn, "not a number"},
 		{"expires_in Inf", `{"access_token":"t","token_type":"Bearer","expires_in":"Inf"}`, jwtcache.Issued{}, provider.ErrBadExpiresIn, "not a number"},
 		{"expires_in a bool", `{"access_token":"t","token_type":"Bearer","expires_in":true}`, jwtcache.Issued{}, provider.ErrBadExpiresIn, "not a number"},
+		{"expires_in below a nanosecond: a nanosecond", `{"access_token":"t","token_type":"Bearer","expires_in":1e-12}`, jwtcache.Issued{Token: "t", ExpiresIn: time.Nanosecond}, nil, ""},
 		{"expires_in huge: capped", `{"access_token":"t","token_type":"Bearer","expires_in":31536000}`, jwtcache.Issued{Token: "t", ExpiresIn: 24 * time.Hour}, nil, ""},
 		{"expires_in beyond int64: capped", `{"access_token":"t","token_type":"Bearer","expires_in":1e300}`, jwtcache.Issued{Token: "t", ExpiresIn: 24 * time.Hour}, nil, ""},
 		{"scope kept", `{"access_token":"t","token_type":"Bearer","expires_in":60,"scope":"read write"}`, jwtcache.Issued{Token: "t", ExpiresIn: time.Minute, Scope: "read write"}, nil, ""},
