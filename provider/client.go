@@ -1,0 +1,177 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+)
+
+// Client obtains tokens from one identity provider, as one client of it. It
+// holds the provider's metadata and the client's authentication, and makes a
+// token request on every call of [Client.Issue], [Client.IssueFor] and
+// [Client.IssueKey]: it caches no token. Most callers hand its methods to
+// the root package:
+//
+//	jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
+//	jwtcache.NewCacheMap(jwtcache.MapName("apis"), jwtcache.MapIssueFunction(client.IssueKey))
+//
+// A Client is safe for concurrent use.
+type Client struct {
+	// issuer is the configured issuer; empty for a Client made by
+	// NewFromTokenURL, which never refreshes its metadata.
+	issuer string
+	auth   ClientAuth
+	// cfg is written once by the constructor and only read after.
+	cfg config
+
+	// meta is the metadata in use. The snapshot it points to is never
+	// modified after publication: a refresh publishes a new one.
+	meta atomic.Pointer[snapshot]
+	// refreshing is set while a refresh runs, so that one runs at a time.
+	refreshing atomic.Bool
+}
+
+// snapshot is the metadata a Client uses, and when to fetch it again.
+type snapshot struct {
+	meta      Metadata
+	refreshAt time.Time // zero: never
+}
+
+var (
+	_ jwtcache.IssueFunc    = (*Client)(nil).Issue
+	_ jwtcache.MapIssueFunc = (*Client)(nil).IssueKey
+)
+
+// New returns a Client of the provider whose issuer identifier is issuer
+// (https://idp.example/realms/acme, say), authenticating with auth. It
+// fetches the provider's metadata on ctx, from the issuer's OpenID Connect
+// Discovery document (<issuer>/.well-known/openid-configuration) or, if there
+// is none (404), from its RFC 8414 metadata (the well-known path
+// /.well-known/oauth-authorization-server inserted before the issuer's
+// path). The metadata is used until the [MetadataTTL] runs out, then fetched
+// again, lazily; it is never fetched for every token. ctx bounds only this
+// first fetch: the Client does not keep it.
+//
+// New fails if the issuer or the token endpoint is not HTTPS on a
+// non-loopback host ([ErrInsecureURL], before any request is made to it); if
+// the document's issuer is not issuer, byte for byte
+// ([ErrIssuerMismatch]: a trailing slash counts); if the document has no
+// token endpoint, is larger than 1 MiB, or answers with a redirect (none is
+// followed); or if auth does not suit the provider ([ErrAuthMethod],
+// [ErrSigningAlgorithm]).
+func New(ctx context.Context, issuer string, auth ClientAuth, opts ...Option) (*Client, error) {
+	if auth == nil {
+		return nil, errNoAuth
+	}
+	if err := checkIssuer(issuer); err != nil {
+		return nil, err
+	}
+	c := &Client{issuer: issuer, auth: auth, cfg: newConfig(opts)}
+	m, err := c.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.meta.Store(&snapshot{meta: m, refreshAt: c.cfg.clock().Add(c.cfg.metadataTTL)})
+	return c, nil
+}
+
+// NewFromTokenURL returns a Client of a provider that publishes no metadata:
+// one whose token endpoint is tokenURL, authenticating with auth. It makes no
+// request. It fails if tokenURL is not HTTPS on a non-loopback host
+// ([ErrInsecureURL]), or if auth cannot be used without an issuer
+// ([AudienceIssuer]). As nothing says which methods and algorithms the
+// provider accepts, the token endpoint is the judge of auth.
+func NewFromTokenURL(tokenURL string, auth ClientAuth, opts ...Option) (*Client, error) {
+	if auth == nil {
+		return nil, errNoAuth
+	}
+	if err := checkURL("token URL", tokenURL); err != nil {
+		return nil, err
+	}
+	m := Metadata{TokenEndpoint: tokenURL}
+	if err := auth.check(&m); err != nil {
+		return nil, err
+	}
+	c := &Client{auth: auth, cfg: newConfig(opts)}
+	c.meta.Store(&snapshot{meta: m})
+	return c, nil
+}
+
+// errNoAuth is the constructors' error for a nil ClientAuth.
+var errNoAuth = errors.New("provider: no client authentication")
+
+// Metadata returns a copy of the provider's metadata that the Client uses,
+// which the caller may modify.
+func (c *Client) Metadata() Metadata {
+	return c.meta.Load().meta.clone()
+}
+
+// JWKSURI returns the URL of the provider's JSON Web Key Set, for the side
+// that verifies the tokens it issues (such as [jwtcache.JWKS]); empty if the
+// provider names none, or the Client was made by [NewFromTokenURL].
+func (c *Client) JWKSURI() string {
+	return c.meta.Load().meta.JWKSURI
+}
+
+// Issue asks the provider for a new token with the client credentials grant
+// (RFC 6749, section 4.4), for the [DefaultRequest]. It is a
+// [jwtcache.IssueFunc], for [jwtcache.IssueFunction].
+//
+// The token must come as a Bearer token (or the error wraps [ErrTokenType]).
+// Its [jwtcache.Issued.ExpiresIn] is the response's expires_in, at most the
+// [MaxLifetime]; zero when the response has none, and then a cache takes the
+// JWT's exp, or passes an opaque token through uncached. An expires_in of zero
+// or less, or not a number, is an error wrapping [ErrBadExpiresIn]. Its
+// [jwtcache.Issued.Scope] is the scope the provider says it granted, if it
+// says. An error response from the token endpoint is an [*Error]. No error
+// carries the client's secret or assertion, nor the token.
+func (c *Client) Issue(ctx context.Context) (jwtcache.Issued, error) {
+	return c.IssueFor(ctx, c.cfg.request)
+}
+
+// IssueFor is [Client.Issue] for the request r instead of the default one,
+// which it does not merge with. The values of r are sent sorted and without
+// duplicates.
+func (c *Client) IssueFor(ctx context.Context, r Request) (jwtcache.Issued, error) {
+	return c.grant(ctx, clientCredentials(r))
+}
+
+// IssueKey is [Client.IssueFor] for the Request whose [Request.Key] key is,
+// as [ParseKey] reads it: a [jwtcache.MapIssueFunc], for a
+// [jwtcache.CacheMap] keyed by Request.Key, which caches a token for each set
+// of audiences, scopes and resources. A key that does not parse is an error,
+// and no request is made.
+func (c *Client) IssueKey(ctx context.Context, key string) (jwtcache.Issued, error) {
+	r, err := ParseKey(key)
+	if err != nil {
+		return jwtcache.Issued{}, err
+	}
+	return c.IssueFor(ctx, r)
+}
+
+// metadata returns the metadata to use for a token request made on ctx,
+// refreshing it first if it is due and no other refresh runs.
+func (c *Client) metadata(ctx context.Context) *Metadata {
+	s := c.meta.Load()
+	if s.refreshAt.IsZero() || c.cfg.clock().Before(s.refreshAt) || !c.refreshing.CompareAndSwap(false, true) {
+		return &s.meta
+	}
+	defer c.refreshing.Store(false)
+	// Another refresh may have ended between the load and the swap.
+	if s = c.meta.Load(); c.cfg.clock().Before(s.refreshAt) {
+		return &s.meta
+	}
+	m, err := c.discover(ctx)
+	now := c.cfg.clock()
+	if err != nil {
+		// The old metadata served until now, and will serve a while more.
+		c.meta.Store(&snapshot{meta: s.meta, refreshAt: now.Add(min(c.cfg.metadataTTL, metadataRetry))})
+		return &s.meta
+	}
+	n := &snapshot{meta: m, refreshAt: now.Add(c.cfg.metadataTTL)}
+	c.meta.Store(n)
+	return &n.meta
+}

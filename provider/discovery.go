@@ -1,0 +1,201 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Metadata is what a [Client] uses of its provider's metadata: the OpenID
+// Connect Discovery 1.0 document, or the RFC 8414 authorization server
+// metadata. A Client made by [NewFromTokenURL] has only a TokenEndpoint.
+type Metadata struct {
+	// Issuer is the provider's issuer identifier, equal to the configured
+	// one byte for byte.
+	Issuer string `json:"issuer"`
+	// TokenEndpoint is the URL of the token endpoint (token_endpoint).
+	TokenEndpoint string `json:"token_endpoint"`
+	// JWKSURI is the URL of the provider's JSON Web Key Set (jwks_uri),
+	// which verifies the tokens it issues; empty if it gives none.
+	JWKSURI string `json:"jwks_uri"`
+	// TokenEndpointAuthMethodsSupported lists the client authentication
+	// methods of the token endpoint; nil if the provider does not say.
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	// TokenEndpointAuthSigningAlgValuesSupported lists the algorithms the
+	// token endpoint accepts client assertions signed with; nil if the
+	// provider does not say.
+	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	// MTLSEndpointAliases maps endpoint names (token_endpoint, ...) to the
+	// URLs to use instead with mutual-TLS client authentication (RFC 8705,
+	// section 5); nil if the provider gives none.
+	MTLSEndpointAliases map[string]string `json:"mtls_endpoint_aliases"`
+}
+
+// clone returns a deep copy of m, which the caller may modify.
+func (m *Metadata) clone() Metadata {
+	c := *m
+	c.TokenEndpointAuthMethodsSupported = slices.Clone(m.TokenEndpointAuthMethodsSupported)
+	c.TokenEndpointAuthSigningAlgValuesSupported = slices.Clone(m.TokenEndpointAuthSigningAlgValuesSupported)
+	c.MTLSEndpointAliases = maps.Clone(m.MTLSEndpointAliases)
+	return c
+}
+
+// discover fetches the metadata of c's issuer and checks that the client can
+// use it: first the OpenID Connect document, then, if there is none (404),
+// the RFC 8414 one.
+func (c *Client) discover(ctx context.Context) (Metadata, error) {
+	m, err := c.fetchMetadata(ctx, openIDConfiguration(c.issuer))
+	if errors.Is(err, errNotFound) {
+		m, err = c.fetchMetadata(ctx, authorizationServerMetadata(c.issuer))
+		if errors.Is(err, errNotFound) {
+			err = fmt.Errorf("provider: discovery: no metadata at %s nor at %s (HTTP 404)",
+				openIDConfiguration(c.issuer), authorizationServerMetadata(c.issuer))
+		}
+	}
+	if err != nil {
+		return Metadata{}, err
+	}
+	if err := c.usable(&m); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+// errNotFound is fetchMetadata's error for a 404, on which discovery tries
+// the other well-known URL.
+var errNotFound = errors.New("provider: discovery: not found")
+
+// openIDConfiguration is where OpenID Connect Discovery 1.0, section 4,
+// places the document: the well-known path appended to the issuer, less any
+// terminating slash.
+func openIDConfiguration(issuer string) string {
+	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+}
+
+// authorizationServerMetadata is where RFC 8414, section 3.1, places the
+// metadata: the well-known path inserted between the host and the issuer's
+// path, less any terminating slash. The issuer has been checked to parse,
+// without query or fragment.
+func authorizationServerMetadata(issuer string) string {
+	u, _ := url.Parse(issuer)
+	path := strings.TrimSuffix(u.EscapedPath(), "/")
+	return u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + path
+}
+
+// fetchMetadata fetches and decodes the metadata document at u.
+func (c *Client) fetchMetadata(ctx context.Context, u string) (Metadata, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Metadata{}, fmt.Errorf("provider: discovery: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.cfg.httpClient.Do(req)
+	if err != nil {
+		return Metadata{}, fmt.Errorf("provider: discovery: %w", err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return Metadata{}, errNotFound
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return Metadata{}, fmt.Errorf("provider: discovery: %s answered a redirect (HTTP %d), which is not followed", u, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return Metadata{}, fmt.Errorf("provider: discovery: %s answered HTTP %d", u, resp.StatusCode)
+	}
+	data, err := readLimited(resp.Body)
+	if err != nil {
+		return Metadata{}, fmt.Errorf("provider: discovery: %s: %w", u, err)
+	}
+	var m Metadata
+	if err := json.Unmarshal(data, &m); err != nil {
+		return Metadata{}, fmt.Errorf("provider: discovery: %s: not a metadata document: %w", u, err)
+	}
+	return m, nil
+}
+
+// usable checks that the client can use the metadata m: it names c's issuer
+// and a token endpoint, every URL the client or a verifier would use is
+// secure, and the provider accepts the client's authentication.
+func (c *Client) usable(m *Metadata) error {
+	if m.Issuer != c.issuer {
+		return fmt.Errorf("%w: the discovery document says %q; configured %q", ErrIssuerMismatch, m.Issuer, c.issuer)
+	}
+	if m.TokenEndpoint == "" {
+		return errors.New("provider: discovery: the document has no token_endpoint")
+	}
+	if err := checkURL("token_endpoint", m.TokenEndpoint); err != nil {
+		return err
+	}
+	if m.JWKSURI != "" {
+		if err := checkURL("jwks_uri", m.JWKSURI); err != nil {
+			return err
+		}
+	}
+	return c.auth.check(m)
+}
+
+// readLimited reads r to its end, or fails if it holds more than maxResponse
+// bytes.
+func readLimited(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxResponse+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxResponse {
+		return nil, fmt.Errorf("the response is larger than %d bytes", maxResponse)
+	}
+	return bytes.TrimSpace(data), nil
+}
+
+// checkIssuer checks an issuer identifier (RFC 8414, section 2): a secure URL
+// without query or fragment.
+func checkIssuer(issuer string) error {
+	if err := checkURL("issuer", issuer); err != nil {
+		return err
+	}
+	u, _ := url.Parse(issuer)
+	if u.RawQuery != "" || u.ForceQuery || u.User != nil {
+		return fmt.Errorf("provider: issuer %q has a query or user information, which an issuer may not have", issuer)
+	}
+	return nil
+}
+
+// checkURL checks that raw, the URL of what (an issuer, an endpoint), is
+// absolute, without a fragment, and secure: https, or http to a loopback
+// host.
+func checkURL(what, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("provider: %s: %w", what, err)
+	}
+	if u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("provider: %s %q is not an absolute URL", what, raw)
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("provider: %s %q has a fragment", what, raw)
+	}
+	if u.Scheme == "https" || u.Scheme == "http" && loopback(u.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s %q", ErrInsecureURL, what, raw)
+}
+
+// loopback reports whether host, a URL's host name, is a loopback host, to
+// which plain HTTP cannot be overheard: localhost, or an address in
+// 127.0.0.0/8 or ::1.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,22 @@
+// Package provider is the client of an identity provider's token endpoint: it
+// discovers the provider's metadata (OpenID Connect Discovery 1.0, RFC 8414),
+// authenticates the client (client secrets, private_key_jwt, client
+// assertions) and runs the grants that issue tokens.
+//
+// Its role is how a token is obtained. It never caches tokens: every
+// [Client.Issue] asks the provider for a new one, and the root package's
+// [jwtcache.Cache] and [jwtcache.CacheMap] do the caching, with a Client's
+// methods as their token functions:
+//
+//	client, err := provider.New(ctx, "https://idp.example/realms/acme",
+//		provider.ClientSecretBasic("billing", secret))
+//	if err != nil {
+//		return err
+//	}
+//	cache := jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
+//
+// It never verifies incoming tokens either: that is the verifying side's job,
+// to which [Client.JWKSURI] hands the provider's key set.
+//
+// Every type in this package is safe for concurrent use.
+package provider

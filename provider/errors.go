@@ -1,0 +1,77 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrIssuerMismatch is returned, naming both, when the issuer in a discovery
+// document is not the configured issuer byte for byte. A trailing slash
+// counts: https://idp.example and https://idp.example/ are different issuers,
+// and the tokens of one do not validate against the other
+// (https://github.com/coreos/go-oidc/issues/203).
+var ErrIssuerMismatch = errors.New("provider: issuer mismatch")
+
+// ErrInsecureURL is returned for an issuer or an endpoint that is not HTTPS,
+// unless its host is a loopback one (localhost, 127.0.0.0/8, ::1). No request
+// is made to such a URL.
+var ErrInsecureURL = errors.New("provider: not an https URL on a non-loopback host")
+
+// ErrAuthMethod is returned by [New] when the provider's metadata lists the
+// client authentication methods its token endpoint supports
+// (token_endpoint_auth_methods_supported), and the [ClientAuth] given is not
+// among them.
+var ErrAuthMethod = errors.New("provider: client authentication method not supported by the provider")
+
+// ErrSigningAlgorithm is returned when a client assertion's signing algorithm
+// does not suit its key, or, when the provider lists the algorithms it
+// accepts (token_endpoint_auth_signing_alg_values_supported), is not among
+// them.
+var ErrSigningAlgorithm = errors.New("provider: unusable client assertion signing algorithm")
+
+// ErrTokenType is returned, naming the type, for a token response whose
+// token_type is not Bearer (compared without regard to case), or that has
+// none: a DPoP-bound token sent as a bearer token would be refused, and any
+// other type is one this package does not know how to send.
+var ErrTokenType = errors.New("provider: token type is not Bearer")
+
+// ErrBadExpiresIn is returned for a token response whose expires_in is zero,
+// negative, or not a number: such a token is expired on arrival, or its
+// lifetime is unknown.
+var ErrBadExpiresIn = errors.New("provider: bad expires_in in token response")
+
+// Error is an error response from the token endpoint (RFC 6749, section 5.2),
+// for errors.As. Its fields are what the provider sent, stripped of control
+// characters, shortened, and with anything the request carried as a secret
+// (a client secret, a client assertion) replaced by "[redacted]", so that an
+// Error can be logged.
+type Error struct {
+	// Code is the error code: invalid_request, invalid_client,
+	// invalid_grant, unauthorized_client, unsupported_grant_type,
+	// invalid_scope, or one the provider defines.
+	Code string
+	// Description is the provider's error_description, if any.
+	Description string
+	// URI is the provider's error_uri, if any.
+	URI string
+	// StatusCode is the HTTP status of the response.
+	StatusCode int
+}
+
+// Error returns "provider: token request: <code> (HTTP <status>)", followed by
+// the description and the URI when the provider gave them.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "provider: token request: %s (HTTP %d)", e.Code, e.StatusCode)
+	if e.Description != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Description)
+	}
+	if e.URI != "" {
+		b.WriteString(" (see ")
+		b.WriteString(e.URI)
+		b.WriteString(")")
+	}
+	return b.String()
+}

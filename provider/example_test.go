@@ -1,0 +1,224 @@
+package provider_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/provider"
+)
+
+// exampleIDP stands in for Keycloak, Auth0 or Okta in the examples: an
+// issuer on 127.0.0.1 with a discovery document and a token endpoint, which
+// issues opaque tokens that live an hour to the client billing, when it
+// authenticates with the secret s3cret, or with an assertion signed by key
+// (if set), or with the assertion "platform-token" (the examples' workload
+// identity).
+type exampleIDP struct {
+	*httptest.Server
+	key    crypto.PublicKey
+	issued int
+}
+
+func startIDP() *exampleIDP {
+	p := &exampleIDP{}
+	p.Server = httptest.NewServer(http.HandlerFunc(p.serve))
+	return p
+}
+
+func (p *exampleIDP) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/.well-known/openid-configuration" {
+		writeJSON(w, http.StatusOK, map[string]any{"issuer": p.URL, "token_endpoint": p.URL + "/token", "jwks_uri": p.URL + "/jwks"})
+		return
+	}
+	r.ParseForm()
+	if !p.authenticated(r) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "client authentication failed"})
+		return
+	}
+	p.issued++
+	token := fmt.Sprintf("token-%d", p.issued)
+	if aud := r.PostForm["audience"]; len(aud) > 0 {
+		token += " for " + strings.Join(aud, ",")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+}
+
+func (p *exampleIDP) authenticated(r *http.Request) bool {
+	if id, secret, ok := r.BasicAuth(); ok {
+		return id == "billing" && secret == "s3cret"
+	}
+	a := r.PostForm.Get("client_assertion")
+	if a == "platform-token" {
+		return true
+	}
+	_, err := jws.Verify([]byte(a), jws.WithKey(jwa.ES256, p.key))
+	return p.key != nil && err == nil
+}
+
+// A client of the provider, found by discovery, feeds a cache: the provider
+// is asked once for a token that lives an hour.
+func ExampleNew() {
+	idp := startIDP()
+	defer idp.Close()
+	ctx := context.Background()
+
+	client, err := provider.New(ctx, idp.URL, provider.ClientSecretBasic("billing", "s3cret"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cache := jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
+	for range 3 {
+		token, err := cache.EnsureToken(ctx)
+		fmt.Println(token, err)
+	}
+	fmt.Println("tokens issued:", idp.issued)
+	// Output:
+	// token-1 <nil>
+	// token-1 <nil>
+	// token-1 <nil>
+	// tokens issued: 1
+}
+
+// A CacheMap keyed by Request.Key holds a token per audience.
+func ExampleClient_IssueKey() {
+	idp := startIDP()
+	defer idp.Close()
+	ctx := context.Background()
+
+	client, err := provider.New(ctx, idp.URL, provider.ClientSecretBasic("billing", "s3cret"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	apis := jwtcache.NewCacheMap(jwtcache.MapName("apis"), jwtcache.MapIssueFunction(client.IssueKey))
+	orders := provider.Request{Audience: []string{"https://orders.example"}}.Key()
+	invoices := provider.Request{Audience: []string{"https://invoices.example"}}.Key()
+	for _, key := range []string{orders, invoices, orders} {
+		token, err := apis.EnsureToken(ctx, key)
+		fmt.Println(token, err)
+	}
+	// Output:
+	// token-1 for https://orders.example <nil>
+	// token-2 for https://invoices.example <nil>
+	// token-1 for https://orders.example <nil>
+}
+
+// A client authenticates with a key instead of a secret: each token request
+// carries a fresh assertion signed with it.
+func ExamplePrivateKeyJWT() {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	idp := startIDP()
+	defer idp.Close()
+	idp.key = key.Public() // registered with the provider
+
+	client, err := provider.New(context.Background(), idp.URL,
+		provider.PrivateKeyJWT("billing", key, provider.KeyID("billing-2026")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	iss, err := client.Issue(context.Background())
+	fmt.Println(iss.Token, iss.ExpiresIn, err)
+	// Output:
+	// token-1 1h0m0s <nil>
+}
+
+// A workload authenticates with the token its platform mounts (a Kubernetes
+// projected service account token), read again for every request.
+func ExampleClientAssertionFile() {
+	dir, err := os.MkdirTemp("", "example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "token")
+	if err := os.WriteFile(path, []byte("platform-token\n"), 0o600); err != nil {
+		fmt.Println(err)
+		return
+	}
+	idp := startIDP()
+	defer idp.Close()
+
+	client, err := provider.New(context.Background(), idp.URL, provider.ClientAssertionFile("billing", path))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	iss, err := client.Issue(context.Background())
+	fmt.Println(iss.Token, err)
+	// Output:
+	// token-1 <nil>
+}
+
+// A provider without a discovery document is reached at its token URL.
+func ExampleNewFromTokenURL() {
+	idp := startIDP()
+	defer idp.Close()
+
+	client, err := provider.NewFromTokenURL(idp.URL+"/token", provider.ClientSecretBasic("billing", "s3cret"),
+		provider.DefaultRequest(provider.Request{Audience: []string{"https://orders.example"}}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	iss, err := client.Issue(context.Background())
+	fmt.Println(iss.Token, err)
+	// Output:
+	// token-1 for https://orders.example <nil>
+}
+
+// The token endpoint's error response is an *Error.
+func ExampleError() {
+	idp := startIDP()
+	defer idp.Close()
+
+	client, err := provider.New(context.Background(), idp.URL, provider.ClientSecretBasic("billing", "wrong"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = client.Issue(context.Background())
+	var e *provider.Error
+	if errors.As(err, &e) {
+		fmt.Println(e.Code, e.StatusCode)
+	}
+	fmt.Println(err)
+	// Output:
+	// invalid_client 401
+	// provider: token request: invalid_client (HTTP 401): client authentication failed
+}
+
+// A Request's key is canonical: the same sets give the same key, whatever
+// their order, and ParseKey reads it back.
+func ExampleRequest_Key() {
+	a := provider.Request{Audience: []string{"https://orders.example"}, Scopes: []string{"write", "read"}}
+	b := provider.Request{Audience: []string{"https://orders.example"}, Scopes: []string{"read write", "read"}}
+	fmt.Println(a.Key())
+	fmt.Println(a.Key() == b.Key())
+	r, err := provider.ParseKey(a.Key())
+	fmt.Println(r.Audience, r.Scopes, err)
+	// Output:
+	// aud=https%3A%2F%2Forders.example;res=;scope=read,write
+	// true
+	// [https://orders.example] [read write] <nil>
+}

@@ -1,0 +1,120 @@
+package provider
+
+import (
+	"net/http"
+	"time"
+)
+
+// Option configures a [Client].
+type Option interface {
+	apply(*config)
+}
+
+// optionFunc adapts a function to [Option].
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// Defaults, documented on the options that set them, and limits.
+const (
+	defaultTimeout     = 10 * time.Second
+	defaultMetadataTTL = 24 * time.Hour
+	defaultMaxLifetime = 24 * time.Hour
+	// metadataRetry is how long a failed refresh of the metadata is not
+	// tried again (at most the TTL), so that a provider whose discovery
+	// endpoint fails is not asked on every token request.
+	metadataRetry = time.Minute
+	// maxResponse bounds what is read of a discovery document or a token
+	// response: either is a few kilobytes.
+	maxResponse = 1 << 20
+)
+
+// config is the validated configuration of a Client. It is written once by
+// newConfig and only read afterwards.
+type config struct {
+	httpClient  *http.Client
+	request     Request
+	metadataTTL time.Duration
+	maxLifetime time.Duration
+	clock       func() time.Time
+}
+
+// newConfig applies opts over the defaults, then clamps what is out of range,
+// as each option's doc comment says.
+func newConfig(opts []Option) config {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.httpClient == nil {
+		c.httpClient = &http.Client{Timeout: defaultTimeout}
+	} else {
+		hc := *c.httpClient
+		c.httpClient = &hc
+	}
+	c.httpClient.CheckRedirect = noRedirect
+	if c.metadataTTL <= 0 {
+		c.metadataTTL = defaultMetadataTTL
+	}
+	if c.maxLifetime <= 0 {
+		c.maxLifetime = defaultMaxLifetime
+	}
+	if c.clock == nil {
+		c.clock = time.Now
+	}
+	c.request = c.request.canonical()
+	return c
+}
+
+// noRedirect makes an http.Client return a redirect as the response, which
+// the Client then reports as an error: a token request that followed one
+// would carry the client's credentials to wherever it points.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// HTTPClient sets the HTTP client for discovery and token requests. The
+// client is copied, and the copy's CheckRedirect replaced: the Client never
+// follows a redirect, which it reports as an error instead. Its Timeout, if
+// any, bounds each request, as the context passed to each call does. A nil
+// client restores the default. The default is a client on
+// [http.DefaultTransport] with a 10-second timeout.
+func HTTPClient(hc *http.Client) Option {
+	return optionFunc(func(c *config) { c.httpClient = hc })
+}
+
+// DefaultRequest sets the request that [Client.Issue] makes: the audiences,
+// scopes and resources to ask for. The default is the zero Request: the
+// provider's defaults for the client.
+func DefaultRequest(r Request) Option {
+	return optionFunc(func(c *config) { c.request = r })
+}
+
+// MetadataTTL sets how long the provider's metadata, fetched by [New], is
+// used before it is fetched again. The refresh is lazy: the first token
+// request after the TTL makes it, on its own context, while concurrent
+// requests go on with the old metadata; only one refresh runs at a time. A
+// refresh that fails (or that finds the metadata no longer usable) keeps the
+// old metadata, and is tried again a minute later, or after the TTL if that
+// is shorter. Zero or less is taken as the default. The default is 24 hours.
+func MetadataTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.metadataTTL = d })
+}
+
+// MaxLifetime caps the lifetime a token response may claim: an expires_in
+// longer than this is taken as this long, so that a provider that says a
+// token lives for a year does not have it cached for a year. A cache takes the
+// earlier of this and a JWT's own exp claim. A response without expires_in
+// is not affected: its [jwtcache.Issued.ExpiresIn] stays zero. Zero or less
+// is taken as the default. The default is 24 hours.
+func MaxLifetime(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxLifetime = d })
+}
+
+// Clock replaces the system clock, for tests: it dates client assertions
+// (iat, exp) and decides when the metadata is due for refresh. now must be
+// safe for concurrent use. A nil now restores the default. The default is
+// [time.Now].
+func Clock(now func() time.Time) Option {
+	return optionFunc(func(c *config) { c.clock = now })
+}
