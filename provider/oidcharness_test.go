@@ -3,7 +3,6 @@ package provider_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -305,7 +304,7 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 	select {
 	case s.Issuer = <-ready:
 	case <-s.exited:
-		t.Fatalf("oidc-provider exited before it was ready:\n%s", stderr)
+		t.Fatal("oidc-provider exited before it was ready") // the cleanup logs its stderr
 	case <-time.After(30 * time.Second):
 		t.Fatal("oidc-provider did not start within 30s")
 	}
@@ -720,9 +719,15 @@ func metadata(t *testing.T, hc *http.Client, u string) map[string]any {
 func verifyAccessToken(t *testing.T, s *oidcServer, hc *http.Client, raw string) jwt.Token {
 	t.Helper()
 	jwksURI, _ := metadata(t, hc, s.Issuer+"/.well-known/openid-configuration")["jwks_uri"].(string)
-	keys, err := jwk.Fetch(context.Background(), jwksURI, jwk.WithHTTPClient(hc))
+	// Not jwk.Fetch: it starts a fetcher whose goroutines outlive the test.
+	resp, err := hc.Get(jwksURI)
 	if err != nil {
-		t.Fatalf("fetch %s: %v", jwksURI, err)
+		t.Fatalf("GET %s: %v", jwksURI, err)
+	}
+	defer resp.Body.Close()
+	keys, err := jwk.ParseReader(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d, parse: %v", jwksURI, resp.StatusCode, err)
 	}
 	tok, err := jwt.ParseString(raw, jwt.WithKeySet(keys), jwt.WithIssuer(s.Issuer))
 	if err != nil {
