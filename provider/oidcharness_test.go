@@ -519,9 +519,9 @@ type testPKI struct {
 // newTestPKI returns a new certificate authority named name.
 func newTestPKI(t *testing.T, name string) *testPKI {
 	t.Helper()
-	key := newECKey(t)
+	key := newCertKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          certSerial(t),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"jwtcache tests"}},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -540,9 +540,9 @@ func newTestPKI(t *testing.T, name string) *testPKI {
 // 127.0.0.1 issued by p, and p as the CA of tls_client_auth.
 func (p *testPKI) serverTLS(t *testing.T) *oidcTLS {
 	t.Helper()
-	key := newECKey(t)
+	key := newCertKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
+		SerialNumber: certSerial(t),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:    time.Now().Add(-time.Hour),
@@ -568,7 +568,7 @@ func (p *testPKI) serverTLS(t *testing.T) *oidcTLS {
 // names. Its Leaf is set.
 func (p *testPKI) clientCert(t *testing.T, cn string, dnsNames ...string) tls.Certificate {
 	t.Helper()
-	key := newECKey(t)
+	key := newCertKey(t)
 	return createCert(t, clientTemplate(t, cn, dnsNames), p.CA, key, p.key)
 }
 
@@ -577,14 +577,14 @@ func (p *testPKI) clientCert(t *testing.T, cn string, dnsNames ...string) tls.Ce
 // set.
 func selfSignedCert(t *testing.T, cn string) tls.Certificate {
 	t.Helper()
-	key := newECKey(t)
+	key := newCertKey(t)
 	tmpl := clientTemplate(t, cn, nil)
 	return createCert(t, tmpl, tmpl, key, key)
 }
 
 func clientTemplate(t *testing.T, cn string, dnsNames []string) *x509.Certificate {
 	return &x509.Certificate{
-		SerialNumber: serial(t),
+		SerialNumber: certSerial(t),
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"jwtcache tests"}},
 		DNSNames:     dnsNames,
 		NotBefore:    time.Now().Add(-time.Hour),
@@ -607,7 +607,7 @@ func createCert(t *testing.T, tmpl, parent *x509.Certificate, key *ecdsa.Private
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
-func newECKey(t *testing.T) *ecdsa.PrivateKey {
+func newCertKey(t *testing.T) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -616,7 +616,7 @@ func newECKey(t *testing.T) *ecdsa.PrivateKey {
 	return key
 }
 
-func serial(t *testing.T) *big.Int {
+func certSerial(t *testing.T) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
 	if err != nil {
@@ -625,8 +625,8 @@ func serial(t *testing.T) *big.Int {
 	return n
 }
 
-// tokenResponse is a token endpoint's answer, success or error.
-type tokenResponse struct {
+// oidcTokenResponse is a token endpoint's answer, success or error.
+type oidcTokenResponse struct {
 	Status           int    `json:"-"`
 	AccessToken      string `json:"access_token"`
 	TokenType        string `json:"token_type"`
@@ -639,7 +639,7 @@ type tokenResponse struct {
 
 // postToken posts form to a token endpoint, with HTTP Basic authentication
 // when basic is "id:secret".
-func postToken(t *testing.T, hc *http.Client, tokenURL string, form url.Values, basic string) tokenResponse {
+func postToken(t *testing.T, hc *http.Client, tokenURL string, form url.Values, basic string) oidcTokenResponse {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -655,7 +655,7 @@ func postToken(t *testing.T, hc *http.Client, tokenURL string, form url.Values, 
 		t.Fatalf("POST %s: %v", tokenURL, err)
 	}
 	defer resp.Body.Close()
-	var tr tokenResponse
+	var tr oidcTokenResponse
 	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
 		t.Fatalf("POST %s: status %d, decode: %v", tokenURL, resp.StatusCode, err)
 	}
@@ -696,8 +696,8 @@ func assertionForm(assertion string, extra ...string) url.Values {
 	return form
 }
 
-// metadata fetches and decodes a metadata document.
-func metadata(t *testing.T, hc *http.Client, u string) map[string]any {
+// fetchMetadata fetches and decodes a metadata document.
+func fetchMetadata(t *testing.T, hc *http.Client, u string) map[string]any {
 	t.Helper()
 	resp, err := hc.Get(u)
 	if err != nil {
@@ -718,7 +718,7 @@ func metadata(t *testing.T, hc *http.Client, u string) map[string]any {
 // jwks_uri and its issuer, and returns it.
 func verifyAccessToken(t *testing.T, s *oidcServer, hc *http.Client, raw string) jwt.Token {
 	t.Helper()
-	jwksURI, _ := metadata(t, hc, s.Issuer+"/.well-known/openid-configuration")["jwks_uri"].(string)
+	jwksURI, _ := fetchMetadata(t, hc, s.Issuer+"/.well-known/openid-configuration")["jwks_uri"].(string)
 	// Not jwk.Fetch: it starts a fetcher whose goroutines outlive the test.
 	resp, err := hc.Get(jwksURI)
 	if err != nil {
@@ -757,23 +757,27 @@ func checkRefusal(t *testing.T, s *oidcServer, clientID, code, why string) {
 	}
 }
 
-// lifetime is a JWT's exp less its iat.
-func lifetime(tok jwt.Token) time.Duration {
+// jwtLifetime is a JWT's exp less its iat.
+func jwtLifetime(tok jwt.Token) time.Duration {
 	return tok.Expiration().Sub(tok.IssuedAt())
 }
 
-// checkLifetime checks that a JWT access token lives want. oidc-provider
+// checkJWTLifetime checks that a JWT access token lives want. oidc-provider
 // reads the clock twice as it makes one (exp from the first reading, iat
 // from the second), so across a second boundary exp - iat is a second less.
-func checkLifetime(t *testing.T, tok jwt.Token, want time.Duration) {
+func checkJWTLifetime(t *testing.T, tok jwt.Token, want time.Duration) {
 	t.Helper()
-	if d := lifetime(tok); d != want && d != want-time.Second {
+	if d := jwtLifetime(tok); d != want && d != want-time.Second {
 		t.Errorf("exp - iat = %v; want %v", d, want)
 	}
 }
 
-const testSecret = "a-client-secret-of-at-least-32-bytes"
+// harnessSecret is the clients' secret in the TestOIDCHarness tests.
+const harnessSecret = "a-client-secret-of-at-least-32-bytes"
 
+// TestOIDCHarness_Discovery: the metadata is served where OpenID Connect
+// Discovery and RFC 8414 look for it, with the issuer exactly as reported,
+// for an issuer with and without a path.
 func TestOIDCHarness_Discovery(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -792,7 +796,7 @@ func TestOIDCHarness_Discovery(t *testing.T) {
 			origin := strings.TrimSuffix(s.Issuer, tt.path)
 			hc := s.Client(t)
 			for _, loc := range tt.locations {
-				m := metadata(t, hc, origin+loc)
+				m := fetchMetadata(t, hc, origin+loc)
 				if got := m["issuer"]; got != s.Issuer {
 					t.Errorf("%s: issuer = %v; want %q", loc, got, s.Issuer)
 				}
@@ -821,9 +825,9 @@ func TestOIDCHarness_ClientAuthMethods(t *testing.T) {
 	s := startOIDC(t, oidcConfig{
 		TLS: pki.serverTLS(t),
 		Clients: []oidcClient{
-			{ID: "basic", Secret: testSecret},
-			{ID: "post", Secret: testSecret, AuthMethod: "client_secret_post"},
-			{ID: "secret-jwt", Secret: testSecret, AuthMethod: "client_secret_jwt", SigningAlg: "HS256"},
+			{ID: "basic", Secret: harnessSecret},
+			{ID: "post", Secret: harnessSecret, AuthMethod: "client_secret_post"},
+			{ID: "secret-jwt", Secret: harnessSecret, AuthMethod: "client_secret_jwt", SigningAlg: "HS256"},
 			{ID: "key-jwt", AuthMethod: "private_key_jwt", SigningAlg: "ES256", JWKS: publicJWKS(t, ecKey)},
 			{ID: "tls-dn", AuthMethod: "tls_client_auth", SubjectDN: pkiCert.Leaf.Subject.String()},
 			{ID: "tls-san", AuthMethod: "tls_client_auth", SANDNS: "billing.svc.example"},
@@ -837,9 +841,9 @@ func TestOIDCHarness_ClientAuthMethods(t *testing.T) {
 		form   url.Values
 		basic  string
 	}{
-		{"basic", plain, url.Values{"grant_type": {"client_credentials"}}, "basic:" + testSecret},
-		{"post", plain, url.Values{"grant_type": {"client_credentials"}, "client_id": {"post"}, "client_secret": {testSecret}}, ""},
-		{"secret-jwt", plain, assertionForm(clientAssertion(t, jwa.HS256, []byte(testSecret), "secret-jwt", s.TokenURL)), ""},
+		{"basic", plain, url.Values{"grant_type": {"client_credentials"}}, "basic:" + harnessSecret},
+		{"post", plain, url.Values{"grant_type": {"client_credentials"}, "client_id": {"post"}, "client_secret": {harnessSecret}}, ""},
+		{"secret-jwt", plain, assertionForm(clientAssertion(t, jwa.HS256, []byte(harnessSecret), "secret-jwt", s.TokenURL)), ""},
 		{"key-jwt", plain, assertionForm(clientAssertion(t, jwa.ES256, ecKey, "key-jwt", s.Issuer)), ""},
 		{"tls-dn", s.Client(t, pkiCert), url.Values{"grant_type": {"client_credentials"}, "client_id": {"tls-dn"}}, ""},
 		{"tls-san", s.Client(t, pkiCert), url.Values{"grant_type": {"client_credentials"}, "client_id": {"tls-san"}}, ""},
@@ -866,14 +870,14 @@ func TestOIDCHarness_AccessTokenFormats(t *testing.T) {
 	t.Parallel()
 	s := startOIDC(t, oidcConfig{
 		AccessTokenTTL: 10 * time.Minute,
-		Clients:        []oidcClient{{ID: "billing", Secret: testSecret, Scope: "read write admin"}},
+		Clients:        []oidcClient{{ID: "billing", Secret: harnessSecret, Scope: "read write admin"}},
 		Resources: []oidcResource{
 			{Identifier: "https://api.example", Scope: "read write", TTL: time.Hour},
 			{Identifier: "https://ledger.example", Audience: "ledger", Scope: "read", TTL: 2 * time.Minute, SigningAlg: "ES256"},
 		},
 	})
 	hc := s.Client(t)
-	basic := "billing:" + testSecret
+	basic := "billing:" + harnessSecret
 
 	t.Run("opaque", func(t *testing.T) {
 		got := postToken(t, hc, s.TokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}, basic)
@@ -905,7 +909,7 @@ func TestOIDCHarness_AccessTokenFormats(t *testing.T) {
 			if aud := tok.Audience(); !slices.Equal(aud, []string{tt.aud}) {
 				t.Errorf("aud = %q; want [%q]", aud, tt.aud)
 			}
-			checkLifetime(t, tok, tt.ttl)
+			checkJWTLifetime(t, tok, tt.ttl)
 			if scope, _ := tok.PrivateClaims()["scope"].(string); scope != tt.scope || got.Scope != tt.scope {
 				t.Errorf("scope = %q (response %q); want %q: the resource's among those requested", scope, got.Scope, tt.scope)
 			}
@@ -928,7 +932,7 @@ func TestOIDCHarness_ShortTTL(t *testing.T) {
 	t.Parallel()
 	s := startOIDC(t, oidcConfig{
 		AccessTokenTTL: 5 * time.Second,
-		Clients:        []oidcClient{{ID: "billing", Secret: testSecret}},
+		Clients:        []oidcClient{{ID: "billing", Secret: harnessSecret}},
 		Resources:      []oidcResource{{Identifier: "https://api.example", Scope: "read"}},
 	})
 	hc := s.Client(t)
@@ -937,12 +941,12 @@ func TestOIDCHarness_ShortTTL(t *testing.T) {
 		if resource != "" {
 			form.Set("resource", resource)
 		}
-		got := postToken(t, hc, s.TokenURL, form, "billing:"+testSecret)
+		got := postToken(t, hc, s.TokenURL, form, "billing:"+harnessSecret)
 		if got.Status != http.StatusOK || got.ExpiresIn != 5 {
 			t.Errorf("resource %q: token response = %+v; want 200, expires_in 5", resource, got)
 		}
 		if resource != "" {
-			checkLifetime(t, verifyAccessToken(t, s, hc, got.AccessToken), 5*time.Second)
+			checkJWTLifetime(t, verifyAccessToken(t, s, hc, got.AccessToken), 5*time.Second)
 		}
 	}
 }
@@ -960,7 +964,7 @@ func TestOIDCHarness_CertificateBound(t *testing.T) {
 		Clients: []oidcClient{
 			{ID: "tls", AuthMethod: "tls_client_auth", SubjectDN: pkiCert.Leaf.Subject.String(), CertificateBound: true},
 			{ID: "self-signed", AuthMethod: "self_signed_tls_client_auth", JWKS: certJWKS(t, selfCert), CertificateBound: true},
-			{ID: "secret", Secret: testSecret, CertificateBound: true},
+			{ID: "secret", Secret: harnessSecret, CertificateBound: true},
 		},
 		Resources: []oidcResource{{Identifier: "https://api.example", Scope: "read"}},
 	})
@@ -971,7 +975,7 @@ func TestOIDCHarness_CertificateBound(t *testing.T) {
 	}{
 		{"tls", pkiCert, ""},
 		{"self-signed", selfCert, ""},
-		{"secret", pkiCert, "secret:" + testSecret}, // a secret, and a certificate to bind to
+		{"secret", pkiCert, "secret:" + harnessSecret}, // a secret, and a certificate to bind to
 	}
 	for _, tt := range tests {
 		t.Run(tt.client, func(t *testing.T) {
@@ -992,7 +996,7 @@ func TestOIDCHarness_CertificateBound(t *testing.T) {
 		})
 	}
 	t.Run("no certificate", func(t *testing.T) {
-		got := postToken(t, s.Client(t), s.TokenURL, url.Values{"grant_type": {"client_credentials"}}, "secret:"+testSecret)
+		got := postToken(t, s.Client(t), s.TokenURL, url.Values{"grant_type": {"client_credentials"}}, "secret:"+harnessSecret)
 		if got.Status != http.StatusBadRequest || got.Error != "invalid_grant" {
 			t.Errorf("token response = %+v; want 400 invalid_grant", got)
 		}
@@ -1008,7 +1012,7 @@ func TestOIDCHarness_RejectedAssertion(t *testing.T) {
 	other := newSigningKey(t, jwa.ES256, "k1") // the same kid, another key
 	s := startOIDC(t, oidcConfig{Clients: []oidcClient{
 		{ID: "key-jwt", AuthMethod: "private_key_jwt", JWKS: publicJWKS(t, key)},
-		{ID: "secret-jwt", Secret: testSecret, AuthMethod: "client_secret_jwt"},
+		{ID: "secret-jwt", Secret: harnessSecret, AuthMethod: "client_secret_jwt"},
 	}})
 	hc := s.Client(t)
 	replayed := clientAssertion(t, jwa.ES256, key, "key-jwt", s.TokenURL)
@@ -1020,7 +1024,7 @@ func TestOIDCHarness_RejectedAssertion(t *testing.T) {
 		why                     string // in the refusal's detail
 	}{
 		{"wrong key", "key-jwt", clientAssertion(t, jwa.ES256, other, "key-jwt", s.TokenURL), "signature verification failed"},
-		{"wrong secret", "secret-jwt", clientAssertion(t, jwa.HS256, []byte(testSecret+"x"), "secret-jwt", s.TokenURL), "signature verification failed"},
+		{"wrong secret", "secret-jwt", clientAssertion(t, jwa.HS256, []byte(harnessSecret+"x"), "secret-jwt", s.TokenURL), "signature verification failed"},
 		{"wrong audience", "key-jwt", clientAssertion(t, jwa.ES256, key, "key-jwt", "https://elsewhere.example/token"), "audience"},
 		{"replayed", "key-jwt", replayed, "only be used once"},
 	}
@@ -1093,7 +1097,7 @@ func TestOIDCHarness_MTLSEndpointAliases(t *testing.T) {
 		Clients:             []oidcClient{{ID: "tls", AuthMethod: "tls_client_auth", SubjectDN: pkiCert.Leaf.Subject.String()}},
 	})
 	hc := s.Client(t, pkiCert)
-	m := metadata(t, hc, s.Issuer+"/.well-known/openid-configuration")
+	m := fetchMetadata(t, hc, s.Issuer+"/.well-known/openid-configuration")
 	aliases, _ := m["mtls_endpoint_aliases"].(map[string]any)
 	if got := aliases["token_endpoint"]; got != s.MTLSTokenURL || s.MTLSTokenURL == s.TokenURL {
 		t.Fatalf("mtls_endpoint_aliases = %v; want token_endpoint %q, not %q", aliases, s.MTLSTokenURL, s.TokenURL)
@@ -1120,8 +1124,8 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 	s := startOIDC(t, oidcConfig{
 		AccessTokenTTL: time.Minute,
 		Clients: []oidcClient{
-			{ID: "gateway", Secret: testSecret},
-			{ID: "billing", Secret: testSecret},
+			{ID: "gateway", Secret: harnessSecret},
+			{ID: "billing", Secret: harnessSecret},
 		},
 		Resources: []oidcResource{
 			{Identifier: "https://orders.example", Audience: "orders", Scope: "orders:read orders:write", TTL: time.Hour},
@@ -1145,7 +1149,7 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 		return string(signed), exp
 	}
 	subject := func(token string, _ time.Time) string { return token }
-	exchange := func(t *testing.T, subject, subjectType string, extra ...string) tokenResponse {
+	exchange := func(t *testing.T, subject, subjectType string, extra ...string) oidcTokenResponse {
 		form := url.Values{"grant_type": {grantTokenExchange}, "subject_token": {subject}}
 		if subjectType != "" {
 			form.Set("subject_token_type", subjectType)
@@ -1153,12 +1157,12 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 		for i := 0; i+1 < len(extra); i += 2 {
 			form.Add(extra[i], extra[i+1])
 		}
-		return postToken(t, hc, s.TokenURL, form, "gateway:"+testSecret)
+		return postToken(t, hc, s.TokenURL, form, "gateway:"+harnessSecret)
 	}
 	// Tokens this provider issued to another client, as subject tokens.
-	ownOpaque := postToken(t, hc, s.TokenURL, url.Values{"grant_type": {"client_credentials"}}, "billing:"+testSecret)
+	ownOpaque := postToken(t, hc, s.TokenURL, url.Values{"grant_type": {"client_credentials"}}, "billing:"+harnessSecret)
 	ownOpaqueExp := time.Now().Truncate(time.Second).Add(time.Duration(ownOpaque.ExpiresIn) * time.Second) // or before
-	ownJWT := postToken(t, hc, s.TokenURL, url.Values{"grant_type": {"client_credentials"}, "resource": {"https://orders.example"}}, "billing:"+testSecret)
+	ownJWT := postToken(t, hc, s.TokenURL, url.Values{"grant_type": {"client_credentials"}, "resource": {"https://orders.example"}}, "billing:"+harnessSecret)
 	if ownOpaque.Status != http.StatusOK || ownJWT.Status != http.StatusOK {
 		t.Fatalf("client_credentials: %+v, %+v; want 200", ownOpaque, ownJWT)
 	}
@@ -1248,7 +1252,7 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 			if tt.exact && !exp.Equal(want) {
 				t.Errorf("exp = %v; want %v, the earlier of iat + the resource's TTL and the subject token's exp", exp, want)
 			}
-			if d := lifetime(tok); got.ExpiresIn != int(d.Seconds()) {
+			if d := jwtLifetime(tok); got.ExpiresIn != int(d.Seconds()) {
 				t.Errorf("expires_in = %d; want exp - iat, %v", got.ExpiresIn, d)
 			}
 			if scope, _ := tok.PrivateClaims()["scope"].(string); scope != tt.wantScope {
