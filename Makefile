@@ -9,13 +9,15 @@ MODULES       := $(sort $(dir $(shell git ls-files '*go.mod' 2>/dev/null || echo
 
 # The real OAuth2 server (oauth2-mock-server, from npm) the integration tests run.
 IDP_DIR       := jwtoauth2/testdata/idp
+# The real OpenID provider (oidc-provider, from npm) the provider tests run.
+OIDC_DIR      := provider/testdata/oidc
 
-.PHONY: all test vet fmt-check unit bench-smoke fuzz-smoke demo-smoke demo bench lint idp-deps redis-deps
+.PHONY: all test vet fmt-check unit bench-smoke fuzz-smoke demo-smoke demo bench lint idp-deps oidc-deps redis-deps
 
 all: test
 
 ## test: gofmt, vet, race-enabled tests (with examples), a benchmark smoke run and the demo.
-test: fmt-check vet idp-deps redis-deps unit bench-smoke fuzz-smoke demo-smoke
+test: fmt-check vet idp-deps oidc-deps redis-deps unit bench-smoke fuzz-smoke demo-smoke
 
 # redis-server and redis-cli (which builds the test clusters) for the
 # redisstore tests, from Debian's redis-server and redis-tools, installed when
@@ -28,13 +30,23 @@ redis-deps:
 		 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null)); \
 	else echo "redis-server and redis-cli are needed: sudo apt-get install -y redis-server redis-tools" >&2; exit 1; fi
 
-# npm packages for the integration tests, installed from the lock file when
-# missing. Without node, the integration tests skip, except under CI=true.
-idp-deps:
-	@if [ -d $(IDP_DIR)/node_modules/oauth2-mock-server ]; then :; \
-	elif command -v npm >/dev/null; then (cd $(IDP_DIR) && npm ci --no-audit --no-fund --loglevel=error); \
+# npm packages for the tests that run a real server, installed from the lock
+# file when missing or older than it. Without node, those tests skip, except
+# under CI=true.
+#   $(call npm-ci,DIR,PACKAGE,TESTS): install DIR's lock file; PACKAGE is the
+#   main one, TESTS names the tests that need it.
+define npm-ci
+	@if [ -d $(1)/node_modules/$(2) ] && [ $(1)/node_modules/.package-lock.json -nt $(1)/package-lock.json ]; then :; \
+	elif command -v npm >/dev/null; then (cd $(1) && npm ci --no-audit --no-fund --loglevel=error); \
 	elif [ "$$CI" = true ]; then echo "node and npm are needed: apt-get install -y nodejs npm" >&2; exit 1; \
-	else echo "node/npm not found: the integration tests will skip (apt-get install -y nodejs npm)"; fi
+	else echo "node/npm not found: $(3) will skip (apt-get install -y nodejs npm)"; fi
+endef
+
+idp-deps:
+	$(call npm-ci,$(IDP_DIR),oauth2-mock-server,the integration tests)
+
+oidc-deps:
+	$(call npm-ci,$(OIDC_DIR),oidc-provider,the provider tests that run oidc-provider)
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -1,0 +1,399 @@
+// A real OpenID provider for the provider package's tests: oidc-provider
+// (npm) on 127.0.0.1, on a free port, configured from the JSON file named by
+// the first argument (written by startOIDC in ../../oidcharness_test.go,
+// which documents every field). Its clients are registered for the
+// client_credentials grant and the token exchange grant (RFC 8693, below)
+// and authenticate with any of client_secret_basic, client_secret_post,
+// client_secret_jwt, private_key_jwt, tls_client_auth and
+// self_signed_tls_client_auth; introspection and revocation are enabled too.
+//
+// Line protocol with the test:
+//   stdout: "MTLS <base URL>"   the mTLS endpoint aliases' origin, before READY,
+//                               only with mtlsEndpointAliases;
+//           "READY <issuer>"    once listening;
+//           "ISSUED <client_id> <grant_type>"   for every token issued;
+//           "REFUSED <client_id|-> <grant_type|-> <error> <detail>"   for
+//                               every token request answered with an OAuth
+//                               error: its code, and the reason (the rest of
+//                               the line), which invalid_client responses
+//                               do not tell;
+//           "SYNCED <n>"        in answer to "sync <n>".
+//   stdin:  "sync <n>": answered with "SYNCED <n>" once every earlier line is
+//           written. A token response is sent after its ISSUED line is
+//           written (writes to a pipe are synchronous on Linux), so a test
+//           that syncs after a response has read that response's line.
+//           The server exits when stdin closes.
+// Diagnostics (configuration errors, server errors) go to stderr.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import readline from 'node:readline';
+import { promisify } from 'node:util';
+
+// The RSA key is generated on the thread pool while the modules load.
+const rsaKey = promisify(crypto.generateKeyPair)('rsa', { modulusLength: 2048 });
+const [{ default: Provider, errors }, jose] = await Promise.all([import('oidc-provider'), import('jose')]);
+
+const host = '127.0.0.1';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+
+const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const resources = new Map((cfg.resources ?? []).map((r) => [r.identifier, r]));
+const clientCAs = (cfg.tls?.clientCAs ?? []).map((pem) => new crypto.X509Certificate(pem));
+
+// The provider's signing keys, new on every start: RS256 (the default for
+// JWT access tokens) and ES256.
+const signingKeys = [
+  { ...(await rsaKey).privateKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig', kid: 'rs256' },
+  { ...crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig', kid: 'es256' },
+];
+const publicKeys = jose.createLocalJWKSet({
+  keys: signingKeys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub),
+});
+
+// Listen first: the issuer names the port.
+function listen(server) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve(server.address().port));
+  });
+}
+const tlsOptions = (requestCert) => ({
+  cert: cfg.tls.cert,
+  key: cfg.tls.key,
+  // The client CAs are not given to TLS (`ca`): the certificate request then
+  // names no CA, so that clients send self-signed certificates too, and
+  // certificateAuthorized checks the PKI ones against clientCAs.
+  requestCert,
+  rejectUnauthorized: false,
+});
+const aliases = Boolean(cfg.mtlsEndpointAliases);
+if (aliases && !cfg.tls) {
+  throw new Error('mtlsEndpointAliases needs tls');
+}
+const main = cfg.tls ? https.createServer(tlsOptions(!aliases)) : http.createServer();
+const mtls = aliases ? https.createServer(tlsOptions(true)) : undefined;
+const origin = (scheme, port) => `${scheme}://${host}:${port}`;
+const mainOrigin = origin(cfg.tls ? 'https' : 'http', await listen(main));
+const mtlsOrigin = mtls ? origin('https', await listen(mtls)) : undefined;
+const issuerPath = (cfg.issuerPath ?? '').replace(/\/$/, '');
+const issuer = mainOrigin + issuerPath;
+
+// The client certificate of the request's TLS connection, if any.
+function getCertificate(ctx) {
+  return ctx.req.socket.getPeerX509Certificate?.() ?? undefined;
+}
+
+// tls_client_auth: the certificate must be issued and signed by one of
+// clientCAs (no intermediates) and be within its validity period.
+function certificateAuthorized(ctx) {
+  const cert = getCertificate(ctx);
+  const now = Date.now();
+  return Boolean(cert)
+    && now >= Date.parse(cert.validFrom) && now <= Date.parse(cert.validTo)
+    && clientCAs.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+}
+
+// The certificate's subject as an RFC 4514 string (Go's pkix.Name.String()
+// for names without special characters) and its subjectAltName entries.
+function subjectDN(cert) {
+  return cert.subject.split('\n').reverse().join(',');
+}
+function altNames(cert, prefix) {
+  return (cert.subjectAltName ?? '').split(', ')
+    .filter((entry) => entry.startsWith(prefix))
+    .map((entry) => entry.slice(prefix.length).replace(/^"(.*)"$/, '$1'));
+}
+function certificateSubjectMatches(ctx, property, expected) {
+  const cert = getCertificate(ctx);
+  switch (property) {
+    case 'tls_client_auth_subject_dn':
+      return subjectDN(cert) === expected;
+    case 'tls_client_auth_san_dns':
+      return altNames(cert, 'DNS:').includes(expected);
+    case 'tls_client_auth_san_uri':
+      return altNames(cert, 'URI:').includes(expected);
+    case 'tls_client_auth_san_ip':
+      return altNames(cert, 'IP Address:').includes(expected);
+    case 'tls_client_auth_san_email':
+      return altNames(cert, 'email:').includes(expected);
+    default:
+      return false;
+  }
+}
+
+function resourceServerInfo(r) {
+  return {
+    scope: r.scope ?? '',
+    audience: r.audience || undefined,
+    accessTokenTTL: r.accessTokenTTL || undefined,
+    accessTokenFormat: r.accessTokenFormat || 'jwt',
+    ...(r.accessTokenFormat === 'opaque' ? {} : { jwt: { sign: { alg: r.signingAlg || 'RS256' } } }),
+  };
+}
+
+const scopes = new Set(['openid']);
+for (const { scope } of [...(cfg.clients ?? []), ...resources.values()]) {
+  for (const s of (scope ?? '').split(' ').filter(Boolean)) scopes.add(s);
+}
+
+const provider = new Provider(issuer, {
+  clients: (cfg.clients ?? []).map((c) => ({
+    grant_types: ['client_credentials', TOKEN_EXCHANGE],
+    response_types: [],
+    redirect_uris: [],
+    ...c,
+  })),
+  clientAuthMethods: [
+    'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt',
+    ...(cfg.tls ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
+  ],
+  jwks: { keys: signingKeys },
+  scopes: [...scopes],
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    mTLS: {
+      enabled: Boolean(cfg.tls),
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      selfSignedTlsClientAuth: true,
+      getCertificate,
+      certificateAuthorized,
+      certificateSubjectMatches,
+    },
+    resourceIndicators: {
+      enabled: true,
+      async getResourceServerInfo(ctx, indicator) {
+        const r = resources.get(indicator);
+        if (!r) {
+          throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+        }
+        return resourceServerInfo(r);
+      },
+    },
+  },
+  ttl: {
+    ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL || cfg.accessTokenTTL || 600,
+  },
+  formats: {
+    customizers: {
+      // An exchanged token is about the subject token's subject.
+      async jwt(ctx, token, jwt) {
+        if (ctx?.oidc?.params?.grant_type === TOKEN_EXCHANGE && ctx.state.exchangeSubject) {
+          jwt.payload.sub = ctx.state.exchangeSubject;
+        }
+      },
+    },
+  },
+  discovery: mtlsOrigin ? {
+    mtls_endpoint_aliases: {
+      token_endpoint: `${mtlsOrigin}${issuerPath}/token`,
+      introspection_endpoint: `${mtlsOrigin}${issuerPath}/token/introspection`,
+      revocation_endpoint: `${mtlsOrigin}${issuerPath}/token/revocation`,
+    },
+  } : {},
+  renderError(ctx, out) {
+    ctx.type = 'json';
+    ctx.body = out;
+  },
+});
+
+// Token exchange (RFC 8693), impersonation only (no actor_token). The
+// subject_token is either
+//   - a token this provider issued (subject_token_type access_token): an
+//     opaque one, looked up, or a JWT one, verified with the provider's keys;
+//   - or a JWT (subject_token_type jwt or access_token) signed by one of the
+//     trusted issuers of tokenExchange.trustedIssuers (its "iss" selects
+//     the keys), or by this provider; it must carry "exp".
+// The issued token is for the one resource (or the resource whose identifier
+// or audience is the audience) requested, a JWT about the subject's "sub"
+// when that resource's format is jwt; without resource or audience, an
+// opaque token. Its lifetime is the resource's TTL (else accessTokenTTL),
+// cut to the subject token's remaining life. Errors follow RFC 8693 2.2.2:
+// invalid_request for a missing or bad parameter or an invalid subject
+// token, invalid_target for an unknown target.
+const trustedIssuers = new Map((cfg.tokenExchange?.trustedIssuers ?? [])
+  .map(({ issuer: iss, jwks }) => [iss, jose.createLocalJWKSet(jwks)]));
+
+async function verifySubjectJWT(token) {
+  let iss;
+  try {
+    ({ iss } = jose.decodeJwt(token));
+  } catch {
+    throw new errors.InvalidRequest('subject_token is not a JWT');
+  }
+  const keys = iss === provider.issuer ? publicKeys : trustedIssuers.get(iss);
+  if (!keys) {
+    throw new errors.InvalidRequest('subject_token issuer is not trusted');
+  }
+  try {
+    const { payload } = await jose.jwtVerify(token, keys, {
+      issuer: iss,
+      requiredClaims: ['exp', 'sub'],
+      algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
+    });
+    return { sub: payload.sub, exp: payload.exp };
+  } catch (err) {
+    throw new errors.InvalidRequest(`subject_token is invalid: ${err.message}`);
+  }
+}
+
+async function verifySubject(token, type) {
+  if (type !== ACCESS_TOKEN_TYPE && type !== JWT_TYPE) {
+    throw new errors.InvalidRequest('unsupported subject_token_type');
+  }
+  if (token.split('.').length === 3) {
+    return verifySubjectJWT(token);
+  }
+  if (type === ACCESS_TOKEN_TYPE) {
+    const found = await provider.ClientCredentials.find(token) ?? await provider.AccessToken.find(token);
+    if (found && !found.isExpired) {
+      return { sub: found.accountId ?? found.clientId, exp: found.exp };
+    }
+  }
+  throw new errors.InvalidRequest('subject_token is invalid');
+}
+
+function one(name, value) {
+  const values = [value ?? []].flat();
+  if (values.length > 1) {
+    throw new errors.InvalidTarget(`only one ${name} is supported`);
+  }
+  return values[0];
+}
+
+async function tokenExchange(ctx) {
+  const { params, client } = ctx.oidc;
+  for (const name of ['subject_token', 'subject_token_type']) {
+    if (!params[name]) {
+      throw new errors.InvalidRequest(`missing required parameter '${name}'`);
+    }
+  }
+  if (params.actor_token || params.actor_token_type) {
+    throw new errors.InvalidRequest('actor_token is not supported');
+  }
+  if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('unsupported requested_token_type');
+  }
+  const subject = await verifySubject(params.subject_token, params.subject_token_type);
+  const now = Math.floor(Date.now() / 1000);
+  if (subject.exp <= now) {
+    throw new errors.InvalidRequest('subject_token is expired');
+  }
+
+  const resource = one('resource', params.resource);
+  const audience = one('audience', params.audience);
+  if (resource && audience) {
+    throw new errors.InvalidTarget('only one of resource and audience is supported');
+  }
+  let target;
+  if (resource) {
+    target = resources.get(resource);
+  } else if (audience) {
+    target = resources.get(audience)
+      ?? [...resources.values()].find((r) => r.audience === audience);
+  }
+  if ((resource || audience) && !target) {
+    throw new errors.InvalidTarget(`unknown ${resource ? 'resource' : 'audience'} ${resource || audience}`);
+  }
+
+  const requested = (params.scope ?? '').split(' ').filter(Boolean);
+  const allowed = new Set((target?.scope ?? [...scopes].join(' ')).split(' '));
+  const scope = requested.filter((s) => allowed.has(s)).join(' ') || undefined;
+  // iat and exp are set here, not by oidc-provider (which reads the clock
+  // twice), so that exp never passes the subject token's.
+  const life = Math.min(target?.accessTokenTTL || cfg.accessTokenTTL || 600, subject.exp - now);
+  const token = new provider.ClientCredentials({
+    client,
+    scope,
+    iat: now,
+    exp: now + life,
+    expiresIn: life,
+  });
+  if (target) {
+    token.resourceServer = new provider.ResourceServer(target.identifier, resourceServerInfo(target));
+  }
+  if (client.tlsClientCertificateBoundAccessTokens) {
+    const cert = getCertificate(ctx);
+    if (!cert) {
+      throw new errors.InvalidGrant('mutual TLS client certificate not provided');
+    }
+    token.setThumbprint('x5t', cert);
+  }
+  ctx.state.exchangeSubject = subject.sub;
+  ctx.oidc.entity('ClientCredentials', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: token.tokenType,
+    expires_in: token.expiration,
+    ...(token.scope ? { scope: token.scope } : {}),
+  };
+}
+
+provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
+  'audience', 'resource', 'scope', 'requested_token_type',
+  'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
+], ['audience', 'resource']);
+
+provider.on('grant.success', (ctx) => {
+  console.log(`ISSUED ${ctx.oidc.client.clientId} ${ctx.oidc.params.grant_type}`);
+});
+provider.on('grant.error', (ctx, err) => {
+  const detail = String(err.error_detail ?? err.error_description ?? '').replace(/\s+/g, ' ');
+  console.log(`REFUSED ${ctx.oidc.client?.clientId ?? '-'} ${ctx.oidc.params?.grant_type ?? '-'} ${err.message} ${detail}`);
+});
+provider.on('server_error', (ctx, err) => {
+  console.error('oidc-provider server_error:', err);
+});
+
+// Invalid client metadata would otherwise surface only as invalid_client on
+// the first request; fail the start instead.
+for (const { client_id: id } of cfg.clients ?? []) {
+  try {
+    if (!await provider.Client.find(id)) throw new Error('not found');
+  } catch (err) {
+    console.error(`client ${id}: ${err.message}${err.error_description ? `: ${err.error_description}` : ''}`);
+    process.exit(1);
+  }
+}
+
+// The issuer's path, if any, is mounted: oidc-provider routes are relative to
+// it, and urlFor derives the mount from req.originalUrl. The RFC 8414
+// location of the metadata for a path issuer is served too.
+const callback = provider.callback();
+function handler(req, res) {
+  if (issuerPath) {
+    const rfc8414 = `/.well-known/oauth-authorization-server${issuerPath}`;
+    req.originalUrl = req.url;
+    if (req.url === rfc8414 || req.url.startsWith(`${rfc8414}?`)) {
+      req.url = `/.well-known/oauth-authorization-server${req.url.slice(rfc8414.length)}`;
+      req.originalUrl = issuerPath + req.url;
+    } else if (req.url === issuerPath || req.url.startsWith(`${issuerPath}/`)) {
+      req.url = req.url.slice(issuerPath.length) || '/';
+    } else {
+      res.writeHead(404).end();
+      return;
+    }
+  }
+  callback(req, res);
+}
+main.on('request', handler);
+mtls?.on('request', handler);
+
+if (mtlsOrigin) console.log(`MTLS ${mtlsOrigin}`);
+console.log(`READY ${issuer}`);
+
+const lines = readline.createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  const [command, arg] = line.split(' ');
+  if (command === 'sync') console.log(`SYNCED ${arg}`);
+});
+lines.on('close', () => process.exit(0));
