@@ -1,0 +1,313 @@
+package provider_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/provider"
+)
+
+// End to end against the real OpenID provider of the harness (oidc-provider
+// from npm): each client authentication method, discovery, opaque and JWT
+// access tokens and resource indicators, through the cache and the
+// transport, and the bad configurations that must fail fast. Each feature's
+// tests run on their own with -run, e.g. -run 'Discovery|PrivateKeyJWT'.
+
+// rawKey returns the private key inside a jwk.Key, as the crypto.Signer a
+// client is configured with.
+func rawKey(t *testing.T, k jwk.Key) crypto.Signer {
+	t.Helper()
+	var raw ecdsa.PrivateKey
+	if err := k.Raw(&raw); err != nil {
+		t.Fatal(err)
+	}
+	return &raw
+}
+
+// newOIDCClient returns a provider client configured from s's issuer.
+func newOIDCClient(t *testing.T, s *oidcServer, auth provider.ClientAuth, opts ...provider.Option) *provider.Client {
+	t.Helper()
+	c, err := provider.New(context.Background(), s.Issuer, auth, append([]provider.Option{provider.HTTPClient(s.Client(t))}, opts...)...)
+	if err != nil {
+		t.Fatalf("provider.New(%s) error = %v", s.Issuer, err)
+	}
+	return c
+}
+
+// cached returns a cache that fetches with c.
+func cached(c *provider.Client, opts ...jwtcache.Option) *jwtcache.Cache {
+	return jwtcache.NewCache(append([]jwtcache.Option{jwtcache.Name("e2e"), jwtcache.Logger(nil), jwtcache.IssueFunction(c.Issue)}, opts...)...)
+}
+
+// ensureMany calls the cache n times and fails on any error; it returns the
+// distinct tokens served.
+func ensureMany(t *testing.T, c *jwtcache.Cache, n int) map[string]bool {
+	t.Helper()
+	seen := map[string]bool{}
+	for range n {
+		tok, err := c.EnsureToken(context.Background())
+		if err != nil {
+			t.Fatalf("EnsureToken() error = %v", err)
+		}
+		seen[tok] = true
+	}
+	return seen
+}
+
+func TestOIDC_Discovery(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{Clients: []oidcClient{{ID: "billing", Secret: harnessSecret}}})
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret))
+	if got := c.Metadata(); got.Issuer != s.Issuer || got.TokenEndpoint != s.TokenURL || c.JWKSURI() == "" {
+		t.Errorf("Metadata() = issuer %q, token endpoint %q, jwks_uri %q; want %q, %q and one",
+			got.Issuer, got.TokenEndpoint, c.JWKSURI(), s.Issuer, s.TokenURL)
+	}
+	if got := ensureMany(t, cached(c), 50); len(got) != 1 || s.Issued(t, "billing") != 1 {
+		t.Errorf("50 calls: %d distinct tokens, %d issued; want 1, 1", len(got), s.Issued(t, "billing"))
+	}
+
+	t.Run("issuer mismatch", func(t *testing.T) {
+		_, err := provider.New(context.Background(), s.Issuer+"/", provider.ClientSecretBasic("billing", harnessSecret),
+			provider.HTTPClient(s.Client(t)))
+		if !errors.Is(err, provider.ErrIssuerMismatch) {
+			t.Errorf("New(issuer + \"/\") error = %v; want ErrIssuerMismatch", err)
+		}
+	})
+	t.Run("non-HTTPS issuer", func(t *testing.T) {
+		_, err := provider.New(context.Background(), "http://idp.example.com", provider.ClientSecretBasic("billing", harnessSecret))
+		if !errors.Is(err, provider.ErrInsecureURL) {
+			t.Errorf("New(http://idp.example.com) error = %v; want ErrInsecureURL", err)
+		}
+	})
+	t.Run("path issuer, RFC 8414", func(t *testing.T) {
+		s := startOIDC(t, oidcConfig{IssuerPath: "/tenant-a", Clients: []oidcClient{{ID: "billing", Secret: harnessSecret}}})
+		c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret))
+		if got := c.Metadata().Issuer; got != s.Issuer || !strings.HasSuffix(got, "/tenant-a") {
+			t.Errorf("Metadata().Issuer = %q; want %q", got, s.Issuer)
+		}
+		ensureMany(t, cached(c), 3)
+	})
+}
+
+func TestOIDC_ClientSecretBasicAndPost(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{Clients: []oidcClient{
+		{ID: "basic", Secret: harnessSecret},
+		{ID: "post", Secret: harnessSecret, AuthMethod: "client_secret_post"},
+	}})
+	for id, auth := range map[string]provider.ClientAuth{
+		"basic": provider.ClientSecretBasic("basic", harnessSecret),
+		"post":  provider.ClientSecretPost("post", harnessSecret),
+	} {
+		ensureMany(t, cached(newOIDCClient(t, s, auth)), 10)
+		if got := s.Issued(t, id); got != 1 {
+			t.Errorf("Issued(%s) = %d; want 1", id, got)
+		}
+	}
+	t.Run("wrong secret", func(t *testing.T) {
+		c := newOIDCClient(t, s, provider.ClientSecretBasic("basic", "not-the-secret"))
+		_, err := cached(c).EnsureToken(context.Background())
+		var perr *provider.Error
+		if !errors.As(err, &perr) || perr.Code != "invalid_client" || strings.Contains(err.Error(), "not-the-secret") {
+			t.Errorf("EnsureToken() with a wrong secret: error = %v; want invalid_client, without the secret", err)
+		}
+	})
+}
+
+func TestOIDC_ClientSecretJWT(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{Clients: []oidcClient{
+		{ID: "secret-jwt", Secret: harnessSecret, AuthMethod: "client_secret_jwt", SigningAlg: "HS256"},
+	}})
+	c := cached(newOIDCClient(t, s, provider.ClientSecretJWT("secret-jwt", []byte(harnessSecret))))
+	first := ensureMany(t, c, 10)
+	// A second fetch needs a fresh assertion: the provider refuses a replay.
+	for tok := range first {
+		c.InvalidateToken(tok)
+	}
+	if second := ensureMany(t, c, 1); len(second) != 1 || first[firstKey(second)] || s.Issued(t, "secret-jwt") != 2 {
+		t.Errorf("after InvalidateToken: a new token %v, issued %d; want a new one, 2", !first[firstKey(second)], s.Issued(t, "secret-jwt"))
+	}
+}
+
+func firstKey(m map[string]bool) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+func TestOIDC_PrivateKeyJWT(t *testing.T) {
+	t.Parallel()
+	key := newSigningKey(t, jwa.ES256, "billing-es256")
+	other := newSigningKey(t, jwa.ES256, "billing-es256") // same kid, another key
+	s := startOIDC(t, oidcConfig{Clients: []oidcClient{
+		{ID: "key-jwt", AuthMethod: "private_key_jwt", SigningAlg: "ES256", JWKS: publicJWKS(t, key)},
+	}})
+	c := cached(newOIDCClient(t, s, provider.PrivateKeyJWT("key-jwt", rawKey(t, key), provider.KeyID("billing-es256"))))
+	for round := range 3 { // each fetch signs a fresh assertion; a replay would be refused
+		for tok := range ensureMany(t, c, 5) {
+			c.InvalidateToken(tok)
+		}
+		if got := s.Issued(t, "key-jwt"); got != round+1 {
+			t.Fatalf("Issued after %d fetches = %d", round+1, got)
+		}
+	}
+
+	t.Run("wrong key", func(t *testing.T) {
+		c := cached(newOIDCClient(t, s, provider.PrivateKeyJWT("key-jwt", rawKey(t, other), provider.KeyID("billing-es256"))))
+		_, err := c.EnsureToken(context.Background())
+		var perr *provider.Error
+		if !errors.As(err, &perr) || perr.Code != "invalid_client" {
+			t.Errorf("EnsureToken() with the wrong key: error = %v; want invalid_client", err)
+		}
+		checkRefusal(t, s, "key-jwt", "invalid_client", "")
+	})
+	t.Run("assertion from a file (workload identity)", func(t *testing.T) {
+		// A federated assertion that some other system wrote, re-read on
+		// every fetch: here the test signs it, as the kubelet would.
+		path := t.TempDir() + "/token"
+		write := func() {
+			if err := writeFile(path, clientAssertion(t, jwa.ES256, key, "key-jwt", s.Issuer)+"\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write()
+		c := cached(newOIDCClient(t, s, provider.ClientAssertionFile("key-jwt", path)))
+		before := s.Issued(t, "key-jwt")
+		for tok := range ensureMany(t, c, 3) {
+			c.InvalidateToken(tok)
+		}
+		write() // rotated, as projected service-account tokens are
+		ensureMany(t, c, 3)
+		if got := s.Issued(t, "key-jwt") - before; got != 2 {
+			t.Errorf("tokens issued from a rotating assertion file = %d; want 2", got)
+		}
+	})
+}
+
+// TestOIDC_Opaque caches the provider's opaque access tokens for their
+// expires_in, through the cache and the transport.
+func TestOIDC_Opaque(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{AccessTokenTTL: time.Hour, Clients: []oidcClient{{ID: "billing", Secret: harnessSecret, Scope: "read write"}}})
+	c := cached(newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret),
+		provider.DefaultRequest(provider.Request{Scopes: []string{"read"}})))
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(tok.Value, ".") == 2 || tok.Scope != "read" {
+		t.Errorf("Token() = a JWT %v, scope %q; want an opaque token, scope read", strings.Count(tok.Value, ".") == 2, tok.Scope)
+	}
+	if left := time.Until(tok.Expiry); left > time.Hour || left < 59*time.Minute {
+		t.Errorf("opaque token cached for %v; want its expires_in, an hour", left)
+	}
+	var mu sync.Mutex
+	var seen []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization"))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(api.Close)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+	for range 20 {
+		resp, err := client.Get(api.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, h := range seen {
+		if h != "Bearer "+tok.Value {
+			t.Fatalf("API saw %q; want the cached opaque token", h)
+		}
+	}
+	if got := s.Issued(t, "billing"); got != 1 {
+		t.Errorf("Issued = %d after 20 requests; want 1", got)
+	}
+}
+
+// TestOIDC_ResourceIndicator asks for a token per resource (RFC 8707)
+// through a CacheMap keyed by the request, and sends each to its API through
+// the map transport: each API verifies the JWT access token and its audience.
+func TestOIDC_ResourceIndicator(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{
+		Clients: []oidcClient{{ID: "billing", Secret: harnessSecret, Scope: "read write"}},
+		Resources: []oidcResource{
+			{Identifier: "https://invoices.example", Scope: "read write", TTL: time.Hour},
+			{Identifier: "https://ledger.example", Scope: "read", TTL: time.Hour, SigningAlg: "ES256"},
+		},
+	})
+	hc := s.Client(t)
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret))
+	m := jwtcache.NewCacheMap(jwtcache.MapName("apis"), jwtcache.Logger(nil), jwtcache.MapIssueFunction(c.IssueKey))
+
+	apis := map[string]string{} // API host → resource
+	var rejected sync.Map
+	for _, resource := range []string{"https://invoices.example", "https://ledger.example"} {
+		api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			tok := verifyAccessToken(t, s, hc, raw)
+			if aud := tok.Audience(); len(aud) != 1 || aud[0] != resource {
+				rejected.Store(resource, aud)
+				http.Error(w, "wrong audience", http.StatusUnauthorized)
+				return
+			}
+			io.WriteString(w, "ok")
+		}))
+		t.Cleanup(api.Close)
+		apis[strings.TrimPrefix(api.URL, "http://")] = resource
+	}
+	client := &http.Client{Transport: jwtcache.NewMapTransport(m, func(r *http.Request) (string, error) {
+		return provider.Request{Resources: []string{apis[r.URL.Host]}}.Key(), nil
+	}, nil)}
+	for range 3 {
+		for host := range apis {
+			resp, err := client.Get("http://" + host + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s = %d; want 200", host, resp.StatusCode)
+			}
+		}
+	}
+	rejected.Range(func(k, v any) bool {
+		t.Errorf("API %v got a token for audience %v", k, v)
+		return true
+	})
+	if got := s.Issued(t, "billing"); got != 2 || m.Len() != 2 {
+		t.Errorf("Issued = %d for %d keys after 6 requests; want 2 tokens, 2 keys", got, m.Len())
+	}
+}
+
+// writeFile replaces the file at path with content, as a rename does: a
+// reader sees the old content or the new, never a mix.
+func writeFile(path, content string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
