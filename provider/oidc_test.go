@@ -16,6 +16,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
@@ -310,4 +311,38 @@ func writeFile(path, content string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// TestOIDC_DiscoveryJWKS has a client configured from the issuer verify the
+// JWT access tokens it fetches against the jwks_uri that discovery found.
+func TestOIDC_DiscoveryJWKS(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{
+		Clients:   []oidcClient{{ID: "billing", Secret: harnessSecret, Scope: "read"}},
+		Resources: []oidcResource{{Identifier: "https://invoices.example", Scope: "read", TTL: time.Hour}},
+	})
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret),
+		provider.DefaultRequest(provider.Request{Resources: []string{"https://invoices.example"}}))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	verify, err := jwtcache.JWKS(ctx, c.JWKSURI(), s.Client(t), jwa.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := cached(c, jwtcache.ParseOptions(verify))
+	tok, err := cache.Token(context.Background())
+	if err != nil || strings.Count(tok.Value, ".") != 2 {
+		t.Fatalf("Token() = %v; want a verified JWT access token", err)
+	}
+
+	// A client whose tokens another key signed gets none.
+	other := newSigningKey(t, jwa.RS256, "other")
+	otherPub, err := other.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := cached(c, jwtcache.ParseOptions(jwt.WithKey(jwa.RS256, otherPub)))
+	if _, err := wrong.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrUnparsable) {
+		t.Errorf("EnsureToken() verified against another key: error = %v; want ErrUnparsable", err)
+	}
 }
