@@ -165,12 +165,17 @@ func (c *Cache) Token(ctx context.Context) (Token, error) {
 	return c.get(ctx)
 }
 
-// Invalidate drops the cached token, so that the next call fetches a new one.
+// Invalidate drops the cached token, so that the next call fetches a new one;
+// a fetch in flight still serves its callers, but does not cache its token.
 // A backoff in progress is kept: invalidating does not let a caller bypass it.
 // With a [SharedStore], the dropped token is never adopted from the store
 // again, and the next fetch deletes it there if the store still holds it.
 func (c *Cache) Invalidate() {
-	c.drop(func(*entry) bool { return true })
+	if e := c.load(); c.rejected != nil && e.token != "" {
+		c.rejected.add(e.token, e.expiry, c.now())
+	}
+	// Even without a token: a fetch in flight must not cache what it gets.
+	c.update(func(e *entry) *entry { return e.withoutToken() })
 }
 
 // InvalidateToken drops the cached token only if it is token, and reports

@@ -817,3 +817,25 @@ func TestCache_ParserErrorsRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestCache_InvalidateEmptyDuringFetch invalidates a cache that holds no
+// token while its first fetch runs: the fetch serves its caller, but its
+// token is not cached (a certificate rotated under it, say).
+func TestCache_InvalidateEmptyDuringFetch(t *testing.T) {
+	c, p, _ := newTestCache(time.Hour)
+	gate := make(chan struct{})
+	p.setGate(gate)
+	done := make(chan error, 1)
+	go func() { _, err := c.EnsureToken(context.Background()); done <- err }()
+	eventually(t, "the fetch to start", func() bool { return p.calls.Load() == 1 })
+	c.Invalidate()
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatalf("EnsureToken() during the invalidated fetch: %v", err)
+	}
+	p.setGate(nil)
+	mustToken(t, c)
+	if got := p.calls.Load(); got != 2 {
+		t.Errorf("token function calls = %d; want 2 (the invalidated fetch's token not cached)", got)
+	}
+}
