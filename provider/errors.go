@@ -51,7 +51,7 @@ var ErrNoSubjectToken = errors.New("provider: no subject token")
 
 // ErrSubjectExpired is returned by [Client.Exchange] and the [Exchanger] when
 // the subject token has expired (by its exp claim, or
-// [Exchange.SubjectExpiry]) before the exchange, or during it.
+// [Exchange.SubjectExpiry]), before any request is made.
 var ErrSubjectExpired = errors.New("provider: subject token expired")
 
 // Error is an error response from the token endpoint (RFC 6749, section 5.2),

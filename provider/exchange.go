@@ -108,7 +108,7 @@ func (c *Client) Exchange(ctx context.Context, x Exchange) (jwtcache.Issued, err
 			if !r.now.Before(expiry) {
 				return fmt.Errorf("%w (at %s)", ErrSubjectExpired, expiry.UTC().Format(time.RFC3339))
 			}
-			r.bound(expiry, fmt.Errorf("%w during the token exchange", ErrSubjectExpired))
+			r.bound(expiry)
 		}
 		r.accept = x.accept
 		return nil

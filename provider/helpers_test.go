@@ -29,9 +29,7 @@ import (
 type idp struct {
 	srv         *httptest.Server
 	handler     http.Handler // serves the provider, on srv
-	// hc, if set, is the HTTP client of the provider's Clients, instead of
-	// srv's.
-	hc *http.Client
+	hc          *http.Client // if set, the HTTP client of its Clients, instead of srv's
 	discoveries atomic.Int32
 
 	mu sync.Mutex // guards the fields below

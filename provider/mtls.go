@@ -67,8 +67,8 @@ func SelfSignedTLSClientAuth(id string, cert func() (*tls.Certificate, error)) C
 
 // tlsClientAuth is TLSClientAuth and SelfSignedTLSClientAuth.
 type tlsClientAuth struct {
-	id      string
-	cert    func() (*tls.Certificate, error)
+	id   string
+	cert func() (*tls.Certificate, error)
 	meth string
 }
 
@@ -110,7 +110,7 @@ func (a *tlsClientAuth) authenticate(_ context.Context, r *tokenRequest) error {
 	}
 	r.client = r.mtls
 	r.cert = p
-	r.bound(p.notAfter, errors.New("provider: token response: the client certificate expired during the token request"))
+	r.bound(p.notAfter)
 	return nil
 }
 

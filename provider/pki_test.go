@@ -134,10 +134,8 @@ func (p *testPKI) startTLS(h http.Handler, clientAuth tls.ClientAuthType) *httpt
 
 // httpClient returns an HTTP client that trusts pki's CA, as a caller's
 // client for a provider with a private CA does.
-func (p *testPKI) httpClient(t testing.TB) *http.Client {
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr}
+func (p *testPKI) httpClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}
 }
 
 // newMTLSIDP starts a fake provider with certificates of pki: discovery and
@@ -149,7 +147,8 @@ func newMTLSIDP(t *testing.T, pki *testPKI, main, alias tls.ClientAuthType) *idp
 	p := newIDPOn(t, func(h http.Handler) *httptest.Server { return pki.startTLS(h, main) })
 	a := pki.startTLS(p.handler, alias)
 	t.Cleanup(a.Close)
-	p.hc = pki.httpClient(t)
+	p.hc = pki.httpClient()
+	t.Cleanup(p.hc.CloseIdleConnections)
 	p.set("mtls_endpoint_aliases", map[string]string{"token_endpoint": a.URL + "/mtls/token"})
 	return p
 }

@@ -37,11 +37,9 @@ type tokenRequest struct {
 	// TLS client authentication, nil otherwise.
 	cert *presented
 	// notAfter, if not zero, is when the token must be dropped at the
-	// latest (the end of the subject token's or the certificate's life):
-	// the token's lifetime is capped to end there. expired is the error for
-	// a token that arrives after it.
+	// latest (the end of the subject token's or the certificate's life),
+	// after now: the token's lifetime is capped to end there.
 	notAfter time.Time
-	expired  error
 	// accept checks the response's token_type and issued_token_type (RFC
 	// 8693, section 2.2.1); nil accepts a Bearer token only.
 	accept func(r *tokenRequest, tokenType, issuedType string) error
@@ -50,11 +48,11 @@ type tokenRequest struct {
 	secrets []string
 }
 
-// bound caps the token's life at at, with expired the error for a token
-// that arrives after it; the earliest of several bounds wins.
-func (r *tokenRequest) bound(at time.Time, expired error) {
+// bound caps the token's life to end at at, which is after r.now; the
+// earliest of several bounds wins.
+func (r *tokenRequest) bound(at time.Time) {
 	if r.notAfter.IsZero() || at.Before(r.notAfter) {
-		r.notAfter, r.expired = at, expired
+		r.notAfter = at
 	}
 }
 
@@ -218,7 +216,7 @@ func (r *tokenRequest) tokenResponse(status int, data []byte, maxLifetime time.D
 			return jwtcache.Issued{}, err
 		}
 	}
-	return r.capLifetime(iss)
+	return r.capLifetime(iss), nil
 }
 
 // bearerOnly is the accept of a request for an access token: the token must
@@ -234,21 +232,20 @@ func bearerOnly(r *tokenRequest, tokenType, _ string) error {
 // its expires_in is shortened; without one, a JWT gets the time left as its
 // ExpiresIn, which the cache takes beside its exp. An opaque token without
 // expires_in keeps none, and is passed through uncached: the bound limits
-// its life, but is no lifetime.
-func (r *tokenRequest) capLifetime(iss jwtcache.Issued) (jwtcache.Issued, error) {
+// its life, but is no lifetime. The time left is counted from r.now, before
+// the request, as a cache counts ExpiresIn from before its fetch: a token
+// that arrives after the bound is expired on arrival.
+func (r *tokenRequest) capLifetime(iss jwtcache.Issued) jwtcache.Issued {
 	if r.notAfter.IsZero() {
-		return iss, nil
+		return iss
 	}
-	left := r.notAfter.Sub(r.now)
-	if left <= 0 {
-		return jwtcache.Issued{}, r.expired
-	}
+	left := max(r.notAfter.Sub(r.now), time.Nanosecond) // zero would be none
 	if iss.ExpiresIn > left {
 		iss.ExpiresIn = left
 	} else if _, isJWT := peekClaims(iss.Token); iss.ExpiresIn == 0 && isJWT {
 		iss.ExpiresIn = left
 	}
-	return iss, nil
+	return iss
 }
 
 // claims are the claims of a JWT that this package reads without verifying
