@@ -12,9 +12,9 @@ import (
 
 // Client obtains tokens from one identity provider, as one client of it. It
 // holds the provider's metadata and the client's authentication, and makes a
-// token request on every call of [Client.Issue], [Client.IssueFor] and
-// [Client.IssueKey]: it caches no token. Most callers hand its methods to
-// the root package:
+// token request on every call of [Client.Issue], [Client.IssueFor],
+// [Client.IssueKey] and [Client.Exchange]: it caches no token. Most callers
+// hand its methods to the root package, or use an [Exchanger]:
 //
 //	jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
 //	jwtcache.NewCacheMap(jwtcache.MapName("apis"), jwtcache.MapIssueFunction(client.IssueKey))

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"strings"
+	"sync"
 
 	"github.com/seed7aeb0c6e/jwtcache"
 )
@@ -25,13 +27,16 @@ import (
 // [jwtcache.TokenFunc]). A cached token is never served past its subject's
 // exp claim, as [Client.Exchange] caps its lifetime; an opaque subject's
 // expiry is unknown, so its token lives as long as the provider said. Near
-// the end of its subject's life a token is exchanged again a few times, each
-// capped shorter, if calls keep coming with that subject: a caller's client
-// normally has a new token by then, which is a new key.
+// the end of its subject's life, a token is exchanged again a handful of
+// times, each capped to about a quarter of the last one's life (the refresh
+// window opens at three quarters of it), if calls keep coming with that
+// subject; a caller's client normally has a new token by then, which is a
+// new key.
 //
-// An Exchanger is safe for concurrent use. A hit costs a SHA-256 of the
-// subject token (about a microsecond for a kilobyte) beside the map's
-// lock-free lookup.
+// An Exchanger is safe for concurrent use. Beside the map's lock-free
+// lookup, a hit costs a SHA-256 of the subject token and three small
+// allocations (the key, and the context that carries the subject): under a
+// microsecond for a token of a kilobyte (BenchmarkExchanger_Hit).
 type Exchanger struct {
 	// client, req, suffix and m are written once by NewExchanger and only
 	// read after.
@@ -47,7 +52,8 @@ type Exchanger struct {
 // function among them is replaced by the exchange. Each subject is a key, so
 // [jwtcache.MaxKeys] bounds how many subjects have a token (the default,
 // 10,000, unless opts set it), and [jwtcache.IdleTimeout] drops a subject not
-// seen for an hour unless opts say otherwise. client must not be nil.
+// seen for an hour unless opts say otherwise. NewExchanger panics if client
+// is nil.
 func NewExchanger(client *Client, req Request, opts ...jwtcache.MapOption) *Exchanger {
 	if client == nil {
 		panic("provider: NewExchanger with a nil Client")
@@ -92,12 +98,35 @@ type subjectKey struct{}
 
 // key returns the map key of subject.
 func (x *Exchanger) key(subject string) string {
-	sum := sha256.Sum256([]byte(subject))
-	var b [len("sub=") + 2*sha256.Size]byte
-	copy(b[:], "sub=")
-	hex.Encode(b[len("sub="):], sum[:])
-	return string(b[:]) + x.suffix
+	h := hashers.Get().(*hasher)
+	defer hashers.Put(h)
+	h.h.Reset()
+	for s := subject; s != ""; {
+		n := copy(h.buf[:], s)
+		h.h.Write(h.buf[:n])
+		s = s[n:]
+	}
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], h.h.Sum(h.sum[:0]))
+	var b strings.Builder // one allocation, the key's
+	b.Grow(len("sub=") + len(hx) + len(x.suffix))
+	b.WriteString("sub=")
+	b.Write(hx[:])
+	b.WriteString(x.suffix)
+	return b.String()
 }
+
+// hasher hashes a subject token for its key without copying it whole to the
+// heap, as hashing a []byte(subject) would on every call: the token goes
+// through buf, a chunk at a time.
+type hasher struct {
+	h   hash.Hash
+	buf [512]byte
+	sum [sha256.Size]byte
+}
+
+// hashers are the Exchangers' hashers, reused.
+var hashers = sync.Pool{New: func() any { return &hasher{h: sha256.New()} }}
 
 // issue is the map's token function: it exchanges the subject token that
 // the fetch's context carries, which must be key's.

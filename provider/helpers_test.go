@@ -52,7 +52,7 @@ type tokenRequest struct {
 
 // newIDP starts a fake provider, on TLS if tls, whose token endpoint issues
 // "token-1", "token-2", ... that live an hour.
-func newIDP(t *testing.T, tls bool) *idp {
+func newIDP(t testing.TB, tls bool) *idp {
 	t.Helper()
 	if tls {
 		return newIDPOn(t, httptest.NewTLSServer)
@@ -62,7 +62,7 @@ func newIDP(t *testing.T, tls bool) *idp {
 
 // newIDPOn is newIDP on the server that start starts for the provider's
 // handler, which p.handler keeps, so that a second server can serve it too.
-func newIDPOn(t *testing.T, start func(http.Handler) *httptest.Server) *idp {
+func newIDPOn(t testing.TB, start func(http.Handler) *httptest.Server) *idp {
 	t.Helper()
 	p := &idp{}
 	mux := http.NewServeMux()
@@ -165,7 +165,7 @@ func (p *idp) last(t *testing.T) tokenRequest {
 
 // client returns a Client of p made by New, on p's HTTP client (which trusts
 // its TLS certificate).
-func (p *idp) client(t *testing.T, auth provider.ClientAuth, opts ...provider.Option) *provider.Client {
+func (p *idp) client(t testing.TB, auth provider.ClientAuth, opts ...provider.Option) *provider.Client {
 	t.Helper()
 	hc := p.hc
 	if hc == nil {

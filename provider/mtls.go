@@ -33,10 +33,11 @@ const (
 // cert is called for every token request, and must be safe for concurrent
 // use: it returns the certificate in use now, with its chain and private
 // key, so that a rotated certificate is presented as soon as cert returns
-// it. It is called again when the response arrives: if it returns another
-// certificate by then, the request is made again, once, with that one. It must not return nil, a certificate without a private key, or one
+// it. It must not return nil, a certificate without a private key, or one
 // that has expired by the Client's clock; an error from it fails the token
-// request before anything is sent, wrapped.
+// request before anything is sent, wrapped. It is called again when the
+// response arrives: if it returns another certificate by then, the request
+// is made again, once, with that one.
 //
 // The certificate is presented on a transport of the Client's own: a clone
 // of the [HTTPClient]'s, which must be an *http.Transport (the default is)
@@ -44,8 +45,8 @@ const (
 // settings, the server's root CAs (TLSClientConfig.RootCAs) among them, but
 // opens a connection for each token request and resumes no TLS session, so
 // that the certificate of each handshake is the one cert returned for that
-// request; token requests are rare, and a handshake costs a millisecond or
-// two. Discovery does not present the certificate.
+// request; token requests are rare, and a handshake costs a round trip and
+// a signature. Discovery does not present the certificate.
 //
 // The provider may bind the tokens it issues to the certificate (RFC 8705,
 // section 3), which the client must then present to the resource server too.
@@ -228,7 +229,9 @@ func mtlsClient(hc *http.Client) (*http.Client, error) {
 	return &c, nil
 }
 
-// TokenCache is a cache of a [Client]'s tokens that [Rotated] can empty.
+// TokenCache is the set of caches of a [Client]'s tokens that [Rotated]
+// empties: a [jwtcache.Cache], a [jwtcache.CacheMap] or an [Exchanger]. It is
+// a type constraint, for Rotated's type parameter.
 type TokenCache interface {
 	*jwtcache.Cache | *jwtcache.CacheMap | *Exchanger
 }
@@ -242,13 +245,17 @@ type TokenCache interface {
 //
 // The contract: rotation code first makes the certificate function return
 // the new certificate, then calls Rotated with every cache the Client feeds.
-// From then on, no call gets a token those caches held, and none fetched
-// with the old certificate is cached: a token request that was under way is
-// not published (its callers, which were waiting for it, get its token
-// once), and every later one presents the new certificate. Rotated drops
-// tokens whether or not they were bound and whether or not the certificate
-// changed: call it once per rotation, which costs a token request per cache
-// or key.
+// From then on, no call gets a token that those caches held, and every
+// token request presents the new certificate. A token request under way
+// during the rotation is made again with the new certificate if the
+// function returns it when the response arrives. If the response came just
+// before, its token goes to the callers that were waiting for it, and is
+// not cached if the cache held a token; a cache that held none (its first
+// fetch, say) can still cache it, as [jwtcache.Cache.Invalidate] leaves such
+// a fetch alone: that window is the moment between the response and the
+// cache's publishing it. Rotated drops tokens whether or not they were bound
+// and whether or not the certificate changed: call it once per rotation,
+// which costs a token request per cache or key.
 //
 // A token dropped with [jwtcache.SharedStore] is not adopted from the store
 // again; other replicas share bound tokens only if they present the same
