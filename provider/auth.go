@@ -26,7 +26,8 @@ import (
 
 // ClientAuth is how a [Client] authenticates to the token endpoint: one of
 // [ClientSecretBasic], [ClientSecretPost], [ClientSecretJWT],
-// [PrivateKeyJWT], [ClientAssertion] and [ClientAssertionFile]. A ClientAuth
+// [PrivateKeyJWT], [ClientAssertion], [ClientAssertionFile],
+// [TLSClientAuth] and [SelfSignedTLSClientAuth]. A ClientAuth
 // is immutable, and may be shared by Clients. Whether it suits the provider
 // (a client id, a key its algorithm suits, a method and an algorithm the
 // provider lists) is checked by [New] and [NewFromTokenURL], which fail if

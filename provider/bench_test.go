@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -55,5 +56,24 @@ func BenchmarkPrivateKeyJWTAssertion(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkExchanger_Hit measures a call for a subject whose exchanged token
+// is cached: the SHA-256 of a subject token of about a kilobyte, its key, and
+// the map's hit.
+func BenchmarkExchanger_Hit(b *testing.B) {
+	p := newIDP(b, false)
+	c := p.client(b, basic)
+	x := provider.NewExchanger(c, provider.Request{Audience: []string{"orders"}}, jwtcache.Logger(nil))
+	subject := strings.Repeat("s", 1024)
+	if _, err := x.EnsureToken(b.Context(), subject); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := x.EnsureToken(b.Context(), subject); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

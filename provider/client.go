@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -11,9 +12,9 @@ import (
 
 // Client obtains tokens from one identity provider, as one client of it. It
 // holds the provider's metadata and the client's authentication, and makes a
-// token request on every call of [Client.Issue], [Client.IssueFor] and
-// [Client.IssueKey]: it caches no token. Most callers hand its methods to
-// the root package:
+// token request on every call of [Client.Issue], [Client.IssueFor],
+// [Client.IssueKey] and [Client.Exchange]: it caches no token. Most callers
+// hand its methods to the root package, or use an [Exchanger]:
 //
 //	jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
 //	jwtcache.NewCacheMap(jwtcache.MapName("apis"), jwtcache.MapIssueFunction(client.IssueKey))
@@ -24,6 +25,9 @@ type Client struct {
 	// NewFromTokenURL, which never refreshes its metadata.
 	issuer string
 	auth   ClientAuth
+	// mtls sends the token requests of a ClientAuth that presents a client
+	// certificate; nil for others. Written once by the constructor.
+	mtls *http.Client
 	// cfg is written once by the constructor and only read after.
 	cfg config
 
@@ -69,7 +73,10 @@ func New(ctx context.Context, issuer string, auth ClientAuth, opts ...Option) (*
 	if err := checkIssuer(issuer); err != nil {
 		return nil, err
 	}
-	c := &Client{issuer: issuer, auth: auth, cfg: newConfig(opts)}
+	c, err := newClient(issuer, auth, opts)
+	if err != nil {
+		return nil, err
+	}
 	m, err := c.discover(ctx)
 	if err != nil {
 		return nil, err
@@ -95,8 +102,24 @@ func NewFromTokenURL(tokenURL string, auth ClientAuth, opts ...Option) (*Client,
 	if err := auth.check(&m); err != nil {
 		return nil, err
 	}
-	c := &Client{auth: auth, cfg: newConfig(opts)}
+	c, err := newClient("", auth, opts)
+	if err != nil {
+		return nil, err
+	}
 	c.meta.Store(&snapshot{meta: m})
+	return c, nil
+}
+
+// newClient returns a Client without metadata, with the HTTP client for
+// mutual TLS if auth presents a client certificate.
+func newClient(issuer string, auth ClientAuth, opts []Option) (*Client, error) {
+	c := &Client{issuer: issuer, auth: auth, cfg: newConfig(opts)}
+	if _, ok := auth.(*tlsClientAuth); ok {
+		var err error
+		if c.mtls, err = mtlsClient(c.cfg.httpClient); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -136,7 +159,7 @@ func (c *Client) Issue(ctx context.Context) (jwtcache.Issued, error) {
 // which it does not merge with. The values of r are sent sorted and without
 // duplicates.
 func (c *Client) IssueFor(ctx context.Context, r Request) (jwtcache.Issued, error) {
-	return c.grant(ctx, clientCredentials(r))
+	return c.grant(ctx, clientCredentials(r), nil)
 }
 
 // IssueKey is [Client.IssueFor] for the Request whose [Request.Key] key is,

@@ -1,12 +1,14 @@
 // Package provider is the client of an identity provider's token endpoint: it
 // discovers the provider's metadata (OpenID Connect Discovery 1.0, RFC 8414),
 // authenticates the client (client secrets, private_key_jwt, client
-// assertions) and runs the grants that issue tokens.
+// assertions, mutual TLS) and runs the grants that issue tokens (client
+// credentials, token exchange).
 //
-// Its role is how a token is obtained. It never caches tokens: every
+// Its role is how a token is obtained. A [Client] never caches tokens: every
 // [Client.Issue] asks the provider for a new one, and the root package's
 // [jwtcache.Cache] and [jwtcache.CacheMap] do the caching, with a Client's
-// methods as their token functions:
+// methods as their token functions (an [Exchanger] is such a CacheMap, keyed
+// by subject):
 //
 //	client, err := provider.New(ctx, "https://idp.example/realms/acme",
 //		provider.ClientSecretBasic("billing", secret))

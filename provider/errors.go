@@ -33,13 +33,26 @@ var ErrSigningAlgorithm = errors.New("provider: unusable client assertion signin
 // ErrTokenType is returned, naming the type, for a token response whose
 // token_type is not Bearer (compared without regard to case), or that has
 // none: a DPoP-bound token sent as a bearer token would be refused, and any
-// other type is one this package does not know how to send.
+// other type is one this package does not know how to send. The one
+// exception is [Client.Exchange] asked for a token that is not an access
+// token, which takes the token_type N_A.
 var ErrTokenType = errors.New("provider: token type is not Bearer")
 
 // ErrBadExpiresIn is returned for a token response whose expires_in is zero,
 // negative, or not a number: such a token is expired on arrival, or its
 // lifetime is unknown.
 var ErrBadExpiresIn = errors.New("provider: bad expires_in in token response")
+
+// ErrNoSubjectToken is returned by [Client.Exchange] and the [Exchanger] for
+// an empty (or blank) subject token, before any request is made: a caller
+// that presented no token has nothing to exchange, and must not share a
+// token with others that did not either.
+var ErrNoSubjectToken = errors.New("provider: no subject token")
+
+// ErrSubjectExpired is returned by [Client.Exchange] and the [Exchanger] when
+// the subject token has expired (by its exp claim, or
+// [Exchange.SubjectExpiry]), before any request is made.
+var ErrSubjectExpired = errors.New("provider: subject token expired")
 
 // Error is an error response from the token endpoint (RFC 6749, section 5.2),
 // for errors.As. Its fields are what the provider sent, stripped of control

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -26,7 +29,8 @@ import (
 // issues opaque tokens that live an hour to the client billing, when it
 // authenticates with the secret s3cret, or with an assertion signed by key
 // (if set), or with the assertion "platform-token" (the examples' workload
-// identity).
+// identity). An exchanged token names the subject token it was exchanged
+// for.
 type exampleIDP struct {
 	*httptest.Server
 	key    crypto.PublicKey
@@ -53,6 +57,9 @@ func (p *exampleIDP) serve(w http.ResponseWriter, r *http.Request) {
 	token := fmt.Sprintf("token-%d", p.issued)
 	if aud := r.PostForm["audience"]; len(aud) > 0 {
 		token += " for " + strings.Join(aud, ",")
+	}
+	if r.PostForm.Get("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange" {
+		token += ", on behalf of " + r.PostForm.Get("subject_token")
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 }
@@ -221,4 +228,107 @@ func ExampleRequest_Key() {
 	// aud=https%3A%2F%2Forders.example;res=;scope=read,write
 	// true
 	// [https://orders.example] [read write] <nil>
+}
+
+// exampleMTLSIDP stands in for a provider with mutual TLS: discovery on one
+// server, and the token endpoint its mtls_endpoint_aliases names on another,
+// which requires a client certificate issued by the examples' CA. It issues
+// tokens that name the certificate's subject.
+type exampleMTLSIDP struct {
+	*httptest.Server // discovery
+	mtls             *httptest.Server
+	issued           atomic.Int32
+}
+
+func startMTLSIDP(pki *testPKI) *exampleMTLSIDP {
+	p := &exampleMTLSIDP{}
+	p.Server = pki.startTLS(http.HandlerFunc(p.discovery), tls.NoClientCert)
+	p.mtls = pki.startTLS(http.HandlerFunc(p.token), tls.RequireAndVerifyClientCert)
+	return p
+}
+
+func (p *exampleMTLSIDP) Close() {
+	p.mtls.Close()
+	p.Server.Close()
+}
+
+func (p *exampleMTLSIDP) discovery(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                p.URL,
+		"token_endpoint":                        p.URL + "/token",
+		"mtls_endpoint_aliases":                 map[string]string{"token_endpoint": p.mtls.URL + "/token"},
+		"token_endpoint_auth_methods_supported": []string{"tls_client_auth"},
+	})
+}
+
+func (p *exampleMTLSIDP) token(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm()
+	if r.PostForm.Get("client_id") != "billing" {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return
+	}
+	token := fmt.Sprintf("token-%d for %s", p.issued.Add(1), r.TLS.PeerCertificates[0].Subject.CommonName)
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+}
+
+// A client authenticates with its certificate, which the provider may bind
+// its tokens to. The code that rotates the certificate has the function
+// return the new one, then calls Rotated: the cache drops the tokens of the
+// old certificate, and the next token request presents the new one.
+func ExampleTLSClientAuth() {
+	pki := newPKI() // the provider trusts its CA
+	idp := startMTLSIDP(pki)
+	defer idp.Close()
+	hc := pki.httpClient() // trusts the provider's CA, as RootCAs
+	defer hc.CloseIdleConnections()
+	ctx := context.Background()
+
+	var current atomic.Pointer[tls.Certificate]
+	current.Store(pki.client("billing-2026-03", time.Now().Add(24*time.Hour)))
+	client, err := provider.New(ctx, idp.URL,
+		provider.TLSClientAuth("billing", func() (*tls.Certificate, error) { return current.Load(), nil }),
+		provider.HTTPClient(hc))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cache := jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
+	for range 2 {
+		fmt.Println(cache.EnsureToken(ctx))
+	}
+
+	// The rotation: the new certificate first, then Rotated.
+	current.Store(pki.client("billing-2026-04", time.Now().Add(24*time.Hour)))
+	provider.Rotated(cache)
+	fmt.Println(cache.EnsureToken(ctx))
+	// Output:
+	// token-1 for billing-2026-03 <nil>
+	// token-1 for billing-2026-03 <nil>
+	// token-2 for billing-2026-04 <nil>
+}
+
+// A service that calls the orders API on behalf of its callers exchanges
+// each caller's token once, and reuses what it got for that caller's later
+// calls, until the caller's token expires.
+func ExampleNewExchanger() {
+	idp := startIDP()
+	defer idp.Close()
+	ctx := context.Background()
+
+	client, err := provider.New(ctx, idp.URL, provider.ClientSecretBasic("billing", "s3cret"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	orders := provider.NewExchanger(client, provider.Request{Audience: []string{"https://orders.example"}})
+	// The access tokens the service's callers presented.
+	for _, caller := range []string{"alice-token", "bob-token", "alice-token"} {
+		fmt.Println(orders.EnsureToken(ctx, caller))
+	}
+	fmt.Println("exchanges:", orders.Stats().Fetches)
+	// Output:
+	// token-1 for https://orders.example, on behalf of alice-token <nil>
+	// token-2 for https://orders.example, on behalf of bob-token <nil>
+	// token-1 for https://orders.example, on behalf of alice-token <nil>
+	// exchanges: 2
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -27,6 +28,8 @@ import (
 // records every request it gets and answers with the handler the test sets.
 type idp struct {
 	srv         *httptest.Server
+	handler     http.Handler // serves the provider, on srv
+	hc          *http.Client // if set, the HTTP client of its Clients, instead of srv's
 	discoveries atomic.Int32
 
 	mu sync.Mutex // guards the fields below
@@ -44,11 +47,22 @@ type tokenRequest struct {
 	form   url.Values
 	header http.Header
 	path   string
+	peer   *x509.Certificate // the client certificate presented, if any
 }
 
 // newIDP starts a fake provider, on TLS if tls, whose token endpoint issues
 // "token-1", "token-2", ... that live an hour.
-func newIDP(t *testing.T, tls bool) *idp {
+func newIDP(t testing.TB, tls bool) *idp {
+	t.Helper()
+	if tls {
+		return newIDPOn(t, httptest.NewTLSServer)
+	}
+	return newIDPOn(t, httptest.NewServer)
+}
+
+// newIDPOn is newIDP on the server that start starts for the provider's
+// handler, which p.handler keeps, so that a second server can serve it too.
+func newIDPOn(t testing.TB, start func(http.Handler) *httptest.Server) *idp {
 	t.Helper()
 	p := &idp{}
 	mux := http.NewServeMux()
@@ -69,8 +83,12 @@ func newIDP(t *testing.T, tls bool) *idp {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		got := tokenRequest{form: r.PostForm, header: r.Header.Clone(), path: r.URL.Path}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			got.peer = r.TLS.PeerCertificates[0]
+		}
 		p.mu.Lock()
-		p.requests = append(p.requests, tokenRequest{form: r.PostForm, header: r.Header.Clone(), path: r.URL.Path})
+		p.requests = append(p.requests, got)
 		h, n := p.token, len(p.requests)
 		p.mu.Unlock()
 		if h == nil {
@@ -91,11 +109,8 @@ func newIDP(t *testing.T, tls bool) *idp {
 		}
 		mux.ServeHTTP(w, r)
 	})
-	if tls {
-		p.srv = httptest.NewTLSServer(h)
-	} else {
-		p.srv = httptest.NewServer(h)
-	}
+	p.handler = h
+	p.srv = start(h)
 	t.Cleanup(p.srv.Close)
 	p.doc = map[string]any{
 		"issuer":         p.srv.URL,
@@ -150,9 +165,13 @@ func (p *idp) last(t *testing.T) tokenRequest {
 
 // client returns a Client of p made by New, on p's HTTP client (which trusts
 // its TLS certificate).
-func (p *idp) client(t *testing.T, auth provider.ClientAuth, opts ...provider.Option) *provider.Client {
+func (p *idp) client(t testing.TB, auth provider.ClientAuth, opts ...provider.Option) *provider.Client {
 	t.Helper()
-	c, err := provider.New(t.Context(), p.srv.URL, auth, append([]provider.Option{provider.HTTPClient(p.srv.Client())}, opts...)...)
+	hc := p.hc
+	if hc == nil {
+		hc = p.srv.Client()
+	}
+	c, err := provider.New(t.Context(), p.srv.URL, auth, append([]provider.Option{provider.HTTPClient(hc)}, opts...)...)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}

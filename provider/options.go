@@ -76,9 +76,11 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 // HTTPClient sets the HTTP client for discovery and token requests. The
 // client is copied, and the copy's CheckRedirect replaced: the Client never
 // follows a redirect, which it reports as an error instead. Its Timeout, if
-// any, bounds each request, as the context passed to each call does. A nil
-// client restores the default. The default is a client on
-// [http.DefaultTransport] with a 10-second timeout.
+// any, bounds each request, as the context passed to each call does. With
+// [TLSClientAuth] or [SelfSignedTLSClientAuth], its Transport must be an
+// *http.Transport, whose TLSClientConfig.RootCAs then also verifies the
+// mutual TLS endpoint. A nil client restores the default. The default is a
+// client on [http.DefaultTransport] with a 10-second timeout.
 func HTTPClient(hc *http.Client) Option {
 	return optionFunc(func(c *config) { c.httpClient = hc })
 }

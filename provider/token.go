@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,9 +30,30 @@ type tokenRequest struct {
 	client   *http.Client // sends it
 	meta     *Metadata    // the provider's, never modified
 	now      time.Time    // when the request is made, by the Client's clock
+	// mtls is the Client's HTTP client for mutual TLS, which presents the
+	// certificate in cert; nil unless the Client's ClientAuth presents one.
+	mtls *http.Client
+	// cert is the client certificate the request presents; set by a mutual
+	// TLS client authentication, nil otherwise.
+	cert *presented
+	// notAfter, if not zero, is when the token must be dropped at the
+	// latest (the end of the subject token's or the certificate's life),
+	// after now: the token's lifetime is capped to end there.
+	notAfter time.Time
+	// accept checks the response's token_type and issued_token_type (RFC
+	// 8693, section 2.2.1); nil accepts a Bearer token only.
+	accept func(r *tokenRequest, tokenType, issuedType string) error
 	// secrets are what the request carries that no error may show: a client
-	// secret, an assertion, each as sent.
+	// secret, an assertion, a subject token, each as sent.
 	secrets []string
+}
+
+// bound caps the token's life to end at at, which is after r.now; the
+// earliest of several bounds wins.
+func (r *tokenRequest) bound(at time.Time) {
+	if r.notAfter.IsZero() || at.Before(r.notAfter) {
+		r.notAfter = at
+	}
 }
 
 // redact records secrets that the request carries, as they are and as they
@@ -58,8 +80,13 @@ func (r *tokenRequest) setAssertion(id, assertion string) {
 // section 4.4) for req, in its canonical form: the same request whatever the
 // order of its values.
 func clientCredentials(req Request) url.Values {
+	return withRequest(url.Values{"grant_type": {"client_credentials"}}, req)
+}
+
+// withRequest adds the parameters of req, in its canonical form, to form,
+// and returns it.
+func withRequest(form url.Values, req Request) url.Values {
 	req = req.canonical()
-	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(req.Scopes) > 0 {
 		form.Set("scope", strings.Join(req.Scopes, " "))
 	}
@@ -73,25 +100,49 @@ func clientCredentials(req Request) url.Values {
 }
 
 // grant makes one token request, of the grant whose parameters form holds,
-// authenticated as the client, and returns the token it issued.
-func (c *Client) grant(ctx context.Context, form url.Values) (jwtcache.Issued, error) {
-	meta := c.metadata(ctx)
-	r := &tokenRequest{
-		endpoint: meta.TokenEndpoint,
-		form:     form,
-		header:   make(http.Header),
-		client:   c.cfg.httpClient,
-		meta:     meta,
-		now:      c.cfg.clock(),
+// authenticated as the client, and returns the token it issued. prepare, if
+// not nil, sets what the grant adds to the request beyond its form (secrets,
+// a bound, the token types it accepts) before the client authenticates; an
+// error from it fails the call before any request is made.
+//
+// A request that presented a client certificate the certificate function no
+// longer returns is made again, once, with the new one: the token may be
+// bound to the old certificate, and a [Rotated] call made while the request
+// was under way cannot drop it from a cache that held no token yet.
+func (c *Client) grant(ctx context.Context, form url.Values, prepare func(*tokenRequest) error) (jwtcache.Issued, error) {
+	for retried := false; ; retried = true {
+		meta := c.metadata(ctx)
+		r := &tokenRequest{
+			endpoint: meta.TokenEndpoint,
+			form:     form,
+			header:   make(http.Header),
+			client:   c.cfg.httpClient,
+			mtls:     c.mtls,
+			meta:     meta,
+			now:      c.cfg.clock(),
+		}
+		if prepare != nil {
+			if err := prepare(r); err != nil {
+				return jwtcache.Issued{}, err
+			}
+		}
+		if err := c.auth.authenticate(ctx, r); err != nil {
+			return jwtcache.Issued{}, fmt.Errorf("provider: client authentication (%s): %w", c.auth.method(), err)
+		}
+		iss, err := c.send(ctx, r)
+		if err != nil || r.cert == nil || retried || !r.cert.rotated() {
+			return iss, err
+		}
 	}
-	if err := c.auth.authenticate(ctx, r); err != nil {
-		return jwtcache.Issued{}, fmt.Errorf("provider: client authentication (%s): %w", c.auth.method(), err)
-	}
-	return c.send(ctx, r)
 }
 
 // send sends r and reads the token response.
 func (c *Client) send(ctx context.Context, r *tokenRequest) (jwtcache.Issued, error) {
+	if r.cert != nil {
+		// The handshake finds the certificate in the context: see
+		// presentCertificate.
+		ctx = context.WithValue(ctx, presentedKey{}, r.cert)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint, strings.NewReader(r.form.Encode()))
 	if err != nil {
 		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
@@ -105,17 +156,24 @@ func (c *Client) send(ctx context.Context, r *tokenRequest) (jwtcache.Issued, er
 	if err != nil {
 		// A url.Error: the endpoint's URL and the transport's reason,
 		// never the body.
+		if r.cert != nil {
+			return jwtcache.Issued{}, fmt.Errorf("provider: token request over mutual TLS: %w", err)
+		}
 		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
 	}
 	defer resp.Body.Close()
 	data, readErr := readLimited(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return jwtcache.Issued{}, r.errorResponse(resp.StatusCode, data, readErr)
+		return jwtcache.Issued{}, r.certificateHint(r.errorResponse(resp.StatusCode, data, readErr))
 	}
 	if readErr != nil {
 		return jwtcache.Issued{}, fmt.Errorf("provider: token response: %w", readErr)
 	}
-	return r.tokenResponse(resp.StatusCode, data, c.cfg.maxLifetime)
+	iss, err := r.tokenResponse(resp.StatusCode, data, c.cfg.maxLifetime)
+	if e := (*Error)(nil); errors.As(err, &e) {
+		err = r.certificateHint(err)
+	}
+	return iss, err
 }
 
 // tokenResponse reads a successful token response (RFC 6749, section 5.1).
@@ -123,6 +181,7 @@ func (r *tokenRequest) tokenResponse(status int, data []byte, maxLifetime time.D
 	var resp struct {
 		AccessToken string          `json:"access_token"`
 		TokenType   string          `json:"token_type"`
+		IssuedType  string          `json:"issued_token_type"` // RFC 8693's
 		ExpiresIn   json.RawMessage `json:"expires_in"`
 		Scope       string          `json:"scope"`
 		// Some providers (GitHub's, for one) answer errors with 200 OK.
@@ -140,14 +199,98 @@ func (r *tokenRequest) tokenResponse(status int, data []byte, maxLifetime time.D
 		return jwtcache.Issued{}, errors.New("provider: token response: no access_token")
 	}
 	r.redact(resp.AccessToken)
-	if !strings.EqualFold(resp.TokenType, "Bearer") {
-		return jwtcache.Issued{}, fmt.Errorf("%w: %q", ErrTokenType, r.clean(resp.TokenType, 32))
+	accept := r.accept
+	if accept == nil {
+		accept = bearerOnly
+	}
+	if err := accept(r, resp.TokenType, resp.IssuedType); err != nil {
+		return jwtcache.Issued{}, err
 	}
 	life, err := r.expiresIn(resp.ExpiresIn, maxLifetime)
 	if err != nil {
 		return jwtcache.Issued{}, err
 	}
-	return jwtcache.Issued{Token: resp.AccessToken, ExpiresIn: life, Scope: resp.Scope}, nil
+	iss := jwtcache.Issued{Token: resp.AccessToken, ExpiresIn: life, Scope: resp.Scope}
+	if r.cert != nil {
+		if err := r.cert.check(iss.Token); err != nil {
+			return jwtcache.Issued{}, err
+		}
+	}
+	return r.capLifetime(iss), nil
+}
+
+// bearerOnly is the accept of a request for an access token: the token must
+// be a Bearer token.
+func bearerOnly(r *tokenRequest, tokenType, _ string) error {
+	if !strings.EqualFold(tokenType, "Bearer") {
+		return fmt.Errorf("%w: %q", ErrTokenType, r.clean(tokenType, 32))
+	}
+	return nil
+}
+
+// capLifetime caps iss's lifetime to end at r.notAfter, if r has a bound:
+// its expires_in is shortened; without one, a JWT gets the time left as its
+// ExpiresIn, which the cache takes beside its exp. An opaque token without
+// expires_in keeps none, and is passed through uncached: the bound limits
+// its life, but is no lifetime. The time left is counted from r.now, before
+// the request, as a cache counts ExpiresIn from before its fetch: a token
+// that arrives after the bound is expired on arrival.
+func (r *tokenRequest) capLifetime(iss jwtcache.Issued) jwtcache.Issued {
+	if r.notAfter.IsZero() {
+		return iss
+	}
+	left := max(r.notAfter.Sub(r.now), time.Nanosecond) // zero would be none
+	if iss.ExpiresIn > left {
+		iss.ExpiresIn = left
+	} else if _, isJWT := peekClaims(iss.Token); iss.ExpiresIn == 0 && isJWT {
+		iss.ExpiresIn = left
+	}
+	return iss
+}
+
+// claims are the claims of a JWT that this package reads without verifying
+// it, each to shorten a lifetime or to refuse a token, never to trust one.
+type claims struct {
+	// Expiry is the exp claim; zero if there is none, or it is no number.
+	Expiry time.Time
+	// X5t is the cnf claim's x5t#S256 (RFC 8705, section 3.1): the
+	// thumbprint of the certificate the token is bound to.
+	X5t string
+}
+
+// peekClaims reads the claims of token, a JWS in compact serialization,
+// without verifying its signature, and reports whether it is one: three
+// base64url segments, the second a JSON object.
+func peekClaims(token string) (claims, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return claims{}, false
+	}
+	data, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return claims{}, false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(data, &obj) != nil {
+		return claims{}, false
+	}
+	// A claim of an unexpected type (an exp that is no number, a cnf that
+	// is no object) is taken as absent.
+	var c claims
+	var exp float64
+	if raw := obj["exp"]; string(raw) != "null" && json.Unmarshal(raw, &exp) == nil {
+		// Clamped to what time.Unix takes: before 1970 is long expired,
+		// past the year 36812 as good as never.
+		sec, frac := math.Modf(min(max(exp, 0), 1<<40))
+		c.Expiry = time.Unix(int64(sec), int64(frac*1e9))
+	}
+	var cnf struct {
+		X5t string `json:"x5t#S256"`
+	}
+	if json.Unmarshal(obj["cnf"], &cnf) == nil {
+		c.X5t = cnf.X5t
+	}
+	return c, true
 }
 
 // expiresIn reads expires_in: a JSON number of seconds or, as some providers
