@@ -240,7 +240,7 @@ type exampleMTLSIDP struct {
 	issued           atomic.Int32
 }
 
-func startMTLSIDP(pki *testPKI) *exampleMTLSIDP {
+func startMTLSIDP(pki *mtlsPKI) *exampleMTLSIDP {
 	p := &exampleMTLSIDP{}
 	p.Server = pki.startTLS(http.HandlerFunc(p.discovery), tls.NoClientCert)
 	p.mtls = pki.startTLS(http.HandlerFunc(p.token), tls.RequireAndVerifyClientCert)

@@ -250,10 +250,8 @@ type TokenCache interface {
 // during the rotation is made again with the new certificate if the
 // function returns it when the response arrives. If the response came just
 // before, its token goes to the callers that were waiting for it, and is
-// not cached if the cache held a token; a cache that held none (its first
-// fetch, say) can still cache it, as [jwtcache.Cache.Invalidate] leaves such
-// a fetch alone: that window is the moment between the response and the
-// cache's publishing it. Rotated drops tokens whether or not they were bound
+// not cached ([jwtcache.Cache.Invalidate] keeps a fetch in flight from
+// caching its token). Rotated drops tokens whether or not they were bound
 // and whether or not the certificate changed: call it once per rotation,
 // which costs a token request per cache or key.
 //

@@ -236,7 +236,8 @@ func TestTLSClientAuth_Rotation(t *testing.T) {
 // TestTLSClientAuth_RotationDuringRequest rotates the certificate while the
 // first token request of an empty cache is under way: the client finds the
 // certificate changed when the response arrives, and asks again with the new
-// one, so that the cache never holds a token bound to the old one.
+// one, and the cache, invalidated meanwhile, does not cache even that: it
+// never holds a token bound to the old certificate.
 func TestTLSClientAuth_RotationDuringRequest(t *testing.T) {
 	pki := newPKI()
 	a := pki.client("billing", time.Now().Add(time.Hour))
@@ -279,12 +280,19 @@ func TestTLSClientAuth_RotationDuringRequest(t *testing.T) {
 	if got := boundTo(t, r.tok); got != thumbprint(b.Leaf) {
 		t.Errorf("token bound to %q; want B, %q", got, thumbprint(b.Leaf))
 	}
-	reqs := p.got()
-	if len(reqs) != 2 || !reqs[0].peer.Equal(a.Leaf) || !reqs[1].peer.Equal(b.Leaf) {
-		t.Fatalf("token requests = %d; want 2, with A then B", len(reqs))
+	// The fetch was under way when Rotated invalidated the cache: its token
+	// serves its caller but is not cached, so the next call fetches again,
+	// with B.
+	next, err := cache.EnsureToken(t.Context())
+	if err != nil || boundTo(t, next) != thumbprint(b.Leaf) {
+		t.Fatalf("EnsureToken() again = %v, bound to B: %v; want a token bound to B", err, err == nil && boundTo(t, next) == thumbprint(b.Leaf))
 	}
-	if got, err := cache.EnsureToken(t.Context()); got != r.tok || err != nil {
-		t.Errorf("EnsureToken() again = %.20q..., %v; want the token bound to B, cached", got, err)
+	reqs := p.got()
+	if len(reqs) != 3 || !reqs[0].peer.Equal(a.Leaf) || !reqs[1].peer.Equal(b.Leaf) || !reqs[2].peer.Equal(b.Leaf) {
+		t.Fatalf("token requests = %d; want 3, with A, then B twice", len(reqs))
+	}
+	if got, err := cache.EnsureToken(t.Context()); got != next || err != nil {
+		t.Errorf("EnsureToken() a third time = %.20q..., %v; want the token bound to B, cached", got, err)
 	}
 }
 

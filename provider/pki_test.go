@@ -20,10 +20,10 @@ import (
 	"time"
 )
 
-// testPKI is a certificate authority for the tests and examples of mutual
+// mtlsPKI is a certificate authority for the tests and examples of mutual
 // TLS: it issues server certificates for 127.0.0.1 and client certificates,
 // on P-256 keys, which are quick to make.
-type testPKI struct {
+type mtlsPKI struct {
 	ca     *x509.Certificate
 	key    *ecdsa.PrivateKey
 	pool   *x509.CertPool // trusts ca
@@ -32,8 +32,8 @@ type testPKI struct {
 
 // newPKI returns a new certificate authority. It panics on a failure, which
 // crypto/rand and crypto/x509 do not have with these inputs.
-func newPKI() *testPKI {
-	p := &testPKI{key: newKey()}
+func newPKI() *mtlsPKI {
+	p := &mtlsPKI{key: newKey()}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(p.serial.Add(1)),
 		Subject:               pkix.Name{CommonName: "test CA"},
@@ -64,7 +64,7 @@ func newKey() *ecdsa.PrivateKey {
 }
 
 // server returns a server certificate for 127.0.0.1.
-func (p *testPKI) server() tls.Certificate {
+func (p *mtlsPKI) server() tls.Certificate {
 	return *p.issue(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
@@ -75,16 +75,16 @@ func (p *testPKI) server() tls.Certificate {
 
 // client returns a client certificate for the subject cn that expires at
 // notAfter.
-func (p *testPKI) client(cn string, notAfter time.Time) *tls.Certificate {
-	return p.issue(clientTemplate(cn, notAfter), p.ca, p.key)
+func (p *mtlsPKI) client(cn string, notAfter time.Time) *tls.Certificate {
+	return p.issue(mtlsClientTemplate(cn, notAfter), p.ca, p.key)
 }
 
 // selfSigned returns a self-signed client certificate for the subject cn.
 func selfSignedClient(cn string) *tls.Certificate {
-	return (&testPKI{}).issue(clientTemplate(cn, time.Now().Add(time.Hour)), nil, nil)
+	return (&mtlsPKI{}).issue(mtlsClientTemplate(cn, time.Now().Add(time.Hour)), nil, nil)
 }
 
-func clientTemplate(cn string, notAfter time.Time) *x509.Certificate {
+func mtlsClientTemplate(cn string, notAfter time.Time) *x509.Certificate {
 	return &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -95,7 +95,7 @@ func clientTemplate(cn string, notAfter time.Time) *x509.Certificate {
 
 // issue signs tmpl for a new key with the parent certificate and its key,
 // or self-signs it if parent is nil.
-func (p *testPKI) issue(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) *tls.Certificate {
+func (p *mtlsPKI) issue(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) *tls.Certificate {
 	key := newKey()
 	tmpl.SerialNumber = big.NewInt(p.serial.Add(1))
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
@@ -123,7 +123,7 @@ func thumbprint(cert *x509.Certificate) string {
 // startTLS starts a server for h with a certificate of pki for 127.0.0.1,
 // which asks for client certificates as clientAuth says, and verifies them
 // against pki's CA when it says so.
-func (p *testPKI) startTLS(h http.Handler, clientAuth tls.ClientAuthType) *httptest.Server {
+func (p *mtlsPKI) startTLS(h http.Handler, clientAuth tls.ClientAuthType) *httptest.Server {
 	srv := httptest.NewUnstartedServer(h)
 	// The handshakes that tests make fail on purpose are not news.
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
@@ -134,7 +134,7 @@ func (p *testPKI) startTLS(h http.Handler, clientAuth tls.ClientAuthType) *httpt
 
 // httpClient returns an HTTP client that trusts pki's CA, as a caller's
 // client for a provider with a private CA does.
-func (p *testPKI) httpClient() *http.Client {
+func (p *mtlsPKI) httpClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}
 }
 
@@ -142,7 +142,7 @@ func (p *testPKI) httpClient() *http.Client {
 // the token endpoint on one server, which asks for client certificates as
 // main says, and the mtls_endpoint_aliases token_endpoint, /mtls/token, on a
 // second one that asks as alias says. Its Clients trust pki's CA.
-func newMTLSIDP(t *testing.T, pki *testPKI, main, alias tls.ClientAuthType) *idp {
+func newMTLSIDP(t *testing.T, pki *mtlsPKI, main, alias tls.ClientAuthType) *idp {
 	t.Helper()
 	p := newIDPOn(t, func(h http.Handler) *httptest.Server { return pki.startTLS(h, main) })
 	a := pki.startTLS(p.handler, alias)
