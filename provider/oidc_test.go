@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -345,4 +346,153 @@ func TestOIDC_DiscoveryJWKS(t *testing.T) {
 	if _, err := wrong.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrUnparsable) {
 		t.Errorf("EnsureToken() verified against another key: error = %v; want ErrUnparsable", err)
 	}
+}
+
+// TestOIDC_MTLS authenticates with client certificates over HTTPS
+// (tls_client_auth and self_signed_tls_client_auth, RFC 8705): the provider
+// binds each JWT access token to the certificate (cnf.x5t#S256); after a
+// rotation, the cache holds a token bound to the new one; a certificate the
+// provider does not know is refused.
+func TestOIDC_MTLS(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t, "client CA")
+	certA, certB := pki.clientCert(t, "billing"), pki.clientCert(t, "billing")
+	self := selfSignedCert(t, "reports")
+	s := startOIDC(t, oidcConfig{
+		TLS: pki.serverTLS(t),
+		Clients: []oidcClient{
+			{ID: "billing", AuthMethod: "tls_client_auth", SubjectDN: certA.Leaf.Subject.String(), CertificateBound: true, Scope: "read"},
+			{ID: "reports", AuthMethod: "self_signed_tls_client_auth", JWKS: certJWKS(t, self), CertificateBound: true, Scope: "read"},
+		},
+		Resources: []oidcResource{{Identifier: "https://api.example", Scope: "read", TTL: time.Hour}},
+	})
+	hc := s.Client(t)
+	req := provider.DefaultRequest(provider.Request{Resources: []string{"https://api.example"}})
+	var cur sync.Map // client id → *tls.Certificate
+	certFor := func(id string) func() (*tls.Certificate, error) {
+		return func() (*tls.Certificate, error) {
+			c, _ := cur.Load(id)
+			return c.(*tls.Certificate), nil
+		}
+	}
+	cur.Store("billing", &certA)
+	cur.Store("reports", &self)
+
+	billing := cached(newOIDCClient(t, s, provider.TLSClientAuth("billing", certFor("billing")), req))
+	reports := cached(newOIDCClient(t, s, provider.SelfSignedTLSClientAuth("reports", certFor("reports")), req))
+	for name, tc := range map[string]struct {
+		cache *jwtcache.Cache
+		cert  *tls.Certificate
+	}{"billing": {billing, &certA}, "reports": {reports, &self}} {
+		tok, err := tc.cache.EnsureToken(context.Background())
+		if err != nil {
+			t.Fatalf("%s: EnsureToken() error = %v", name, err)
+		}
+		if got, want := cnfThumbprint(t, verifyAccessToken(t, s, hc, tok)), certThumbprint(*tc.cert); got != want {
+			t.Errorf("%s: token bound to %q; want the client certificate's %q", name, got, want)
+		}
+	}
+
+	t.Run("rotation", func(t *testing.T) {
+		cur.Store("billing", &certB) // same subject, new key: the provider accepts it
+		provider.Rotated(billing)
+		tok, err := billing.EnsureToken(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cnfThumbprint(t, verifyAccessToken(t, s, hc, tok)); got != certThumbprint(certB) {
+			t.Errorf("after rotation, token bound to %q; want the new certificate's", got)
+		}
+	})
+	t.Run("unknown certificate", func(t *testing.T) {
+		stranger := newTestPKI(t, "another CA").clientCert(t, "billing")
+		cur.Store("stranger", &stranger)
+		c := cached(newOIDCClient(t, s, provider.TLSClientAuth("billing", certFor("stranger")), req))
+		_, err := c.EnsureToken(context.Background())
+		var perr *provider.Error
+		if !errors.As(err, &perr) || perr.Code != "invalid_client" {
+			t.Errorf("EnsureToken() with a certificate of another CA: error = %v; want invalid_client", err)
+		}
+	})
+}
+
+// cnfThumbprint returns a token's cnf.x5t#S256.
+func cnfThumbprint(t *testing.T, tok jwt.Token) string {
+	t.Helper()
+	cnf, _ := tok.Get("cnf")
+	m, _ := cnf.(map[string]any)
+	x5t, _ := m["x5t#S256"].(string)
+	return x5t
+}
+
+// TestOIDC_TokenExchange exchanges a caller's token, signed by an upstream
+// issuer the provider trusts, for one meant for a downstream API (RFC 8693),
+// cached per subject and never outliving it.
+func TestOIDC_TokenExchange(t *testing.T) {
+	t.Parallel()
+	upstream := newSigningKey(t, jwa.ES256, "upstream-1")
+	const upstreamIss = "https://login.upstream.example"
+	s := startOIDC(t, oidcConfig{
+		Clients:        []oidcClient{{ID: "gateway", Secret: harnessSecret}},
+		Resources:      []oidcResource{{Identifier: "https://orders.example", Audience: "orders", Scope: "orders:read", TTL: time.Hour}},
+		TrustedIssuers: []oidcTrustedIssuer{{Issuer: upstreamIss, JWKS: publicJWKS(t, upstream)}},
+	})
+	hc := s.Client(t)
+	subject := func(who string, life time.Duration) (string, time.Time) {
+		now := time.Now()
+		exp := now.Add(life).Truncate(time.Second)
+		tok, err := jwt.NewBuilder().Issuer(upstreamIss).Subject(who).Audience([]string{"gateway"}).
+			IssuedAt(now).Expiration(exp).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, upstream))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(signed), exp
+	}
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("gateway", harnessSecret))
+	x := provider.NewExchanger(c, provider.Request{Audience: []string{"orders"}}, jwtcache.Logger(nil))
+
+	alice, aliceExp := subject("alice", 10*time.Minute)
+	bob, _ := subject("bob", 10*time.Minute)
+	for range 3 {
+		for who, sub := range map[string]string{"alice": alice, "bob": bob} {
+			tok, err := x.Token(context.Background(), sub)
+			if err != nil {
+				t.Fatalf("Token(%s's token) error = %v", who, err)
+			}
+			got := verifyAccessToken(t, s, hc, tok.Value)
+			if got.Subject() != who || len(got.Audience()) != 1 || got.Audience()[0] != "orders" {
+				t.Errorf("exchanged token: sub %q, aud %v; want %s, [orders]", got.Subject(), got.Audience(), who)
+			}
+			if who == "alice" && tok.Expiry.After(aliceExp) {
+				t.Errorf("alice's exchanged token cached until %v, past her token's exp %v", tok.Expiry, aliceExp)
+			}
+		}
+	}
+	if got := s.Issued(t, "gateway"); got != 2 {
+		t.Errorf("exchanges = %d for 2 subjects, 6 calls; want 2", got)
+	}
+
+	t.Run("empty subject", func(t *testing.T) {
+		if _, err := x.Token(context.Background(), ""); !errors.Is(err, provider.ErrNoSubjectToken) {
+			t.Errorf("Token(\"\") error = %v; want ErrNoSubjectToken", err)
+		}
+	})
+	t.Run("forged subject", func(t *testing.T) {
+		forger := newSigningKey(t, jwa.ES256, "upstream-1")
+		now := time.Now()
+		tok, _ := jwt.NewBuilder().Issuer(upstreamIss).Subject("mallory").IssuedAt(now).Expiration(now.Add(time.Hour)).Build()
+		forged, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, forger))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = x.Token(context.Background(), string(forged))
+		var perr *provider.Error
+		if !errors.As(err, &perr) || perr.Code != "invalid_request" || strings.Contains(err.Error(), string(forged)) {
+			t.Errorf("Token(forged) error = %v; want invalid_request, without the token", err)
+		}
+	})
 }
