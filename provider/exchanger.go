@@ -52,12 +52,9 @@ type Exchanger struct {
 // function among them is replaced by the exchange. Each subject is a key, so
 // [jwtcache.MaxKeys] bounds how many subjects have a token (the default,
 // 10,000, unless opts set it), and [jwtcache.IdleTimeout] drops a subject not
-// seen for an hour unless opts say otherwise. NewExchanger panics if client
-// is nil.
+// seen for an hour unless opts say otherwise. With a nil client, every
+// exchange fails with an error.
 func NewExchanger(client *Client, req Request, opts ...jwtcache.MapOption) *Exchanger {
-	if client == nil {
-		panic("provider: NewExchanger with a nil Client")
-	}
 	x := &Exchanger{client: client, req: req.canonical(), suffix: ";" + req.Key()}
 	all := append(append([]jwtcache.MapOption(nil), opts...), jwtcache.MapIssueFunction(x.issue))
 	x.m = jwtcache.NewCacheMap(all...)
@@ -134,6 +131,9 @@ func (x *Exchanger) issue(ctx context.Context, key string) (jwtcache.Issued, err
 	subject, _ := ctx.Value(subjectKey{}).(string)
 	if subject == "" || x.key(subject) != key {
 		return jwtcache.Issued{}, errNoSubjectInContext
+	}
+	if x.client == nil {
+		return jwtcache.Issued{}, errors.New("provider: exchange: the Exchanger has no Client")
 	}
 	return x.client.Exchange(ctx, Exchange{SubjectToken: subject, Request: x.req})
 }

@@ -237,3 +237,11 @@ func TestExchanger_KeepsSubjectSecret(t *testing.T) {
 		t.Errorf("Stats().Keys = %d; want 2", s.Keys)
 	}
 }
+
+// TestExchanger_NilClient fails every exchange with an error, not a panic.
+func TestExchanger_NilClient(t *testing.T) {
+	x := provider.NewExchanger(nil, provider.Request{}, jwtcache.Logger(nil))
+	if _, err := x.EnsureToken(t.Context(), "a-subject-token"); err == nil || strings.Contains(err.Error(), "a-subject-token") {
+		t.Errorf("EnsureToken() with a nil Client: error = %v; want one, without the subject", err)
+	}
+}
