@@ -229,8 +229,9 @@ func PrivateKeyJWT(id string, key crypto.Signer, opts ...AssertionOption) Client
 
 // ClientSecretJWT authenticates with a JWT client assertion signed with the
 // client secret, by HMAC (client_secret_jwt, OpenID Connect Core, section 9):
-// HS256 unless [SigningAlgorithm] says otherwise. Its assertions are made as
-// [PrivateKeyJWT]'s are. The secret is copied.
+// HS256 unless [SigningAlgorithm] says otherwise; the secret must be at least
+// as long as the hash (32 bytes for HS256), as RFC 7518 requires. Its
+// assertions are made as [PrivateKeyJWT]'s are. The secret is copied.
 func ClientSecretJWT(id string, secret []byte, opts ...AssertionOption) ClientAuth {
 	a := newSignedAssertion(id, methodSecretJWT, opts)
 	if len(secret) == 0 {
@@ -239,6 +240,10 @@ func ClientSecretJWT(id string, secret []byte, opts ...AssertionOption) ClientAu
 	}
 	a.key = slices.Clone(secret)
 	a.alg, a.err = pick(a.cfg.alg, "a client secret", jwa.HS256, jwa.HS384, jwa.HS512)
+	// RFC 7518, section 3.2: the key must be at least as long as the hash.
+	if need := map[jwa.SignatureAlgorithm]int{jwa.HS256: 32, jwa.HS384: 48, jwa.HS512: 64}[a.alg]; a.err == nil && len(secret) < need {
+		a.err = fmt.Errorf("%w: %s needs a secret of at least %d bytes (RFC 7518, section 3.2); it has %d", ErrSigningAlgorithm, a.alg, need, len(secret))
+	}
 	return a
 }
 
@@ -373,6 +378,9 @@ func keyAlgorithm(alg string, pub crypto.PublicKey) (jwa.SignatureAlgorithm, err
 	case *rsa.PublicKey:
 		return pick(alg, "an RSA key", jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512)
 	case *ecdsa.PublicKey:
+		if k.Curve == nil {
+			return "", fmt.Errorf("%w: an ECDSA key without a curve", ErrSigningAlgorithm)
+		}
 		switch k.Curve {
 		case elliptic.P256():
 			return pick(alg, "a P-256 key", jwa.ES256)

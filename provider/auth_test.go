@@ -176,14 +176,14 @@ func TestClientSecretJWT(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newIDP(t, true)
 			clk := newClock()
-			secret := []byte("a client secret of at least 32 bytes, for HMAC")
+			secret := []byte("a client secret of at least 64 bytes, long enough for HMAC with SHA-512")
 			c := p.client(t, provider.ClientSecretJWT("billing", secret, tt.opts...), provider.Clock(clk.Now))
 			secret[0] = 'X' // copied
 			if _, err := c.Issue(t.Context()); err != nil {
 				t.Fatalf("Issue() error = %v", err)
 			}
 			a := assertionOf(t, p.last(t), "billing")
-			verifyAssertion(t, a, tt.alg, []byte("a client secret of at least 32 bytes, for HMAC"), "billing", p.srv.URL+"/token", clk.Now(), time.Minute)
+			verifyAssertion(t, a, tt.alg, []byte("a client secret of at least 64 bytes, long enough for HMAC with SHA-512"), "billing", p.srv.URL+"/token", clk.Now(), time.Minute)
 		})
 	}
 }
@@ -479,6 +479,26 @@ func TestClientAssertionFile_SymlinkSwap(t *testing.T) {
 			}
 			if got := len(p.got()); got != before {
 				t.Errorf("token requests = %d; want %d: none without an assertion", got, before)
+			}
+		})
+	}
+}
+
+// TestAuth_BadKeys refuses keys that cannot sign with an error, not a panic.
+func TestAuth_BadKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		auth provider.ClientAuth
+	}{
+		{"zero ECDSA key", provider.PrivateKeyJWT("billing", &ecdsa.PrivateKey{})},
+		{"HS256 secret under 32 bytes", provider.ClientSecretJWT("billing", []byte("short"))},
+		{"HS512 secret under 64 bytes", provider.ClientSecretJWT("billing", []byte("a-client-secret-of-at-least-32-bytes"), provider.SigningAlgorithm("HS512"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := provider.NewFromTokenURL("https://idp.example/token", tt.auth)
+			if !errors.Is(err, provider.ErrSigningAlgorithm) {
+				t.Errorf("NewFromTokenURL() error = %v; want ErrSigningAlgorithm", err)
 			}
 		})
 	}

@@ -19,7 +19,8 @@ import (
 //	jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
 //	jwtcache.NewCacheMap(jwtcache.MapName("apis"), jwtcache.MapIssueFunction(client.IssueKey))
 //
-// A Client is safe for concurrent use.
+// A Client is safe for concurrent use. The zero Client is not usable; use
+// [New] or [NewFromTokenURL].
 type Client struct {
 	// issuer is the configured issuer; empty for a Client made by
 	// NewFromTokenURL, which never refreshes its metadata.

@@ -276,7 +276,7 @@ func TestNew_AuthMethod(t *testing.T) {
 		{"list absent: any method", nil, provider.ClientSecretPost("billing", "s3cret"), nil},
 		{"post not listed", []string{"client_secret_basic"}, provider.ClientSecretPost("billing", "s3cret"), provider.ErrAuthMethod},
 		{"private_key_jwt not listed", []string{"client_secret_basic"}, provider.PrivateKeyJWT("billing", p256Key()), provider.ErrAuthMethod},
-		{"client_secret_jwt not listed", []string{"private_key_jwt"}, provider.ClientSecretJWT("billing", []byte("s3cret")), provider.ErrAuthMethod},
+		{"client_secret_jwt not listed", []string{"private_key_jwt"}, provider.ClientSecretJWT("billing", []byte("a-client-secret-of-at-least-32-bytes")), provider.ErrAuthMethod},
 		{"an assertion is private_key_jwt", []string{"private_key_jwt"}, provider.ClientAssertionFile("billing", "/nonexistent"), nil},
 	}
 	for _, tt := range tests {

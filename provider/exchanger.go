@@ -17,7 +17,10 @@ import (
 // subject), and caches what it gets: a token per subject token, in a
 // [jwtcache.CacheMap] that refreshes, backs off and evicts as the root
 // package's maps do. Most callers use [Exchanger.EnsureToken] with the token
-// their own caller presented.
+// their own caller presented, once they have verified it: every distinct
+// subject token is a key and an exchange, so an unverified one from an
+// untrusted caller would let anyone spend the provider's rate and evict other
+// subjects' tokens. The zero Exchanger is not usable; use [NewExchanger].
 //
 // A subject token is never a key, a log attribute or a stored value: the
 // map's key is the SHA-256 of the subject token, in hex, with the Request's

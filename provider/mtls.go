@@ -244,7 +244,8 @@ type TokenCache interface {
 // the map; for an [Exchanger], the token of every subject.
 //
 // The contract: rotation code first makes the certificate function return
-// the new certificate, then calls Rotated with every cache the Client feeds.
+// the new certificate, then calls Rotated with every cache the Client feeds
+// (once per kind: Rotated(cache, otherCache), then Rotated(exchanger)).
 // From then on, no call gets a token that those caches held, and every
 // token request presents the new certificate. A token request under way
 // during the rotation is made again with the new certificate if the

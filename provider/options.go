@@ -94,7 +94,8 @@ func DefaultRequest(r Request) Option {
 
 // MetadataTTL sets how long the provider's metadata, fetched by [New], is
 // used before it is fetched again. The refresh is lazy: the first token
-// request after the TTL makes it, on its own context, while concurrent
+// request after the TTL makes it, on that request's context (so within the
+// cache's fetch timeout, before the token request), while concurrent
 // requests go on with the old metadata; only one refresh runs at a time. A
 // refresh that fails (or that finds the metadata no longer usable) keeps the
 // old metadata, and is tried again a minute later, or after the TTL if that
@@ -114,7 +115,8 @@ func MaxLifetime(d time.Duration) Option {
 }
 
 // Clock replaces the system clock, for tests: it dates client assertions
-// (iat, exp) and decides when the metadata is due for refresh. now must be
+// (iat, exp), decides when the metadata is due for refresh, and judges the
+// expiry of client certificates and of subject tokens ([ErrSubjectExpired]). now must be
 // safe for concurrent use. A nil now restores the default. The default is
 // [time.Now].
 func Clock(now func() time.Time) Option {

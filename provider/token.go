@@ -313,6 +313,9 @@ func (r *tokenRequest) expiresIn(raw json.RawMessage, maxLifetime time.Duration)
 		}
 	}
 	secs, err := strconv.ParseFloat(s, 64)
+	if errors.Is(err, strconv.ErrRange) && math.IsInf(secs, 1) {
+		secs, err = math.MaxFloat64, nil // more than MaxLifetime: capped below
+	}
 	if err != nil || math.IsNaN(secs) {
 		return 0, fmt.Errorf("%w: %s is not a number", ErrBadExpiresIn, r.clean(s, 32))
 	}
@@ -354,25 +357,28 @@ func (r *tokenRequest) oauthError(status int, code, desc, uri string) *Error {
 	}
 }
 
-// clean returns s, from the provider, fit for an error message: the secrets
-// the request carried replaced by "[redacted]", control and invalid
-// characters dropped, and at most limit bytes long.
+// clean returns s, from the provider, fit for an error message: control and
+// invalid characters dropped, then the secrets the request carried replaced
+// by "[redacted]" (in that order, so that a secret echoed with a control
+// character inside it is still caught), and at most limit bytes long.
 func (r *tokenRequest) clean(s string, limit int) string {
+	s = strings.Map(func(c rune) rune {
+		if c == utf8.RuneError || !unicode.IsPrint(c) {
+			return -1
+		}
+		return c
+	}, s)
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, "[redacted]")
 	}
-	var b strings.Builder
-	for _, c := range s {
-		if c == utf8.RuneError || !unicode.IsPrint(c) {
-			continue
+	if len(s) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
 		}
-		if b.Len()+utf8.RuneLen(c) > limit {
-			b.WriteString("...")
-			break
-		}
-		b.WriteRune(c)
+		s = s[:cut] + "..."
 	}
-	return b.String()
+	return s
 }
 
 // jsonError describes why a token response did not decode, without quoting

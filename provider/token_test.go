@@ -43,6 +43,7 @@ func TestClient_TokenResponse(t *testing.T) {
 		{"expires_in below a nanosecond: a nanosecond", `{"access_token":"t","token_type":"Bearer","expires_in":1e-12}`, jwtcache.Issued{Token: "t", ExpiresIn: time.Nanosecond}, nil, ""},
 		{"expires_in huge: capped", `{"access_token":"t","token_type":"Bearer","expires_in":31536000}`, jwtcache.Issued{Token: "t", ExpiresIn: 24 * time.Hour}, nil, ""},
 		{"expires_in beyond int64: capped", `{"access_token":"t","token_type":"Bearer","expires_in":1e300}`, jwtcache.Issued{Token: "t", ExpiresIn: 24 * time.Hour}, nil, ""},
+		{"expires_in beyond float64: capped", `{"access_token":"t","token_type":"Bearer","expires_in":1e400}`, jwtcache.Issued{Token: "t", ExpiresIn: 24 * time.Hour}, nil, ""},
 		{"scope kept", `{"access_token":"t","token_type":"Bearer","expires_in":60,"scope":"read write"}`, jwtcache.Issued{Token: "t", ExpiresIn: time.Minute, Scope: "read write"}, nil, ""},
 		{"no access_token", `{"token_type":"Bearer","expires_in":60}`, jwtcache.Issued{}, nil, "no access_token"},
 		{"access_token a number", `{"access_token":42,"token_type":"Bearer"}`, jwtcache.Issued{}, nil, "access_token is a JSON number"},
@@ -197,6 +198,12 @@ func TestClient_ErrorsKeepSecrets(t *testing.T) {
 		},
 		"200 with an error": func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"error": "x", "error_description": echo(r)})
+		},
+		"control characters inside the secrets": func(w http.ResponseWriter, r *http.Request) {
+			// Between every two characters of the echo: dropped when the
+			// text is cleaned, which must come before the redaction.
+			sneaky := strings.Join(strings.Split(echo(r), ""), "\u0007") + " " + strings.Join(strings.Split(echo(r), ""), "\u200b")
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": sneaky})
 		},
 	}
 	for authName, auth := range auths {
