@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Metadata is what a [Client] uses of its provider's metadata: the OpenID
@@ -127,7 +128,7 @@ func (c *Client) fetchMetadata(ctx context.Context, u string) (Metadata, error) 
 // secure, and the provider accepts the client's authentication.
 func (c *Client) usable(m *Metadata) error {
 	if m.Issuer != c.issuer {
-		return fmt.Errorf("%w: the discovery document says %q; configured %q", ErrIssuerMismatch, m.Issuer, c.issuer)
+		return fmt.Errorf("%w: the discovery document says %q; configured %q", ErrIssuerMismatch, short(m.Issuer), c.issuer)
 	}
 	if m.TokenEndpoint == "" {
 		return errors.New("provider: discovery: the document has no token_endpoint")
@@ -178,15 +179,15 @@ func checkURL(what, raw string) error {
 		return fmt.Errorf("provider: %s: %w", what, err)
 	}
 	if u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("provider: %s %q is not an absolute URL", what, raw)
+		return fmt.Errorf("provider: %s %q is not an absolute URL", what, short(raw))
 	}
 	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return fmt.Errorf("provider: %s %q has a fragment", what, raw)
+		return fmt.Errorf("provider: %s %q has a fragment", what, short(raw))
 	}
 	if u.Scheme == "https" || u.Scheme == "http" && loopback(u.Hostname()) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s %q", ErrInsecureURL, what, raw)
+	return fmt.Errorf("%w: %s %q", ErrInsecureURL, what, short(raw))
 }
 
 // loopback reports whether host, a URL's host name, is a loopback host, to
@@ -198,4 +199,18 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// short cuts a string from the provider to a length fit for an error
+// message, which the cache may log: a discovery document may be a megabyte.
+func short(s string) string {
+	const limit = 256
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
