@@ -543,6 +543,14 @@ func TestVerifier_Refuses(t *testing.T) {
 			return input + "." + b64(rawSign(t, "ES256", k.p256, input))
 		}(), nil, verify.ErrMalformed},
 		{"no exp", es(nil, map[string]any{"exp": nil}), nil, verify.ErrMalformed},
+		{"claim twice", signRaw(t, `{"iss":"https://evil.example","aud":"`+testAudience+`","exp":1900000000,"iss":"`+testIssuer+`"}`), nil, verify.ErrMalformed},
+		{"header member twice", func() string {
+			input := b64([]byte(`{"alg":"ES256","kid":"p256","kid":"p384"}`)) + "." + parts[1]
+			return input + "." + b64(rawSign(t, "ES256", k.p256, input))
+		}(), nil, verify.ErrMalformed},
+		{"claims an array", signRaw(t, `[1]`), nil, verify.ErrMalformed},
+		{"claims null", signRaw(t, `null`), nil, verify.ErrMalformed},
+		{"claims with trailing garbage", signRaw(t, `{"exp":1}x`), nil, verify.ErrMalformed},
 		{"exp a string", es(nil, map[string]any{"exp": "tomorrow"}), nil, verify.ErrMalformed},
 		{"exp beyond 9999", es(nil, map[string]any{"exp": 1e20}), nil, verify.ErrMalformed},
 		{"nbf negative", es(nil, map[string]any{"nbf": -1}), nil, verify.ErrMalformed},
@@ -582,6 +590,72 @@ func TestVerifier_Refuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signRaw returns an ES256 token of the claims JSON payload, as it is.
+func signRaw(t testing.TB, payload string) string {
+	input := b64([]byte(`{"alg":"ES256","kid":"p256"}`)) + "." + b64([]byte(payload))
+	return input + "." + b64(rawSign(t, "ES256", testKeys().p256, input))
+}
+
+func TestVerifier_ClaimsJSON(t *testing.T) {
+	exp := t0.Add(time.Hour).Unix()
+	tests := []struct {
+		name    string
+		payload string
+		claim   string
+		want    any
+	}{
+		{"white space", fmt.Sprintf(" {\n\t\"iss\" : %q ,\r\n \"aud\":[ %q ] , \"exp\" : %d , \"x\" : true } ", testIssuer, testAudience, exp), "x", true},
+		{"escaped name", fmt.Sprintf(`{"iss":%q,"aud":%q,"exp":%d,"\u0078":"y"}`, testIssuer, testAudience, exp), "x", "y"},
+		{"escaped value", fmt.Sprintf(`{"iss":%q,"aud":%q,"exp":%d,"x":"a\"}]\\"}`, testIssuer, testAudience, exp), "x", `a"}]\`},
+		{"nested", fmt.Sprintf(`{"x":{"a":["}",{"b":"]"}],"c":{}},"iss":%q,"aud":%q,"exp":%d}`, testIssuer, testAudience, exp), "x",
+			map[string]any{"a": []any{"}", map[string]any{"b": "]"}}, "c": map[string]any{}}},
+		{"number", fmt.Sprintf(`{"iss":%q,"aud":%q,"exp":%d.25,"x":-1.5e3}`, testIssuer, testAudience, exp), "x", -1500.0},
+		{"null", fmt.Sprintf(`{"iss":%q,"aud":%q,"exp":%d,"x":null}`, testIssuer, testAudience, exp), "x", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newVerifier(t, newKeys(t), newClock(t0))
+			c, err := v.Verify(context.Background(), signRaw(t, tt.payload))
+			if err != nil {
+				t.Fatalf("Verify() = %v", err)
+			}
+			got, ok := c.Get(tt.claim)
+			if !ok || fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("Get(%q) = %#v, %v; want %#v, true", tt.claim, got, ok, tt.want)
+			}
+			if got, want := c.Issuer(), testIssuer; got != want {
+				t.Errorf("Issuer() = %q; want %q", got, want)
+			}
+		})
+	}
+}
+
+// FuzzVerifier checks that Verify never panics on a token of any header and
+// claims, signed or not, and that what it accepts meets its rules.
+func FuzzVerifier(f *testing.F) {
+	exp := t0.Add(time.Hour).Unix()
+	f.Add(`{"alg":"EdDSA","kid":"ed"}`, fmt.Sprintf(`{"iss":%q,"aud":%q,"exp":%d}`, testIssuer, testAudience, exp), true)
+	f.Add(`{"alg":"EdDSA","kid":"ed","x":{"y":["}"]}}`, fmt.Sprintf(`{"iss":%q,"aud":[%q],"exp":%d,"nbf":1,"scp":["a"]}`, testIssuer, testAudience, exp), true)
+	f.Add(`{"alg":"none"}`, `{}`, false)
+	f.Add(`{"alg":"EdDSA","kid":"ed"`, `[`, true)
+	v := newVerifier(f, newKeys(f), newClock(t0), verify.CacheSize(0))
+	ed := testKeys().ed
+	f.Fuzz(func(t *testing.T, header, payload string, signed bool) {
+		input := b64([]byte(header)) + "." + b64([]byte(payload))
+		sig := []byte("not a signature")
+		if signed {
+			sig = ed25519.Sign(ed, []byte(input))
+		}
+		c, err := v.Verify(context.Background(), input+"."+b64(sig))
+		if err != nil {
+			return
+		}
+		if !signed || c.Issuer() != testIssuer || !slices.Contains(c.Audience(), testAudience) || !t0.Before(c.Expiry().Add(30*time.Second)) {
+			t.Errorf("Verify(%s.%s) accepted %v", header, payload, c)
+		}
+	})
 }
 
 // must64 decodes a JWS part.
