@@ -5,14 +5,15 @@ import "errors"
 // The errors of [Verifier.Verify], each wrapped with the reason (the claim or
 // header at fault, and the values it was checked against). No error of this
 // package carries the text of a token: only a header's kid and alg, and a
-// claim's iss, quoted and cut short, may appear in one, so that logging an
-// error never logs a credential.
+// claim's iss, and a JSON member name found twice, quoted and cut short, may
+// appear in one, so that logging an error never logs a credential.
 var (
 	// ErrMalformed is returned for a token that is not a JWS in compact form
 	// with one signature and a JSON object for header and claims: one longer
 	// than [MaxTokenSize], with a character outside base64url, a header
 	// without alg or kid, a crit header, a typ other than [Type] asks for, a
-	// claim of the wrong JSON type, or no exp claim. [BearerToken] returns it
+	// header or claims with a member name twice, a claim of the wrong JSON
+	// type, or no exp claim. [BearerToken] returns it
 	// for an Authorization header that is not one Bearer credential.
 	ErrMalformed = errors.New("verify: malformed token")
 

@@ -193,8 +193,9 @@ func Clock(now func() time.Time) Option {
 // accept them again without checking their signatures (see [Verifier]). A
 // token is dropped when it is found expired, when its key is found gone, or
 // to make room: when the cache is full, a new token takes the place of the
-// one, among a few sampled at random, that expires soonest. A value of 0 or
-// less turns the cache off. The default is 10,000.
+// one, among a few sampled at random, that expires soonest. Each token takes
+// its SHA-256 and its claims (its decoded payload, and at most [MaxTokenSize]
+// with them). A value of 0 or less turns the cache off. The default is 10,000.
 func CacheSize(n int) Option {
 	return verifierOptionFunc(func(c *verifierConfig) { c.cacheSize = max(n, 0) })
 }
@@ -288,8 +289,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.cache.add(&sum, verifierEntry{claims: c, kid: kid}, v.cfg.leeway, now)
-	return c, nil
+	return v.cache.add(&sum, verifierEntry{claims: c, kid: kid}, v.cfg.leeway, now), nil
 }
 
 // Len returns how many verified tokens the verifier remembers, including
@@ -937,14 +937,19 @@ func (c *verifierCache) remove(sum *[sha256.Size]byte) {
 	s.mu.Unlock()
 }
 
-// add adds e, the token whose SHA-256 is sum. In a full shard, it first drops
-// the tokens, of verifierSample taken at random, that are expired at now with
-// leeway d, or else the one that expires soonest.
-func (c *verifierCache) add(sum *[sha256.Size]byte, e verifierEntry, d time.Duration, now time.Time) {
+// add adds e, the token whose SHA-256 is sum, and returns its claims; if a
+// concurrent call added the token first, it keeps that entry and returns its
+// claims, so that every caller after the first gets the same. In a full
+// shard, it first drops the tokens, of verifierSample taken at random, that
+// are expired at now with leeway d, or else the one that expires soonest.
+func (c *verifierCache) add(sum *[sha256.Size]byte, e verifierEntry, d time.Duration, now time.Time) *Claims {
 	s := c.shard(sum)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m[*sum]; !ok && len(s.m) >= s.max {
+	if x, ok := s.m[*sum]; ok {
+		return x.claims
+	}
+	if len(s.m) >= s.max {
 		var soonest [sha256.Size]byte
 		var soonestAt time.Time
 		dropped, n := false, 0
@@ -966,6 +971,7 @@ func (c *verifierCache) add(sum *[sha256.Size]byte, e verifierEntry, d time.Dura
 		}
 	}
 	s.m[*sum] = e
+	return e.claims
 }
 
 // len returns the number of tokens in c.
