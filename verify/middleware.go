@@ -1,0 +1,140 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+)
+
+// Logger sets where [Verifier.Middleware] logs why it refused a request: at
+// [slog.LevelDebug] a request without a token, at [slog.LevelInfo] any other,
+// with the error, which never carries the token. A nil l is the default. The
+// default is nil, which logs nothing.
+func Logger(l *slog.Logger) Option {
+	return verifierOptionFunc(func(c *verifierConfig) { c.logger = l })
+}
+
+// Realm sets the realm that [Verifier.Middleware] names in its
+// WWW-Authenticate challenges (RFC 6750, section 3). It must be printable
+// ASCII without a quote or a backslash, or [New] fails. The default is none:
+// the challenges carry no realm.
+func Realm(realm string) Option {
+	return verifierOptionFunc(func(c *verifierConfig) { c.realm, c.realmSet = realm, true })
+}
+
+// Middleware returns a handler that admits to next only the requests with a
+// token that [Verifier.Verify] accepts, sent as an Authorization header with
+// the Bearer scheme (RFC 6750, section 2.1; see [BearerToken]), and puts the
+// token's claims in the request's context for [FromContext].
+//
+// A request without Bearer credentials gets a 401 with the challenge
+// "WWW-Authenticate: Bearer"; one with a bad header or a token refused, a 401
+// with "WWW-Authenticate: Bearer error="invalid_token"" (RFC 6750, section
+// 3.1). Neither body says why; the [Logger] is told. Tokens in a query or a
+// form (RFC 6750, sections 2.2 and 2.3) are not looked for.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, err := BearerToken(r)
+		var c *Claims
+		if err == nil {
+			c, err = v.Verify(r.Context(), token)
+		}
+		if err != nil {
+			v.refuse(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), verifierClaimsKey{}, c)))
+	})
+}
+
+// FromContext returns the claims that [Verifier.Middleware] put in ctx, and
+// whether there were any.
+func FromContext(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(verifierClaimsKey{}).(*Claims)
+	return c, ok && c != nil
+}
+
+// BearerToken returns the token of r's Authorization header, which must be
+// the one such header and hold credentials of the Bearer scheme, named in any
+// case, then one or more spaces, then a b64token (RFC 6750, section 2.1):
+// letters, digits, "-", ".", "_", "~", "+" and "/", then any "=" padding. It
+// returns [ErrNoToken] if r has no Authorization header or one of another
+// scheme, and [ErrMalformed] otherwise; the error never carries the header.
+func BearerToken(r *http.Request) (string, error) {
+	h := r.Header.Values("Authorization")
+	switch {
+	case len(h) == 0:
+		return "", ErrNoToken
+	case len(h) > 1:
+		return "", fmt.Errorf("%w: %d Authorization headers", ErrMalformed, len(h))
+	}
+	scheme, token, _ := strings.Cut(h[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", ErrNoToken
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" {
+		return "", fmt.Errorf("%w: Bearer credentials without a token", ErrMalformed)
+	}
+	pad := false
+	for i := range len(token) {
+		switch ch := token[i]; {
+		case ch == '=':
+			pad = true
+		case pad || !verifierB64Token[ch]:
+			return "", fmt.Errorf("%w: character %d of the bearer token is not of a b64token", ErrMalformed, i)
+		}
+	}
+	if token[0] == '=' {
+		return "", fmt.Errorf("%w: bearer token of padding only", ErrMalformed)
+	}
+	return token, nil
+}
+
+// verifierClaimsKey is the context key of the claims Middleware admitted.
+type verifierClaimsKey struct{}
+
+// refuse answers a request that Middleware refused with err.
+func (v *Verifier) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	challenge := v.challengeInvalid
+	level := slog.LevelInfo
+	if errors.Is(err, ErrNoToken) {
+		challenge, level = v.challenge, slog.LevelDebug
+	}
+	if l := v.cfg.logger; l != nil {
+		l.LogAttrs(r.Context(), level, "verify: request refused",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
+}
+
+// verifierChallenges returns the WWW-Authenticate values of Middleware's
+// refusals without a token and with a bad one.
+func verifierChallenges(realm string, named bool) (none, invalid string) {
+	if !named {
+		return "Bearer", `Bearer error="invalid_token"`
+	}
+	return `Bearer realm="` + realm + `"`, `Bearer realm="` + realm + `", error="invalid_token"`
+}
+
+// verifierValidRealm reports whether realm can go in a quoted-string as it is.
+func verifierValidRealm(realm string) bool {
+	for i := range len(realm) {
+		if ch := realm[i]; ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// verifierB64Token holds the characters of a b64token but "=".
+var verifierB64Token = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
