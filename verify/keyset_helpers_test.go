@@ -95,7 +95,7 @@ func ksDoc(t testing.TB, kids ...string) []byte {
 type ksSource struct {
 	mu          sync.Mutex
 	body        []byte
-	contentType string
+	contentType string      // "": application/json; "none": none
 	header      http.Header // added to every response
 	status      int         // 0: 200
 	requests    atomic.Int64
@@ -125,10 +125,14 @@ func (s *ksSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
-	if ct == "" {
-		ct = "application/json"
+	switch ct {
+	case "":
+		w.Header().Set("Content-Type", "application/json")
+	case "none":
+		w.Header()["Content-Type"] = nil // and no sniffing
+	default:
+		w.Header().Set("Content-Type", ct)
 	}
-	w.Header().Set("Content-Type", ct)
 	_, _ = w.Write(body)
 }
 
