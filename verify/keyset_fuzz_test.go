@@ -78,11 +78,13 @@ func FuzzKeySetDocument(f *testing.F) {
 	})
 }
 
-// ksKIDs returns the kids of the keys of a JWK set document, as far as the
-// standard library reads it, duplicates included.
+// ksKIDs returns the kids of the keys of a JWK set document that are of a
+// type the key set knows, as far as the standard library reads it, duplicates
+// included.
 func ksKIDs(doc []byte) []string {
 	var set struct {
 		Keys []struct {
+			Kty any `json:"kty"`
 			Kid any `json:"kid"`
 		} `json:"keys"`
 	}
@@ -91,6 +93,9 @@ func ksKIDs(doc []byte) []string {
 	}
 	var kids []string
 	for _, k := range set.Keys {
+		if kty := k.Kty; kty != "RSA" && kty != "EC" && kty != "OKP" {
+			continue
+		}
 		if s, ok := k.Kid.(string); ok {
 			kids = append(kids, s)
 		}

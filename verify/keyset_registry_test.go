@@ -13,18 +13,19 @@ func TestKeySetRegistry_Bounds(t *testing.T) {
 	r := verify.NewRegistry(2, verify.KeySetClock(ksNewClock().Now))
 	steps := []struct {
 		op, name, url string
-		wantErr       error // nil: success; errAny: any error
+		wantErr       bool
+		wantIs        error // if not nil, what the error wraps
 		wantLen       int
 	}{
-		{"register", "a", url, nil, 1},
-		{"register", "b", url, nil, 2},
-		{"register", "c", url, verify.ErrRegistryFull, 2},
-		{"register", "a", url, ksErrAny, 2},
-		{"unregister", "a", "", nil, 1},
-		{"unregister", "a", "", nil, 1},
-		{"register", "c", "http://example.com/jwks", verify.ErrKeySetRefused, 1},
-		{"register", "", url, ksErrAny, 1},
-		{"register", "c", url, nil, 2},
+		{"register", "a", url, false, nil, 1},
+		{"register", "b", url, false, nil, 2},
+		{"register", "c", url, true, verify.ErrRegistryFull, 2},
+		{"register", "a", url, true, nil, 2}, // already registered
+		{"unregister", "a", "", false, nil, 1},
+		{"unregister", "a", "", false, nil, 1},
+		{"register", "c", "http://example.com/jwks", true, verify.ErrKeySetRefused, 1},
+		{"register", "", url, true, nil, 1},
+		{"register", "c", url, false, nil, 2},
 	}
 	for _, st := range steps {
 		var err error
@@ -35,12 +36,12 @@ func TestKeySetRegistry_Bounds(t *testing.T) {
 			r.Unregister(st.name)
 		}
 		switch {
-		case st.wantErr == nil && err != nil:
+		case !st.wantErr && err != nil:
 			t.Errorf("%s(%q) error = %v; want nil", st.op, st.name, err)
-		case st.wantErr == ksErrAny && err == nil:
+		case st.wantErr && err == nil:
 			t.Errorf("%s(%q) error = nil; want an error", st.op, st.name)
-		case st.wantErr != nil && st.wantErr != ksErrAny && !errors.Is(err, st.wantErr):
-			t.Errorf("%s(%q) error = %v; want %v", st.op, st.name, err, st.wantErr)
+		case st.wantIs != nil && !errors.Is(err, st.wantIs):
+			t.Errorf("%s(%q) error = %v; want %v", st.op, st.name, err, st.wantIs)
 		}
 		if got := r.Len(); got != st.wantLen {
 			t.Errorf("after %s(%q): Len() = %d; want %d", st.op, st.name, got, st.wantLen)
@@ -67,6 +68,3 @@ func TestKeySetRegistry_Bounds(t *testing.T) {
 		t.Errorf(`Status("b").Refreshes = %d; want 0 (nothing fetched before a call)`, st.Refreshes)
 	}
 }
-
-// ksErrAny stands for any error in a table.
-var ksErrAny = errors.New("any error")
