@@ -1,0 +1,470 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"golang.org/x/sync/singleflight"
+)
+
+// KeySet caches one issuer's JSON Web Key Set, fetched from its URL (the
+// issuer's "jwks_uri"), and finds verification keys in it by kid. Most callers
+// use [KeySet.Key] and nothing else.
+//
+// A lookup in a fresh set is an atomic load of an immutable snapshot and a
+// map read, with no lock and no allocation. The set is fetched when it is
+// first needed, and then kept for as long as the server's Cache-Control
+// max-age (or Expires) says, within [MinTTL] and [MaxTTL]. From 75-80% of that
+// time (jittered, so that replicas do not fetch together), the first lookup
+// starts one background fetch and returns at once, like every other; the
+// fetch revalidates the set with If-None-Match or If-Modified-Since when the
+// server gave an ETag or Last-Modified, and a 304 keeps the set for another
+// lifetime. A kid the set lacks makes it be fetched again, at most once per
+// [MinRefreshInterval], and every caller asking meanwhile shares that fetch.
+//
+// However many callers need a fetch at once, one runs, on a context none of
+// them can cancel, bounded by the [FetchTimeout]; a caller whose context ends
+// first returns its error at once. A failed fetch starts a backoff, 1 second
+// doubling to 5 minutes, each delay drawn uniformly from its upper half,
+// during which no fetch starts. While fetches fail, the last good set is
+// served for the [StaleWindow] past its expiry; after that, Key fails closed
+// with [ErrKeySetStale].
+//
+// The set is fetched over HTTPS only (plain HTTP is allowed to a loopback
+// host), from the [AllowedHosts] if given, through at most 3 redirects, with
+// an optional certificate pin ([PinSPKI]). A response that is too large
+// ([MaxResponseSize]), not JSON, or a set with a private or symmetric key, a
+// key without kid, or two keys with one kid, is refused whole
+// ([ErrKeySetRefused]): the set held before it is kept. Keys of a type this
+// package does not know (RFC 7517, section 5) are skipped.
+//
+// A KeySet needs no Close: it starts no goroutine but those of the fetch it is
+// running. The zero KeySet is not usable; use [NewKeySet].
+type KeySet struct {
+	// snap is the current state; it is replaced whole on every change, and
+	// only by fetch, which the group runs one at a time.
+	snap atomic.Pointer[keySetSnapshot]
+	// fetching is true while a fetch runs; it is cleared only after the
+	// fetch has published its snapshot, so that a caller that finds it false
+	// finds that snapshot.
+	fetching atomic.Bool
+	group    singleflight.Group
+
+	// url, client, cfg and epoch are written once by NewKeySet and only read
+	// after. epoch is the origin of keySetSnapshot.freshFor; from the real
+	// clock, it carries a monotonic reading.
+	url    string
+	client *http.Client
+	cfg    keySetConfig
+	epoch  time.Time
+
+	// stats come last, behind padding, off the cache lines that hits read.
+	stats keySetCounters
+}
+
+// keySetSnapshot is a KeySet's state. It is never modified after it is
+// published; every change publishes a copy.
+type keySetSnapshot struct {
+	// keys maps kid to key; nil before the first good set. The map and its
+	// keys are never modified.
+	keys map[string]jwk.Key
+	// freshFor is how long after the KeySet's epoch lookups are hits: the
+	// start of the refresh window, as a Duration so that the hit test is one
+	// subtraction. It is ksNever without keys.
+	freshFor time.Duration
+
+	etag, lastModified string        // validators for the next fetch
+	ttl                time.Duration // the set's last lifetime, for a 304 without one
+	fetched            time.Time     // when the set was last fetched whole (200)
+	confirmed          time.Time     // when it was last fetched or revalidated (200 or 304)
+	refreshAt          time.Time     // from then, a lookup starts a background fetch
+	expiry             time.Time     // from then, lookups wait for a fetch
+	staleUntil         time.Time     // from then, the set is never served
+
+	// The fetch state outlives the set it was recorded beside.
+	attemptAt time.Time // when the last fetch started
+	err       error     // the last fetch error; nil after a success
+	failures  int       // consecutive failed fetches
+	retryAt   time.Time // no fetch before then
+}
+
+// keySetReason is why a fetch is started: a fetch that finds, once it runs,
+// that another fetch has done its work returns without fetching.
+type keySetReason int
+
+const (
+	ksDue     keySetReason = iota // no set, or the set is due for refresh
+	ksUnknown                     // a kid the set lacks
+)
+
+// ksNever is the freshFor of a snapshot without keys.
+const ksNever = time.Duration(math.MinInt64)
+
+// ksFlightKey is the only key of a KeySet's singleflight group.
+const ksFlightKey = "jwks"
+
+// NewKeySet returns a key set fetched from rawURL, configured by opts. It
+// fetches nothing until the first call of [KeySet.Key], and starts no
+// goroutine. It fails, with an error wrapping [ErrKeySetRefused], for a URL
+// that is not https (or http to a loopback host: 127.0.0.0/8, ::1,
+// localhost) or whose host is not among the [AllowedHosts], and for an
+// invalid option. Out-of-range options are clamped as each documents.
+func NewKeySet(rawURL string, opts ...KeySetOption) (*KeySet, error) {
+	s := &KeySet{cfg: newKeySetConfig(opts)}
+	if s.cfg.err != nil {
+		return nil, s.cfg.err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("verify: key set URL: %w", err)
+	}
+	if err := s.cfg.checkURL(u); err != nil {
+		return nil, err
+	}
+	if len(s.cfg.pins) > 0 && u.Scheme != "https" {
+		return nil, fmt.Errorf("verify: key set %s: PinSPKI needs an https URL", u.Redacted())
+	}
+	if s.client, err = s.cfg.httpClient(); err != nil {
+		return nil, err
+	}
+	s.url = u.String()
+	s.epoch = s.now()
+	s.snap.Store(&keySetSnapshot{freshFor: ksNever})
+	return s, nil
+}
+
+// Key returns the verification key with kid, refreshing the set once
+// (rate-limited, shared) if kid is unknown.
+//
+// It returns a key from a fresh set at once. Otherwise it may wait for a fetch
+// (never longer than the [FetchTimeout], nor than ctx allows: then it returns
+// ctx.Err()). A kid the set still lacks is an error wrapping
+// [ErrKeySetUnknownKID]; with no usable set, the error wraps
+// [ErrKeySetStale]. The key returned is shared by every caller and must not
+// be modified.
+func (s *KeySet) Key(ctx context.Context, kid string) (jwk.Key, error) {
+	now := s.elapsed()
+	if p := s.snap.Load(); now < p.freshFor {
+		if k, ok := p.keys[kid]; ok {
+			s.countHit(now)
+			return k, nil
+		}
+	}
+	return s.lookup(ctx, kid)
+}
+
+// URL returns the URL the key set is fetched from.
+func (s *KeySet) URL() string { return s.url }
+
+// lookup is the path of every call that is not a hit in a fresh set.
+func (s *KeySet) lookup(ctx context.Context, kid string) (jwk.Key, error) {
+	s.stats.slow.Add(1)
+	now := s.now()
+	p := s.snap.Load()
+	switch {
+	case p.keys != nil && now.Before(p.expiry):
+		// Fresh (the hit test raced a fetch) or in the refresh window: served
+		// at once, and the first caller in the window starts the refresh,
+		// which DoChan runs on a goroutine of its own.
+		if !now.Before(p.refreshAt) && !p.backingOff(now) && !s.fetching.Load() {
+			s.group.DoChan(ksFlightKey, s.fetchFunc(ctx, ksDue))
+		}
+		if k, ok := p.keys[kid]; ok {
+			s.stats.hits.Add(1)
+			return k, nil
+		}
+		return s.unknown(ctx, kid, p, now)
+	case p.keys != nil && now.Before(p.staleUntil):
+		// Expired, but within the stale window: wait for the new set, or
+		// serve this one if the server fails.
+		if !p.backingOff(now) {
+			n, err := s.wait(ctx, ksDue)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if err == nil && n.usable(s.now()) {
+				return s.find(ctx, kid, n)
+			}
+		}
+		if k, ok := p.keys[kid]; ok {
+			s.stats.hits.Add(1)
+			s.stats.staleServes.Add(1)
+			return k, nil
+		}
+		s.stats.misses.Add(1)
+		return nil, s.unknownError(kid, s.snap.Load().err)
+	default:
+		// No set, or one past its stale window.
+		if p.backingOff(now) {
+			return nil, p.staleError(now)
+		}
+		n, err := s.wait(ctx, ksDue)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, s.snap.Load().staleError(s.now())
+		}
+		if !n.usable(s.now()) {
+			return nil, n.staleError(s.now())
+		}
+		return s.find(ctx, kid, n)
+	}
+}
+
+// find looks kid up in p, which a fetch has just published or kept, and goes
+// the unknown kid's way if p lacks it.
+func (s *KeySet) find(ctx context.Context, kid string, p *keySetSnapshot) (jwk.Key, error) {
+	if k, ok := p.keys[kid]; ok {
+		s.stats.hits.Add(1)
+		return k, nil
+	}
+	return s.unknown(ctx, kid, p, s.now())
+}
+
+// unknown handles a kid that p, a usable set, lacks: it joins the fetch in
+// flight, or starts one if the last began at least MinRefreshInterval ago,
+// and looks again in its set.
+func (s *KeySet) unknown(ctx context.Context, kid string, p *keySetSnapshot, now time.Time) (jwk.Key, error) {
+	s.stats.misses.Add(1)
+	if !s.fetching.Load() && (p.backingOff(now) || now.Sub(p.attemptAt) < s.cfg.minRefreshInterval) {
+		// Not due. A fetch may have ended since p was loaded: its set is
+		// published by now, since fetching is cleared after it.
+		if n := s.snap.Load(); n != p && n.usable(now) {
+			if k, ok := n.keys[kid]; ok {
+				return k, nil
+			}
+		}
+		return nil, s.unknownError(kid, nil)
+	}
+	n, err := s.wait(ctx, ksUnknown)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, s.unknownError(kid, err)
+	}
+	if k, ok := n.keys[kid]; ok && n.usable(s.now()) {
+		return k, nil
+	}
+	return nil, s.unknownError(kid, nil)
+}
+
+// unknownError is the error for kid, unknown; cause, if not nil, is why the
+// refresh failed.
+func (s *KeySet) unknownError(kid string, cause error) error {
+	if cause != nil {
+		return fmt.Errorf("%w: %s (refresh: %w)", ErrKeySetUnknownKID, ksQuote(kid), cause)
+	}
+	return fmt.Errorf("%w: %s", ErrKeySetUnknownKID, ksQuote(kid))
+}
+
+// wait joins the fetch in flight, or starts one for reason, and waits for it
+// or for ctx. It returns the snapshot the fetch left, and the fetch's error.
+func (s *KeySet) wait(ctx context.Context, reason keySetReason) (*keySetSnapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-s.group.DoChan(ksFlightKey, s.fetchFunc(ctx, reason)):
+		p, _ := r.Val.(*keySetSnapshot)
+		if p == nil {
+			p = s.snap.Load()
+		}
+		return p, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetchFunc returns the function the singleflight group runs for a fetch
+// started for reason by a caller with context ctx.
+func (s *KeySet) fetchFunc(ctx context.Context, reason keySetReason) func() (any, error) {
+	return func() (any, error) { return s.fetch(ctx, reason) }
+}
+
+// fetch fetches the set, unless another fetch has done its work since the
+// caller looked, and publishes the outcome. The group runs one fetch at a
+// time, so fetch is the snapshot's only writer. The fetch keeps ctx's values
+// but not its cancellation: it serves every caller that joins it.
+func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnapshot, err error) {
+	s.fetching.Store(true)
+	defer s.fetching.Store(false)
+
+	start := s.now()
+	cur := s.snap.Load()
+	if cur.backingOff(start) {
+		return cur, cur.backoffError(start)
+	}
+	switch {
+	case reason == ksUnknown && cur.keys != nil && start.Sub(cur.attemptAt) < s.cfg.minRefreshInterval:
+		return cur, nil
+	case reason == ksDue && cur.keys != nil && start.Before(cur.refreshAt):
+		return cur, nil
+	}
+	s.stats.refreshes.Add(1)
+	attempt := *cur
+	attempt.attemptAt = start
+	s.snap.Store(&attempt)
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.fetchTimeout)
+	defer cancel()
+	defer func() {
+		// A panic must not escape: the group would re-panic it on its own
+		// goroutine and take the process down.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: panic: %v", ErrKeySetRefused, r)
+		}
+		if err != nil {
+			p = s.fail(err, s.now())
+		}
+	}()
+	res, err := s.get(ctx, &attempt)
+	if err != nil {
+		return nil, err
+	}
+	return s.publish(&attempt, res, s.now()), nil
+}
+
+// publish publishes the set that res brought (or, for a 304, renews cur's),
+// fetched at now, and returns it.
+func (s *KeySet) publish(cur *keySetSnapshot, res keySetResponse, now time.Time) *keySetSnapshot {
+	n := &keySetSnapshot{attemptAt: cur.attemptAt, confirmed: now, etag: res.etag, lastModified: res.lastModified}
+	ttl := res.ttl
+	if res.notModified {
+		s.stats.notModified.Add(1)
+		n.keys, n.fetched = cur.keys, cur.fetched
+		if ttl == 0 {
+			ttl = cur.ttl
+		}
+		// A 304 need not repeat the validators (RFC 9110, section 15.4.5).
+		if n.etag == "" && n.lastModified == "" {
+			n.etag, n.lastModified = cur.etag, cur.lastModified
+		}
+	} else {
+		n.keys, n.fetched = res.keys, now
+	}
+	if ttl == 0 {
+		ttl = s.cfg.minTTL
+	}
+	n.ttl = ttl
+	n.expiry = now.Add(ttl)
+	n.staleUntil = n.expiry.Add(s.cfg.staleWindow)
+	// From 75-80% of the lifetime: the jitter spreads replicas' fetches.
+	n.refreshAt = now.Add(time.Duration(float64(ttl) * (0.8 - 0.05*rand.Float64())))
+	n.freshFor = n.refreshAt.Sub(s.epoch)
+	s.snap.Store(n)
+	s.log(slog.LevelDebug, "verify: key set fetched", "keys", len(n.keys),
+		"not_modified", res.notModified, "ttl", ttl)
+	return n
+}
+
+// fail records a failed fetch, starts the backoff, and returns the snapshot
+// it published.
+func (s *KeySet) fail(err error, now time.Time) *keySetSnapshot {
+	s.stats.refreshErrors.Add(1)
+	msg := "verify: key set fetch failed"
+	if ksRefused(err) {
+		s.stats.refused.Add(1)
+		msg = "verify: key set refused"
+	}
+	n := *s.snap.Load()
+	n.err = err
+	n.failures++
+	n.retryAt = now.Add(ksRetryDelay(n.failures, rand.Float64()))
+	s.snap.Store(&n)
+	s.log(slog.LevelWarn, msg, "error", err, "failures", n.failures,
+		"retry_in", n.retryAt.Sub(now).Round(time.Millisecond))
+	return &n
+}
+
+// log emits a record that names the key set's URL first.
+func (s *KeySet) log(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !s.cfg.logger.Enabled(ctx, level) {
+		return
+	}
+	s.cfg.logger.Log(ctx, level, msg, append([]any{"url", s.url}, args...)...)
+}
+
+// elapsed returns the time since the key set's epoch. Without a test clock it
+// reads only the monotonic clock and makes no indirect call.
+func (s *KeySet) elapsed() time.Duration {
+	if s.cfg.clock == nil {
+		return time.Since(s.epoch)
+	}
+	return s.cfg.clock().Sub(s.epoch)
+}
+
+// now reads the key set's clock.
+func (s *KeySet) now() time.Time {
+	if s.cfg.clock != nil {
+		return s.cfg.clock()
+	}
+	return time.Now()
+}
+
+// ksRetryDelay returns how long a key set waits, after its nth consecutive
+// failed fetch, before it fetches again; u in [0, 1) draws the jitter. The
+// delay is uniform in the upper half of min(1s·2ⁿ⁻¹, 5min): 0.5-1s after the
+// first failure, 2.5-5 minutes from the tenth.
+func ksRetryDelay(n int, u float64) time.Duration {
+	ceil := ksBackoffMin
+	for i := 1; i < n && ceil < ksBackoffMax; i++ {
+		ceil *= 2
+	}
+	ceil = min(ceil, ksBackoffMax)
+	return ceil/2 + time.Duration(u*float64(ceil/2))
+}
+
+// usable reports whether p holds a set that may be served at now.
+func (p *keySetSnapshot) usable(now time.Time) bool {
+	return p.keys != nil && now.Before(p.staleUntil)
+}
+
+// backingOff reports whether no fetch may start at now.
+func (p *keySetSnapshot) backingOff(now time.Time) bool {
+	return p.err != nil && now.Before(p.retryAt)
+}
+
+// backoffError is the error of a fetch that did not start at now because of
+// the backoff.
+func (p *keySetSnapshot) backoffError(now time.Time) error {
+	return fmt.Errorf("verify: key set: backing off (%d failures, retry in %s): %w",
+		p.failures, p.retryAt.Sub(now).Round(time.Millisecond), p.err)
+}
+
+// staleError is the error for a caller with no usable set at now.
+func (p *keySetSnapshot) staleError(now time.Time) error {
+	var why error
+	switch {
+	case p.backingOff(now):
+		why = p.backoffError(now)
+	case p.err != nil:
+		why = p.err
+	default:
+		return ErrKeySetStale
+	}
+	if p.keys == nil {
+		return fmt.Errorf("%w: none fetched: %w", ErrKeySetStale, why)
+	}
+	return fmt.Errorf("%w: expired at %s: %w", ErrKeySetStale, p.expiry.Round(0).Format(time.RFC3339), why)
+}
+
+// ksQuote quotes a kid for an error message, cut short: kids come from
+// tokens, which anyone can send.
+func ksQuote(kid string) string {
+	const most = 64
+	if len(kid) > most {
+		return fmt.Sprintf("%q...", kid[:most])
+	}
+	return fmt.Sprintf("%q", kid)
+}

@@ -1,0 +1,207 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// KeySetOption configures a [KeySet]; given to [NewRegistry], it configures
+// every KeySet of the registry. Options are applied in order; a later option
+// overrides an earlier one of the same kind.
+type KeySetOption interface {
+	applyKeySet(*keySetConfig)
+}
+
+// keySetOptionFunc adapts a function to [KeySetOption].
+type keySetOptionFunc func(*keySetConfig)
+
+func (f keySetOptionFunc) applyKeySet(c *keySetConfig) { f(c) }
+
+// Defaults, documented on the options that set them.
+const (
+	ksDefaultFetchTimeout       = 10 * time.Second
+	ksDefaultMinTTL             = 5 * time.Minute
+	ksDefaultMaxTTL             = 24 * time.Hour
+	ksDefaultMinRefreshInterval = 10 * time.Second
+	ksDefaultStaleWindow        = time.Hour
+	ksDefaultMaxResponseSize    = 1 << 20
+	ksMaxRedirects              = 3
+	ksBackoffMin                = time.Second
+	ksBackoffMax                = 5 * time.Minute
+)
+
+// keySetConfig is the validated configuration of a KeySet. It is written once
+// by newKeySetConfig and only read afterwards.
+type keySetConfig struct {
+	client             *http.Client
+	fetchTimeout       time.Duration
+	minTTL, maxTTL     time.Duration
+	minRefreshInterval time.Duration
+	staleWindow        time.Duration
+	maxResponseSize    int64
+	allowedHosts       map[string]bool // nil: any host
+	pins               [][sha256.Size]byte
+	logger             *slog.Logger
+	clock              func() time.Time
+	err                error // the first invalid option
+}
+
+// newKeySetConfig applies opts to the defaults, and clamps them as each
+// option documents.
+func newKeySetConfig(opts []KeySetOption) keySetConfig {
+	c := keySetConfig{
+		fetchTimeout:       ksDefaultFetchTimeout,
+		minTTL:             ksDefaultMinTTL,
+		maxTTL:             ksDefaultMaxTTL,
+		minRefreshInterval: ksDefaultMinRefreshInterval,
+		staleWindow:        ksDefaultStaleWindow,
+		maxResponseSize:    ksDefaultMaxResponseSize,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.applyKeySet(&c)
+		}
+	}
+	if c.fetchTimeout <= 0 {
+		c.fetchTimeout = ksDefaultFetchTimeout
+	}
+	if c.minTTL <= 0 {
+		c.minTTL = ksDefaultMinTTL
+	}
+	if c.maxTTL <= 0 {
+		c.maxTTL = ksDefaultMaxTTL
+	}
+	c.maxTTL = max(c.maxTTL, c.minTTL)
+	if c.minRefreshInterval <= 0 {
+		c.minRefreshInterval = ksDefaultMinRefreshInterval
+	}
+	c.staleWindow = max(c.staleWindow, 0)
+	if c.maxResponseSize <= 0 {
+		c.maxResponseSize = ksDefaultMaxResponseSize
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// HTTPClient sets the client that fetches the key set; its Timeout, if any,
+// applies beside the [FetchTimeout]. The key set uses a copy whose
+// CheckRedirect enforces its own redirect policy (at most 3 redirects, each to
+// a URL it would accept), and with [PinSPKI], a copy of its transport, which
+// must then be an [*http.Transport]. The default is a client on
+// [http.DefaultTransport].
+func HTTPClient(c *http.Client) KeySetOption {
+	return keySetOptionFunc(func(cfg *keySetConfig) { cfg.client = c })
+}
+
+// FetchTimeout bounds each fetch of the key set. A fetch runs on a context
+// detached from the caller that started it, so that one caller giving up does
+// not fail the others waiting for it; this timeout is what ends a fetch that
+// hangs, and no caller waits longer. Zero or less is taken as the default.
+// The default is 10 seconds.
+func FetchTimeout(d time.Duration) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.fetchTimeout = d })
+}
+
+// MinTTL sets the shortest time a fetched key set is used before it is
+// fetched again (revalidated, if the server gave an ETag or Last-Modified),
+// whatever its Cache-Control or Expires header says: a max-age below it, and
+// no-store or no-cache, are taken as it; so is a response without either
+// header. Zero or less is taken as the default. The default is 5 minutes.
+func MinTTL(d time.Duration) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.minTTL = d })
+}
+
+// MaxTTL sets the longest time a fetched key set is used before it is
+// fetched again, however long its Cache-Control max-age or Expires allows.
+// Zero or less is taken as the default, and less than the [MinTTL] as the
+// MinTTL. The default is 24 hours.
+func MaxTTL(d time.Duration) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.maxTTL = d })
+}
+
+// MinRefreshInterval sets how often, at most, a kid the key set lacks makes
+// it be fetched again: such a fetch starts only if the previous fetch started
+// at least this long ago, so that tokens with made-up kids cannot make the
+// key set's server be asked more often. Zero or less is taken as the default.
+// The default is 10 seconds.
+func MinRefreshInterval(d time.Duration) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.minRefreshInterval = d })
+}
+
+// StaleWindow sets how long after its expiry the last good key set is still
+// served while fetching a new one fails; past it, [KeySet.Key] fails with
+// [ErrKeySetStale]. An expired set is served only when a fetch has just
+// failed or the key set is backing off from failures: when the server
+// answers, callers wait for the new set. Zero means the set is never served
+// past its expiry; a negative window is taken as zero. The default is 1 hour.
+func StaleWindow(d time.Duration) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.staleWindow = d })
+}
+
+// MaxResponseSize sets the largest key set response body accepted, in bytes;
+// a larger one is refused ([ErrKeySetRefused]). Zero or less is taken as the
+// default. The default is 1 MiB.
+func MaxResponseSize(n int64) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.maxResponseSize = n })
+}
+
+// AllowedHosts restricts the hosts the key set is fetched from, the URL's and
+// every redirect's, to hosts (host names or IP addresses, without port,
+// compared without regard to case). An empty list allows any host. The
+// default allows any host.
+func AllowedHosts(hosts ...string) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) {
+		c.allowedHosts = nil
+		for _, h := range hosts {
+			if c.allowedHosts == nil {
+				c.allowedHosts = map[string]bool{}
+			}
+			c.allowedHosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+		}
+	})
+}
+
+// PinSPKI pins the key set server's certificate: a TLS handshake succeeds
+// only if the SHA-256 hash of the server certificate's SubjectPublicKeyInfo,
+// in standard base64 (as in HPKP, RFC 7469), is one of pins. The check is in
+// addition to the usual verification of the certificate chain, and it needs
+// an https URL. A pin that is not the base64 of 32 bytes makes [NewKeySet]
+// fail. An empty list pins nothing. The default pins nothing.
+func PinSPKI(pins ...string) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) {
+		c.pins = nil
+		for _, p := range pins {
+			b, err := base64.StdEncoding.DecodeString(p)
+			if err != nil || len(b) != sha256.Size {
+				if c.err == nil {
+					c.err = fmt.Errorf("verify: PinSPKI: %q is not a base64 SHA-256 hash", p)
+				}
+				continue
+			}
+			c.pins = append(c.pins, [sha256.Size]byte(b))
+		}
+	})
+}
+
+// KeySetLogger sets the logger of what a [KeySet] does: fetches (debug),
+// failed and refused ones (warn). Records never carry key material. A nil
+// logger discards. The default discards.
+func KeySetLogger(l *slog.Logger) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.logger = l })
+}
+
+// KeySetClock replaces the system clock, for tests: every expiry is then
+// computed and checked against what now returns, and every hit is counted
+// exactly (see [KeySetStats]). now must be safe for concurrent use. A nil now
+// restores the default. The default reads the monotonic clock on every hit,
+// and the wall clock only when a fetch ends.
+func KeySetClock(now func() time.Time) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) { c.clock = now })
+}

@@ -1,0 +1,120 @@
+package verify
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// KeySetStats is what a [KeySet] did since it was made, and the state of its
+// set. The counters only grow; export them as counters, not gauges.
+type KeySetStats struct {
+	// Requests counts calls of [KeySet.Key]: Hits, Misses, and calls that
+	// failed without a usable set.
+	Requests uint64
+	// Hits counts calls that found their kid in the cached set, stale serves
+	// included. With the real clock, hits in a fresh set are counted by
+	// sampling one in 256, so that the hit path writes no shared memory:
+	// Hits (and Requests) are estimates, within a few percent once they pass
+	// a few thousand. With [KeySetClock], every hit is counted.
+	Hits uint64
+	// Misses counts calls whose kid the cached set lacked, whether or not
+	// the refresh that followed found it.
+	Misses uint64
+	// Refreshes counts the fetches begun.
+	Refreshes uint64
+	// RefreshErrors counts the fetches that failed, Refused included.
+	RefreshErrors uint64
+	// Refused counts the fetches whose response or set was refused (see
+	// [ErrKeySetRefused]).
+	Refused uint64
+	// StaleServes counts hits in a set past its expiry, served because
+	// fetching its successor failed (see [StaleWindow]).
+	StaleServes uint64
+	// NotModified counts fetches answered 304 Not Modified, which renewed
+	// the set.
+	NotModified uint64
+	// Keys is the number of keys in the set; zero before the first.
+	Keys int
+	// LastRefresh is when the set was last fetched or revalidated
+	// successfully; zero before the first.
+	LastRefresh time.Time
+	// Expiry is when the set expires: from then, callers wait for a fetch,
+	// and are served the set only if it fails, for the [StaleWindow]. Zero
+	// before the first set.
+	Expiry time.Time
+	// SnapshotAge is how long ago the set was fetched whole (a 304 renews
+	// the set but not its age); zero before the first.
+	SnapshotAge time.Duration
+	// Err is the error of the last fetch if it failed; nil after a success.
+	Err error
+}
+
+// ksHitSampleShift sets the hit sampling rate: one hit in
+// 1<<ksHitSampleShift is counted.
+const ksHitSampleShift = 8
+
+// keySetCounters are a KeySet's statistics. Only hits are counted on the hit
+// path, and only one in 256 of them (see countHit).
+type keySetCounters struct {
+	// The padding keeps the counters off the cache lines of the fields a hit
+	// reads (the KeySet puts them last), so that a counted hit does not slow
+	// the others.
+	_             [64]byte
+	hitSamples    atomic.Uint64 // sampled hits, each standing for 256
+	hits          atomic.Uint64 // exact hits: the slow path's, and all with a test clock
+	slow          atomic.Uint64 // calls that took the slow path
+	misses        atomic.Uint64
+	refreshes     atomic.Uint64
+	refreshErrors atomic.Uint64
+	refused       atomic.Uint64
+	staleServes   atomic.Uint64
+	notModified   atomic.Uint64
+}
+
+// countHit counts a hit made at now. With the real clock, it counts one in
+// 256, chosen by a hash of the monotonic reading the hit made anyway, so that
+// parallel hits do not all write one shared counter; the hash is the root
+// package's (MurmurHash3's 64-bit finalizer), whose avalanche keeps the
+// estimate within a few percent for the near-arithmetic readings of a busy
+// loop. With a test clock, it counts every hit.
+func (s *KeySet) countHit(now time.Duration) {
+	if s.cfg.clock != nil {
+		s.stats.hits.Add(1)
+		s.stats.slow.Add(1) // so that Requests is exact too
+		return
+	}
+	x := uint64(now)
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	if x>>(64-ksHitSampleShift) == 0 {
+		s.stats.hitSamples.Add(1)
+	}
+}
+
+// Stats returns the key set's counters and state. It is safe to call at any
+// time, and costs a few atomic loads.
+func (s *KeySet) Stats() KeySetStats {
+	sampled := s.stats.hitSamples.Load() << ksHitSampleShift
+	st := KeySetStats{
+		Requests:      s.stats.slow.Load() + sampled,
+		Hits:          s.stats.hits.Load() + sampled,
+		Misses:        s.stats.misses.Load(),
+		Refreshes:     s.stats.refreshes.Load(),
+		RefreshErrors: s.stats.refreshErrors.Load(),
+		Refused:       s.stats.refused.Load(),
+		StaleServes:   s.stats.staleServes.Load(),
+		NotModified:   s.stats.notModified.Load(),
+	}
+	p := s.snap.Load()
+	st.Err = p.err
+	if p.keys != nil {
+		st.Keys = len(p.keys)
+		st.LastRefresh = p.confirmed.Round(0)
+		st.Expiry = p.expiry.Round(0)
+		st.SnapshotAge = s.now().Sub(p.fetched)
+	}
+	return st
+}
