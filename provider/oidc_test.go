@@ -21,6 +21,7 @@ import (
 
 	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
+	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
 // End to end against the real OpenID provider of the harness (oidc-provider
@@ -495,4 +496,69 @@ func TestOIDC_TokenExchange(t *testing.T) {
 			t.Errorf("Token(forged) error = %v; want invalid_request, without the token", err)
 		}
 	})
+}
+
+// TestOIDC_VerifierMiddleware runs both ends against the real provider: a
+// client gets tokens for a resource through the cache and the transport; the
+// API in front of the resource verifies them with package verify, its key set
+// fetched from the provider's jwks_uri, and hands the claims to its handler.
+func TestOIDC_VerifierMiddleware(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{
+		Clients:   []oidcClient{{ID: "billing", Secret: harnessSecret, Scope: "read"}},
+		Resources: []oidcResource{{Identifier: "https://invoices.example", Scope: "read", TTL: time.Hour}},
+	})
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret),
+		provider.DefaultRequest(provider.Request{Resources: []string{"https://invoices.example"}, Scopes: []string{"read"}}))
+	keys, err := verify.NewKeySet(c.JWKSURI(), verify.HTTPClient(s.Client(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := verify.New(keys, verify.Issuer(c.Metadata().Issuer), verify.Audience("https://invoices.example"),
+		verify.Algorithms(jwa.RS256), verify.Type("at+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects sync.Map
+	api := httptest.NewServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, ok := verify.FromContext(r.Context())
+		if !ok || !claims.HasScope("read") {
+			http.Error(w, "no claims", http.StatusForbidden)
+			return
+		}
+		subjects.Store(claims.Subject(), true)
+		io.WriteString(w, "ok")
+	})))
+	t.Cleanup(api.Close)
+
+	client := &http.Client{Transport: jwtcache.NewTransport(cached(c), nil)}
+	for range 20 {
+		resp, err := client.Get(api.URL + "/invoices")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /invoices = %d; want 200", resp.StatusCode)
+		}
+	}
+	if _, ok := subjects.Load("billing"); !ok || s.Issued(t, "billing") != 1 || v.Len() != 1 {
+		t.Errorf("subject billing seen %v, tokens issued %d, verified tokens cached %d; want true, 1, 1",
+			ok, s.Issued(t, "billing"), v.Len())
+	}
+	// A request without the transport's token, or with a forged one, is refused.
+	for name, auth := range map[string]string{"none": "", "forged": "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.e30.c2ln"} {
+		req, _ := http.NewRequest(http.MethodGet, api.URL+"/invoices", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: status %d, WWW-Authenticate %q; want 401 with a Bearer challenge", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
 }

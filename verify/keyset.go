@@ -161,6 +161,29 @@ func (s *KeySet) Key(ctx context.Context, kid string) (jwk.Key, error) {
 	return s.lookup(ctx, kid)
 }
 
+// HasKey reports whether the set the KeySet holds has a key with kid and may
+// still be served (fresh, or within its stale window). It never waits and
+// takes no lock: the [Verifier] calls it on every hit of its verified-token
+// cache, so that a token whose key has left the set is verified again (and
+// refused). Once the set is due for refresh, the first call starts one
+// refresh in the background, as [KeySet.Key] does, so that a service whose
+// callers only reuse tokens still sees a key withdrawn. It implements
+// [KeyPresence].
+func (s *KeySet) HasKey(kid string) bool {
+	p := s.snap.Load()
+	if p.keys == nil {
+		return false
+	}
+	now := s.now()
+	if !now.Before(p.refreshAt) && !p.backingOff(now) && !s.fetching.Load() {
+		s.group.DoChan(ksFlightKey, s.fetchFunc(context.Background(), ksDue))
+	}
+	if _, ok := p.keys[kid]; !ok {
+		return false
+	}
+	return now.Before(p.staleUntil)
+}
+
 // URL returns the URL the key set is fetched from.
 func (s *KeySet) URL() string { return s.url }
 
@@ -468,3 +491,8 @@ func ksQuote(kid string) string {
 	}
 	return fmt.Sprintf("%q", kid)
 }
+
+var (
+	_ KeySource   = (*KeySet)(nil)
+	_ KeyPresence = (*KeySet)(nil)
+)
