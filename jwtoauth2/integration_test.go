@@ -23,6 +23,7 @@ import (
 
 	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/jwtoauth2"
+	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
 // idp is a real OAuth2 server, oauth2-mock-server from npm, run by node on
@@ -139,16 +140,18 @@ func (s *idp) config() *clientcredentials.Config {
 // the server and verifies them against its JWKS.
 func (s *idp) verifiedCache(t *testing.T, opts ...jwtcache.Option) *jwtcache.Cache {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	verify, err := jwtcache.JWKS(ctx, s.url+"/jwks", nil, jwa.RS256)
+	keys, err := verify.NewKeySet(s.url + "/jwks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verified, err := verify.ParseOption(keys, jwa.RS256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := []jwtcache.Option{
 		jwtcache.Name("integration"), jwtcache.Logger(nil),
 		jwtcache.TokenFunction(jwtoauth2.ClientCredentials(s.config())),
-		jwtcache.ParseOptions(verify),
+		jwtcache.ParseOptions(verified),
 	}
 	return jwtcache.NewCache(append(base, opts...)...)
 }

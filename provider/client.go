@@ -134,7 +134,7 @@ func (c *Client) Metadata() Metadata {
 }
 
 // JWKSURI returns the URL of the provider's JSON Web Key Set, for the side
-// that verifies the tokens it issues (such as [jwtcache.JWKS]); empty if the
+// that verifies the tokens it issues (package verify's KeySet); empty if the
 // provider names none, or the Client was made by [NewFromTokenURL].
 func (c *Client) JWKSURI() string {
 	return c.meta.Load().meta.JWKSURI

@@ -325,13 +325,15 @@ func TestOIDC_DiscoveryJWKS(t *testing.T) {
 	})
 	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret),
 		provider.DefaultRequest(provider.Request{Resources: []string{"https://invoices.example"}}))
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	verify, err := jwtcache.JWKS(ctx, c.JWKSURI(), s.Client(t), jwa.RS256)
+	keys, err := verify.NewKeySet(c.JWKSURI(), verify.HTTPClient(s.Client(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := cached(c, jwtcache.ParseOptions(verify))
+	verified, err := verify.ParseOption(keys, jwa.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := cached(c, jwtcache.ParseOptions(verified))
 	tok, err := cache.Token(context.Background())
 	if err != nil || strings.Count(tok.Value, ".") != 2 {
 		t.Fatalf("Token() = %v; want a verified JWT access token", err)
