@@ -3,6 +3,8 @@ package jwtcache
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/sample"
 )
 
 // Stats counts what a cache did since it was made. The counters only grow;
@@ -40,10 +42,6 @@ type Stats struct {
 	Keys int
 }
 
-// hitSampleShift sets the hit sampling rate: one hit in 1<<hitSampleShift is
-// counted.
-const hitSampleShift = 8
-
 // counters are a Cache's statistics. Only hits are counted on the hit path,
 // and only one in 256 of them (see countHit).
 type counters struct {
@@ -61,27 +59,15 @@ type counters struct {
 }
 
 // countHit counts a hit made at now. With the real clock, it counts one in
-// 256, chosen by a hash of the monotonic reading the hit made anyway, so that
-// parallel hits do not all write one shared counter. With a test clock, it
-// counts every hit, so that tests see exact figures.
-//
-// The hash is MurmurHash3's 64-bit finalizer: the readings of a busy loop
-// form a near-arithmetic progression, which a single multiplication maps to
-// a Weyl sequence whose top bits can cluster for thousands of steps, so the
-// estimate was off by 40% in one run of ten; the finalizer's avalanche keeps
-// it within a few percent.
+// 256, chosen by package sample from the monotonic reading the hit made
+// anyway, so that parallel hits do not all write one shared counter. With a
+// test clock, it counts every hit, so that tests see exact figures.
 func (c *Cache) countHit(now time.Duration) {
 	if c.cfg.clock != nil {
 		c.stats.hits.Add(1)
 		return
 	}
-	x := uint64(now)
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	if x>>(64-hitSampleShift) == 0 {
+	if sample.Hit(now) {
 		c.stats.hitSamples.Add(1)
 	}
 }
@@ -90,7 +76,7 @@ func (c *Cache) countHit(now time.Duration) {
 // costs a few atomic loads.
 func (c *Cache) Stats() Stats {
 	s := Stats{
-		Hits:                c.stats.hits.Load() + c.stats.hitSamples.Load()<<hitSampleShift,
+		Hits:                c.stats.hits.Load() + c.stats.hitSamples.Load()<<sample.Shift,
 		Misses:              c.stats.misses.Load(),
 		Fetches:             c.stats.fetches.Load(),
 		FetchErrors:         c.stats.fetchErrors.Load(),

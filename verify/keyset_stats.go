@@ -3,6 +3,8 @@ package verify
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/sample"
 )
 
 // KeySetStats is what a [KeySet] did since it was made, and the state of its
@@ -49,10 +51,6 @@ type KeySetStats struct {
 	Err error
 }
 
-// ksHitSampleShift sets the hit sampling rate: one hit in
-// 1<<ksHitSampleShift is counted.
-const ksHitSampleShift = 8
-
 // keySetCounters are a KeySet's statistics. Only hits are counted on the hit
 // path, and only one in 256 of them (see countHit).
 type keySetCounters struct {
@@ -83,13 +81,7 @@ func (s *KeySet) countHit(now time.Duration) {
 		s.stats.slow.Add(1) // so that Requests is exact too
 		return
 	}
-	x := uint64(now)
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	if x>>(64-ksHitSampleShift) == 0 {
+	if sample.Hit(now) {
 		s.stats.hitSamples.Add(1)
 	}
 }
@@ -97,7 +89,7 @@ func (s *KeySet) countHit(now time.Duration) {
 // Stats returns the key set's counters and state. It is safe to call at any
 // time, and costs a few atomic loads.
 func (s *KeySet) Stats() KeySetStats {
-	sampled := s.stats.hitSamples.Load() << ksHitSampleShift
+	sampled := s.stats.hitSamples.Load() << sample.Shift
 	st := KeySetStats{
 		Requests:      s.stats.slow.Load() + sampled,
 		Hits:          s.stats.hits.Load() + sampled,
