@@ -479,10 +479,13 @@ func TestStore_FleetOutage(t *testing.T) {
 		f.clock.Advance(step)
 	}
 	// The first replica gets the lease once its holder's hold (1-2s after
-	// the last failure) runs out; the others adopt its token at their own
-	// next try, 1-2s after their last failure.
-	if first > 2*time.Second || all > 4*time.Second {
-		t.Errorf("first caller served %v, every caller %v after the provider came back; want within 2s and 4s", first, all)
+	// the last failure) runs out and a replica's own retry (1-2s after its
+	// last failure) comes: 2s, or a retry later when a replica's retry came
+	// just before the hold ran out (here a replica that misses the lease
+	// gives up at once in real time, where a real one would wait for the
+	// lease to come free); the others adopt its token at their next try.
+	if first > 3*time.Second || all > 5*time.Second {
+		t.Errorf("first caller served %v, every caller %v after the provider came back; want within 3s and 5s", first, all)
 	}
 	t.Logf("%d replicas: %d provider calls in %v of outage; first caller served %v, every caller %v after it ended",
 		replicas, f.issued()-1, outage, first, all)
