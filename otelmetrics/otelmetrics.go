@@ -1,5 +1,5 @@
-// Package otelmetrics exports the statistics of a jwtcache Cache or CacheMap
-// as OpenTelemetry instruments.
+// Package otelmetrics exports the statistics of a jwtcache Cache or CacheMap,
+// and of a verify.KeySet ([RegisterKeySet]), as OpenTelemetry instruments.
 //
 // Every counter of [jwtcache.Stats] becomes an observable counter named
 // "jwtcache.<counter>" ("jwtcache.hits", "jwtcache.fetch_errors", ...), read
