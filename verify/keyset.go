@@ -171,6 +171,11 @@ func (s *KeySet) Key(ctx context.Context, kid string) (jwk.Key, error) {
 // [KeyPresence].
 func (s *KeySet) HasKey(kid string) bool {
 	p := s.snap.Load()
+	if s.elapsed() < p.freshFor {
+		// Fresh, as on a hit of Key: one monotonic clock read, nothing due.
+		_, ok := p.keys[kid]
+		return ok
+	}
 	if p.keys == nil {
 		return false
 	}
