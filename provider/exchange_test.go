@@ -3,7 +3,6 @@ package provider_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -217,26 +216,9 @@ func TestClient_ExchangeKeepsTokens(t *testing.T) {
 	echo := func(r *http.Request) string {
 		return r.PostForm.Encode() + " " + fmt.Sprint(r.PostForm)
 	}
-	answers := map[string]http.HandlerFunc{
-		"error_description": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant", "error_description": echo(r), "error_uri": echo(r)})
-		},
-		"error": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": echo(r)})
-		},
-		"non-JSON body": func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusInternalServerError)
-			io.WriteString(w, echo(r))
-		},
-		"token_type": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": echo(r)})
-		},
-		"issued_token_type": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": "Bearer", "issued_token_type": echo(r)})
-		},
-		"expires_in": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": echo(r)})
-		},
+	answers := echoingAnswers(echo, http.StatusBadRequest, "invalid_grant")
+	answers["issued_token_type"] = func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": "Bearer", "issued_token_type": echo(r)})
 	}
 	for name, answer := range answers {
 		t.Run(name, func(t *testing.T) {

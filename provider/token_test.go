@@ -165,23 +165,14 @@ func TestClient_NonJSONError(t *testing.T) {
 // TestClient_ErrorsKeepSecrets has a hostile token endpoint echo everything
 // it received (the body, the Authorization header) into every field a
 // response can carry text in: no error shows a secret or an assertion.
-func TestClient_ErrorsKeepSecrets(t *testing.T) {
-	const secret = "the-Secret+value/with=specials%&é"
-	auths := map[string]provider.ClientAuth{
-		"client_secret_basic": provider.ClientSecretBasic("billing", secret),
-		"client_secret_post":  provider.ClientSecretPost("billing", secret),
-		"client_secret_jwt":   provider.ClientSecretJWT("billing", []byte(secret)),
-		"private_key_jwt":     provider.PrivateKeyJWT("billing", p256Key()),
-		"client_assertion": provider.ClientAssertion("billing", func(context.Context) (string, error) {
-			return "eyJhbGciOiJSUzI1NiJ9.the-platform-assertion.sig", nil
-		}),
-	}
-	echo := func(r *http.Request) string {
-		return r.PostForm.Encode() + " " + r.Header.Get("Authorization") + " " + fmt.Sprint(r.PostForm)
-	}
-	answers := map[string]func(w http.ResponseWriter, r *http.Request){
+// echoingAnswers are a token endpoint's hostile answers, each putting echo(r),
+// what the request carried, where an error message might quote it: an error
+// response (with status and code), a non-JSON body, a token_type, an
+// expires_in.
+func echoingAnswers(echo func(*http.Request) string, status int, code string) map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
 		"error_description": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": echo(r), "error_uri": echo(r)})
+			writeJSON(w, status, map[string]string{"error": code, "error_description": echo(r), "error_uri": echo(r)})
 		},
 		"error": func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": echo(r)})
@@ -196,15 +187,32 @@ func TestClient_ErrorsKeepSecrets(t *testing.T) {
 		"expires_in": func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": echo(r)})
 		},
-		"200 with an error": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]any{"error": "x", "error_description": echo(r)})
-		},
-		"control characters inside the secrets": func(w http.ResponseWriter, r *http.Request) {
-			// Between every two characters of the echo: dropped when the
-			// text is cleaned, which must come before the redaction.
-			sneaky := strings.Join(strings.Split(echo(r), ""), "\u0007") + " " + strings.Join(strings.Split(echo(r), ""), "\u200b")
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": sneaky})
-		},
+	}
+}
+
+func TestClient_ErrorsKeepSecrets(t *testing.T) {
+	const secret = "the-Secret+value/with=specials%&é"
+	auths := map[string]provider.ClientAuth{
+		"client_secret_basic": provider.ClientSecretBasic("billing", secret),
+		"client_secret_post":  provider.ClientSecretPost("billing", secret),
+		"client_secret_jwt":   provider.ClientSecretJWT("billing", []byte(secret)),
+		"private_key_jwt":     provider.PrivateKeyJWT("billing", p256Key()),
+		"client_assertion": provider.ClientAssertion("billing", func(context.Context) (string, error) {
+			return "eyJhbGciOiJSUzI1NiJ9.the-platform-assertion.sig", nil
+		}),
+	}
+	echo := func(r *http.Request) string {
+		return r.PostForm.Encode() + " " + r.Header.Get("Authorization") + " " + fmt.Sprint(r.PostForm)
+	}
+	answers := echoingAnswers(echo, http.StatusUnauthorized, "invalid_client")
+	answers["200 with an error"] = func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"error": "x", "error_description": echo(r)})
+	}
+	answers["control characters inside the secrets"] = func(w http.ResponseWriter, r *http.Request) {
+		// Between every two characters of the echo: dropped when the text is
+		// cleaned, which must come before the redaction.
+		sneaky := strings.Join(strings.Split(echo(r), ""), "\u0007") + " " + strings.Join(strings.Split(echo(r), ""), "\u200b")
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": sneaky})
 	}
 	for authName, auth := range auths {
 		for answerName, answer := range answers {
