@@ -250,8 +250,19 @@ func FuzzTransportHeaders(f *testing.F) {
 		}
 		before := stateOf(req)
 		resp, err := jwtcache.NewTransport(c, base, opts...).RoundTrip(req)
+		own := req.Header.Get("Authorization") != ""
+		must, may := tokenAllowed(allow, req)
+		plain := !strings.EqualFold(req.URL.Scheme, "https") && !strings.EqualFold(req.URL.Scheme, "wss") && !isLoopback(req.URL.Hostname())
 		if err != nil {
-			t.Fatalf("RoundTrip() error = %v", err)
+			// Only a token for a request over plain HTTP to another host is
+			// refused, before anything is fetched or sent.
+			if !errors.Is(err, jwtcache.ErrInsecureRequest) || own || !may || !plain {
+				t.Fatalf("RoundTrip() error = %v", err)
+			}
+			if n := len(base.requests()); n != 0 || calls.Load() != 0 {
+				t.Fatalf("refused request: sent %d requests, fetched %d tokens; want none", n, calls.Load())
+			}
+			return
 		}
 		resp.Body.Close()
 		if resp.StatusCode != base.status {
@@ -262,8 +273,6 @@ func FuzzTransportHeaders(f *testing.F) {
 		}
 
 		sent := base.requests()
-		own := req.Header.Get("Authorization") != ""
-		must, may := tokenAllowed(allow, req)
 		injected := len(sent) > 0 && sent[0].req != req
 		switch {
 		case own && injected:
@@ -272,6 +281,8 @@ func FuzzTransportHeaders(f *testing.F) {
 			t.Fatalf("token not sent; want it sent to %s", req.URL)
 		case injected && !may:
 			t.Fatalf("token sent to %s; want it only where it belongs", req.URL)
+		case injected && plain:
+			t.Fatalf("token sent over plain HTTP to %s; want ErrInsecureRequest", req.URL)
 		}
 		if !injected {
 			if len(sent) != 1 || sent[0].req != req || calls.Load() != 0 {
@@ -306,4 +317,11 @@ func FuzzTransportHeaders(f *testing.F) {
 			}
 		}
 	})
+}
+
+// isLoopback is the fuzz test's own reading of a loopback host, to which a
+// token may go over plain HTTP.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
 }

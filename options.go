@@ -81,6 +81,7 @@ type config struct {
 	fetchTimeout     time.Duration
 	clock            func() time.Time
 	store            Store
+	binding          string // Binding's thumbprint
 
 	// Set by a CacheMap for its keys' Caches.
 	key   string    // logged beside the name
@@ -146,6 +147,18 @@ type nameOption string
 func (n nameOption) apply(c *config) { c.name, c.named = string(n), n != "" }
 
 func (n nameOption) applyMap(m *mapConfig) { m.name, m.named = string(n), n != "" }
+
+// Binding says that the cache's tokens are bound to a key of the client's,
+// whose JWK SHA-256 thumbprint (RFC 7638) is thumbprint: a DPoP key (RFC
+// 9449, the token's cnf.jkt claim), say; package provider's DPoP gives it as
+// an Option. With a [SharedStore], the thumbprint is part of the cache's key
+// in the store, so that the store hands a token only to replicas that hold
+// the same key and can prove it; and a saved JWT whose cnf.jkt claim names
+// another key (or any key, for a cache without a Binding) is not adopted.
+// The default is none: bearer tokens.
+func Binding(thumbprint string) Option {
+	return optionFunc(func(c *config) { c.binding = thumbprint })
+}
 
 // TokenFunction sets the function that fetches a new token. A cache without one
 // returns [ErrNoTokenFunction] from every call. Of TokenFunction and

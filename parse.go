@@ -17,6 +17,7 @@ type claims struct {
 	exp time.Time
 	iat time.Time
 	jti string
+	jkt string // cnf.jkt (RFC 9449): the key the token is bound to
 }
 
 // parser is how a Cache reads tokens. It is built once by NewCache and only
@@ -69,7 +70,20 @@ func (p *parser) claims(raw string) (claims, error) {
 	if err != nil {
 		return claims{}, errors.New(quoted.ReplaceAllString(err.Error(), `"…"`))
 	}
-	return claims{exp: tok.Expiration(), iat: tok.IssuedAt(), jti: tok.JwtID()}, nil
+	return claims{exp: tok.Expiration(), iat: tok.IssuedAt(), jti: tok.JwtID(), jkt: confirmationKey(tok)}, nil
+}
+
+// confirmationKey returns the jkt member of tok's cnf claim (RFC 7800, RFC
+// 9449): the thumbprint of the key the token is bound to; empty if it has
+// none, or not as a string.
+func confirmationKey(tok jwt.Token) string {
+	cnf, ok := tok.Get("cnf")
+	if !ok {
+		return ""
+	}
+	m, _ := cnf.(map[string]any)
+	jkt, _ := m["jkt"].(string)
+	return jkt
 }
 
 // quoted matches quoted text in an error message.

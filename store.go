@@ -78,8 +78,15 @@ const storeShare = 10
 // storeKey is the cache's key in its store: its name, escaped so that it has
 // no bare ':', and for a key of a CacheMap, ':' and the key. So a Cache named
 // "a:b" and the key "b" of a map named "a" do not share tokens.
+//
+// With a [Binding], "@" and the thumbprint (escaped alike) follow the name:
+// "<name>@<thumbprint>:<key>", so that caches bound to different keys never
+// share a token; '@' in a name is escaped too.
 func (c *Cache) storeKey() string {
 	name := storeName.Replace(c.cfg.name)
+	if c.cfg.binding != "" {
+		name += "@" + storeName.Replace(c.cfg.binding)
+	}
 	if c.cfg.key != "" {
 		return name + ":" + c.cfg.key
 	}
@@ -87,7 +94,7 @@ func (c *Cache) storeKey() string {
 }
 
 // storeName escapes a cache's name for its store key.
-var storeName = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+var storeName = strings.NewReplacer(`\`, `\\`, `:`, `\:`, `@`, `\@`)
 
 // shared runs next, the cache's own source, inside the store's protocol:
 // delete the tokens rejected since the last fetch, adopt a token another
@@ -256,7 +263,14 @@ func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Ti
 	// latest point the jitter allows, so that replicas adopt rather than
 	// fetch.
 	life := expiry.Sub(now)
-	if cl, err := c.parser.claims(raw); err == nil && !cl.iat.IsZero() && cl.exp.After(cl.iat) {
+	cl, err := c.parser.claims(raw)
+	if err == nil && cl.jkt != c.cfg.binding {
+		// Bound to a key this cache does not hold: no request it sends
+		// could prove it.
+		c.storeFailed("adopt", errors.New("the saved token is bound to another key"))
+		return Token{}, false, true
+	}
+	if err == nil && !cl.iat.IsZero() && cl.exp.After(cl.iat) {
 		life = cl.exp.Sub(cl.iat)
 	}
 	if refreshAt, _ := schedule(expiry, life, c.cfg.headroom, c.cfg.refreshAhead, 1); !now.Before(refreshAt) {

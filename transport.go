@@ -1,36 +1,96 @@
 package jwtcache
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/loopback"
 )
 
-// Transport is an [http.RoundTripper] that sends a cached token as
-// "Authorization: Bearer <token>" on each request, and retries once with a
-// fresh token when the server answers 401 Unauthorized. The rejected token is
-// dropped either way; a request whose body cannot be sent again (no GetBody)
-// is not retried.
+// Transport is an [http.RoundTripper] that puts a cached token on each
+// request, as "Authorization: Bearer <token>" or by another [Scheme] (DPoP),
+// and acts on what the server answers: on a 401 it drops the token and retries
+// once with a fresh one.
 //
 // It sets the header on a clone of the request, never on the caller's, and
 // leaves alone a request that carries its own Authorization header. It sends
-// the token only where it belongs: to the hosts given with [Hosts], if any,
-// and never on a redirect chain that leaves, even for a hop, the scheme, host
-// and port of the request that started it. A request it cannot get a token for fails with that error, unsent.
+// the token only where it belongs: to the hosts given with [Hosts], if any;
+// never on a redirect chain that leaves, even for a hop, the scheme, host
+// and port of the request that started it; and never over plain HTTP, but to
+// a loopback host (unless [InsecureAllowPlainHTTP]): such a request fails
+// with [ErrInsecureRequest], unsent. A request it cannot get a token for fails
+// with that error, unsent.
+//
+// It reads the challenges of a 401 or 403 response's WWW-Authenticate header
+// (see [ParseChallenges]) and sends a request again at most once:
+//   - invalid_token (RFC 6750), or a 401 that says nothing more: the token is
+//     dropped, if it is still the cached one, and the request is sent again
+//     with a fresh token, if one different from the rejected one is to be had;
+//   - insufficient_claims with a claims parameter (a claims challenge, as
+//     Microsoft Entra ID's continuous access evaluation sends): the same, the
+//     fetch of the fresh token carrying the claims for the token function
+//     (see [ClaimsChallenge]);
+//   - use_dpop_nonce (RFC 9449), with a DPoP-Nonce header: sent again with
+//     the same token and a proof with the nonce, if the Scheme took it;
+//   - insufficient_scope (RFC 6750) and insufficient_user_authentication
+//     (RFC 9470): no token of the cache can do better, so the request is not
+//     sent again and the caller gets a [*ChallengeError] instead of the
+//     response.
+//
+// A request whose body cannot be sent again (it has one and no GetBody) is
+// not retried: the caller gets the response as it came (but the token was
+// dropped all the same, on invalid_token).
 type Transport struct {
-	base  http.RoundTripper
-	token func(*http.Request) (string, error)
+	base   http.RoundTripper
+	scheme Scheme
+	token  func(*http.Request) (string, error)
 	// invalidate drops a token the server rejected, if it is still the
 	// cached one, so that a burst of 401s causes one fetch.
 	invalidate func(*http.Request, string) bool
 	hosts      []string // normalized, see Hosts
 	restricted bool     // Hosts was given: only hosts may get the token
+	plainHTTP  bool     // InsecureAllowPlainHTTP
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
+
+// Scheme is how a [Transport] puts a token on a request, and reads what the
+// server answers to it. The default is the Bearer scheme (RFC 6750); package
+// provider's DPoP is the other (RFC 9449). A Scheme must be safe for
+// concurrent use.
+type Scheme interface {
+	// Authorize sets the credentials of req, the transport's own clone of a
+	// request, for token: its Authorization header, and any other (a DPoP
+	// proof). An error fails the request, unsent; it must not carry the
+	// token.
+	Authorize(req *http.Request, token string) error
+	// Observe is given every response to a request that Authorize
+	// authorized, before the transport acts on it; it reports whether the
+	// request should be sent again with the same token, because the
+	// response asks only for something Authorize will now add (a DPoP
+	// nonce). It must not read or close the body.
+	Observe(req *http.Request, resp *http.Response) (again bool)
+}
+
+// bearer is the Bearer scheme (RFC 6750), the default.
+type bearer struct{}
+
+func (bearer) Authorize(req *http.Request, token string) error {
+	req.Header.Set("Authorization", "Bearer "+token)
+	return nil
+}
+
+func (bearer) Observe(*http.Request, *http.Response) bool { return false }
+
+// ErrInsecureRequest is the error of a [Transport] asked to put a token on a
+// request that is not HTTPS to a host other than a loopback one: the token
+// would cross the network in the clear. [InsecureAllowPlainHTTP] allows it.
+var ErrInsecureRequest = errors.New("jwtcache: a token is sent over HTTPS only (or plain HTTP to a loopback host)")
 
 // TransportOption configures a [Transport].
 type TransportOption interface {
@@ -63,6 +123,22 @@ func Hosts(hosts ...string) TransportOption {
 			}
 		}
 	})
+}
+
+// AuthScheme makes the transport put its token on requests by s instead of
+// the Bearer scheme: package provider's DPoP, say. A nil s is the Bearer
+// scheme.
+func AuthScheme(s Scheme) TransportOption {
+	return transportOptionFunc(func(t *Transport) { t.scheme = s })
+}
+
+// InsecureAllowPlainHTTP lets the transport send its token over plain HTTP to
+// any host, where anyone on the path can read it and use it. It is meant for
+// a network that TLS cannot reach (a sidecar on a pod's own interface, a
+// test); the default refuses with [ErrInsecureRequest], but for loopback
+// hosts.
+func InsecureAllowPlainHTTP() TransportOption {
+	return transportOptionFunc(func(t *Transport) { t.plainHTTP = true })
 }
 
 // NewTransport returns a transport that sends c's token on requests made
@@ -99,6 +175,9 @@ func newTransport(base http.RoundTripper, opts []TransportOption, token func(*ht
 			o.applyTransport(t)
 		}
 	}
+	if t.scheme == nil {
+		t.scheme = bearer{}
+	}
 	return t
 }
 
@@ -107,27 +186,46 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get("Authorization") != "" || !t.allowed(req) {
 		return t.transport().RoundTrip(req)
 	}
+	if err := t.secure(req); err != nil {
+		closeBody(req)
+		return nil, err
+	}
 	tok, err := t.token(req)
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	resp, err := t.transport().RoundTrip(withToken(req, req.Body, tok))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
+	resp, again, err := t.send(req, req.Body, tok)
+	if err != nil {
+		return nil, err
 	}
-
-	// 401: the server rejected the token. Drop it (unless another request
-	// already has), and retry once with a fresh one if the body can be sent
-	// again. Otherwise, or if no different token is to be had, the caller
-	// gets the 401 as it came.
-	t.invalidate(req, tok)
-	if !replayable(req) {
+	next := tok
+	switch act, c := t.judge(resp, again); act {
+	case pass:
 		return resp, nil
-	}
-	fresh, err := t.token(req)
-	if err != nil || fresh == tok {
-		return resp, nil
+	case refuse:
+		drain(resp)
+		return nil, newChallengeError(resp.StatusCode, c, tok)
+	case refetch:
+		// The server rejected the token. Drop it (unless another request
+		// already has), and retry once with a fresh one if the body can be
+		// sent again. Otherwise, or if no different token is to be had, the
+		// caller gets the response as it came.
+		t.invalidate(req, tok)
+		if !replayable(req) {
+			return resp, nil
+		}
+		r := req
+		if claims, ok := claimsOf(c); ok {
+			r = req.WithContext(withClaimsChallenge(req.Context(), claims))
+		}
+		if next, err = t.token(r); err != nil || next == tok {
+			return resp, nil
+		}
+	case resend:
+		if !replayable(req) {
+			return resp, nil
+		}
 	}
 	body := req.Body
 	if req.GetBody != nil {
@@ -136,7 +234,101 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	drain(resp)
-	return t.transport().RoundTrip(withToken(req, body, fresh))
+	// The last try: what it answers, the caller gets (the Scheme still
+	// sees it, to pick up a rotated nonce).
+	resp, _, err = t.send(req, body, next)
+	return resp, err
+}
+
+// send sends a clone of req with body and tok, and reports whether the
+// scheme asks for it to be sent again with tok.
+func (t *Transport) send(req *http.Request, body io.ReadCloser, tok string) (*http.Response, bool, error) {
+	r := req.Clone(req.Context())
+	r.Body = body
+	if err := t.scheme.Authorize(r, tok); err != nil {
+		if body != nil {
+			body.Close()
+		}
+		return nil, false, fmt.Errorf("jwtcache: authorize request: %w", err)
+	}
+	resp, err := t.transport().RoundTrip(r)
+	if err != nil {
+		return nil, false, err
+	}
+	return resp, t.scheme.Observe(r, resp), nil
+}
+
+// action is what the transport does with a response.
+type action int
+
+const (
+	pass    action = iota // hand the response to the caller
+	refetch               // drop the token, send again with a fresh one
+	resend                // send again with the same token (the scheme's nonce)
+	refuse                // hand the caller a ChallengeError instead
+)
+
+// judge decides what to do with resp, and returns the challenge that decided
+// it. again is the scheme's verdict (see Scheme.Observe).
+func (t *Transport) judge(resp *http.Response, again bool) (action, Challenge) {
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		return pass, Challenge{}
+	}
+	if again {
+		return resend, Challenge{}
+	}
+	c, _ := tokenChallenge(ParseChallenges(resp.Header))
+	switch c.Params["error"] {
+	case codeInsufficientScope, codeInsufficientUserAuth:
+		return refuse, c
+	case codeUseDPoPNonce:
+		return pass, c // a nonce the scheme did not take: nothing to retry with
+	case codeInsufficientClaims:
+		if _, ok := claimsOf(c); ok {
+			return refetch, c
+		}
+		return pass, c
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return refetch, c
+	}
+	return pass, c
+}
+
+// tokenChallenge returns the first challenge of the schemes of access tokens
+// (Bearer, DPoP) with an error code, or failing that the first of those
+// schemes, and reports whether there was one.
+func tokenChallenge(cs []Challenge) (Challenge, bool) {
+	var first *Challenge
+	for i := range cs {
+		if !cs[i].Is("Bearer") && !cs[i].Is("DPoP") {
+			continue
+		}
+		if cs[i].Params["error"] != "" {
+			return cs[i], true
+		}
+		if first == nil {
+			first = &cs[i]
+		}
+	}
+	if first == nil {
+		return Challenge{}, false
+	}
+	return *first, true
+}
+
+// secure returns ErrInsecureRequest, with the request's host, unless req is
+// one a token may go on: HTTPS, or plain HTTP to a loopback host, or anything
+// with InsecureAllowPlainHTTP.
+func (t *Transport) secure(req *http.Request) error {
+	switch strings.ToLower(req.URL.Scheme) {
+	case "https", "wss":
+		return nil
+	}
+	if t.plainHTTP || loopback.Host(req.URL.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("%w: refused to send one to %s://%s", ErrInsecureRequest, strings.ToLower(req.URL.Scheme), req.URL.Host)
 }
 
 // CloseIdleConnections closes the idle connections of the base transport, if
@@ -209,14 +401,6 @@ func canonicalHost(u *url.URL) string {
 // brackets.
 func normalizeHost(h string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
-}
-
-// withToken returns a clone of req with body and the bearer token.
-func withToken(req *http.Request, body io.ReadCloser, tok string) *http.Request {
-	r := req.Clone(req.Context())
-	r.Body = body
-	r.Header.Set("Authorization", "Bearer "+tok)
-	return r
 }
 
 // replayable reports whether req's body can be sent a second time.

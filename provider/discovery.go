@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/loopback"
 )
 
 // Metadata is what a [Client] uses of its provider's metadata: the OpenID
@@ -184,21 +185,10 @@ func checkURL(what, raw string) error {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return fmt.Errorf("provider: %s %q has a fragment", what, short(raw))
 	}
-	if u.Scheme == "https" || u.Scheme == "http" && loopback(u.Hostname()) {
+	if u.Scheme == "https" || u.Scheme == "http" && loopback.Host(u.Hostname()) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s %q", ErrInsecureURL, what, short(raw))
-}
-
-// loopback reports whether host, a URL's host name, is a loopback host, to
-// which plain HTTP cannot be overheard: localhost, or an address in
-// 127.0.0.0/8 or ::1.
-func loopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // short cuts a string from the provider to a length fit for an error
