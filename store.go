@@ -264,7 +264,7 @@ func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Ti
 	// fetch.
 	life := expiry.Sub(now)
 	cl, err := c.parser.claims(raw)
-	if err == nil && cl.jkt != c.cfg.binding {
+	if err == nil && cl.jkt != "" && cl.jkt != c.cfg.binding {
 		// Bound to a key this cache does not hold: no request it sends
 		// could prove it.
 		c.storeFailed("adopt", errors.New("the saved token is bound to another key"))

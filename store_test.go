@@ -511,3 +511,38 @@ func TestStore_Namespaces(t *testing.T) {
 		t.Errorf("EnsureToken() of a cache named \"\" with a store: error = %v; want ErrNoName", err)
 	}
 }
+
+// TestStore_Binding: caches bound to different keys never share a token, and
+// a saved token bound to a key is adopted only by a cache bound to that key.
+func TestStore_Binding(t *testing.T) {
+	f := newSeam()
+	a, b := f.replica("api", jwtcache.Binding("key-A")), f.replica("api", jwtcache.Binding("key-B"))
+	if ta, tb := mustToken(t, a), mustToken(t, b); ta == tb || f.issued() != 2 {
+		t.Errorf("caches bound to two keys share a token: %v (tokens issued = %d)", ta == tb, f.issued())
+	}
+	if f.store.saved("api@key-A") == "" || f.store.saved("api@key-B") == "" {
+		t.Errorf("store keys are not api@key-A and api@key-B")
+	}
+	if mustToken(t, f.replica("api", jwtcache.Binding("key-A"))); f.issued() != 2 {
+		t.Errorf("a replica bound to key-A fetched its own token; want it to adopt the saved one")
+	}
+
+	// A JWT bound to key-A, saved where an unbound cache and a cache bound
+	// to key-C look: neither adopts it.
+	now := f.clock.Now()
+	bound := sign(t, testKey, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "cnf": map[string]any{"jkt": "key-A"}})
+	for _, key := range []string{"plain", "other@key-C"} {
+		if err := f.store.Save(context.Background(), key, bound, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tok := mustToken(t, f.replica("plain")); tok == bound {
+		t.Errorf("an unbound cache adopted a token bound to key-A")
+	}
+	if tok := mustToken(t, f.replica("other", jwtcache.Binding("key-C"))); tok == bound {
+		t.Errorf("a cache bound to key-C adopted a token bound to key-A")
+	}
+	if f.issued() != 4 {
+		t.Errorf("%d tokens issued; want 4", f.issued())
+	}
+}
