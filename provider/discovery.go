@@ -40,6 +40,10 @@ type Metadata struct {
 	// URLs to use instead with mutual-TLS client authentication (RFC 8705,
 	// section 5); nil if the provider gives none.
 	MTLSEndpointAliases map[string]string `json:"mtls_endpoint_aliases"`
+	// DPoPSigningAlgValuesSupported lists the algorithms the provider
+	// accepts DPoP proofs signed with (RFC 9449, section 5.1); nil if it
+	// does not say.
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported"`
 }
 
 // clone returns a deep copy of m, which the caller may modify.
@@ -48,6 +52,7 @@ func (m *Metadata) clone() Metadata {
 	c.TokenEndpointAuthMethodsSupported = slices.Clone(m.TokenEndpointAuthMethodsSupported)
 	c.TokenEndpointAuthSigningAlgValuesSupported = slices.Clone(m.TokenEndpointAuthSigningAlgValuesSupported)
 	c.MTLSEndpointAliases = maps.Clone(m.MTLSEndpointAliases)
+	c.DPoPSigningAlgValuesSupported = slices.Clone(m.DPoPSigningAlgValuesSupported)
 	return c
 }
 
@@ -141,6 +146,9 @@ func (c *Client) usable(m *Metadata) error {
 		if err := checkURL("jwks_uri", m.JWKSURI); err != nil {
 			return err
 		}
+	}
+	if d := c.cfg.dpop; d != nil && m.DPoPSigningAlgValuesSupported != nil && !slices.Contains(m.DPoPSigningAlgValuesSupported, d.alg) {
+		return fmt.Errorf("%w: DPoP: %s is not among those the provider accepts (%s)", ErrSigningAlgorithm, d.alg, listOrNone(m.DPoPSigningAlgValuesSupported))
 	}
 	return c.auth.check(m)
 }

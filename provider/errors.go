@@ -33,10 +33,11 @@ var ErrSigningAlgorithm = errors.New("provider: unusable client assertion signin
 // ErrTokenType is returned, naming the type, for a token response whose
 // token_type is not Bearer (compared without regard to case), or that has
 // none: a DPoP-bound token sent as a bearer token would be refused, and any
-// other type is one this package does not know how to send. The one
-// exception is [Client.Exchange] asked for a token that is not an access
-// token, which takes the token_type N_A.
-var ErrTokenType = errors.New("provider: token type is not Bearer")
+// other type is one this package does not know how to send. A Client with
+// [DPoPProof] wants DPoP instead, and refuses a DPoP JWT bound to another
+// key. The one exception is [Client.Exchange] asked for a token that is not
+// an access token, which takes the token_type N_A.
+var ErrTokenType = errors.New("provider: token type is not the one asked for")
 
 // ErrBadExpiresIn is returned for a token response whose expires_in is zero,
 // negative, or not a number: such a token is expired on arrival, or its

@@ -121,7 +121,7 @@ func (x *Exchange) accept(r *tokenRequest, tokenType, issuedType string) error {
 	if want != "" && issuedType != "" && issuedType != want {
 		return fmt.Errorf("provider: token response: issued_token_type %q, not the %q asked for", r.clean(issuedType, 128), r.clean(want, 128))
 	}
-	if strings.EqualFold(tokenType, "Bearer") ||
+	if strings.EqualFold(tokenType, r.tokenType()) ||
 		strings.EqualFold(tokenType, "N_A") && want != "" && want != tokenTypeAccessToken {
 		return nil
 	}

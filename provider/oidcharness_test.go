@@ -85,6 +85,10 @@ type oidcConfig struct {
 	// TrustedIssuers are the issuers whose JWTs a token exchange accepts as
 	// subject tokens, besides tokens this provider issued.
 	TrustedIssuers []oidcTrustedIssuer
+	// DPoPNonces makes every DPoP proof at the token endpoint carry a nonce
+	// the provider issued (400 use_dpop_nonce with a DPoP-Nonce header
+	// otherwise). DPoP proofs are accepted either way.
+	DPoPNonces bool
 }
 
 // oidcClient is a registered client. ID is required.
@@ -115,6 +119,10 @@ type oidcClient struct {
 	// access token carries cnf.x5t#S256, and a request without a
 	// certificate is refused.
 	CertificateBound bool
+	// DPoPBound requires a DPoP proof on the client's token requests
+	// (dpop_bound_access_tokens); its tokens are DPoP tokens, bound to the
+	// proof's key (a JWT carries cnf.jkt).
+	DPoPBound bool
 	// Scope is the space-separated scopes the client may request. The
 	// default is any.
 	Scope string
@@ -389,6 +397,7 @@ func (c oidcConfig) wire() map[string]any {
 		set("tls_client_auth_subject_dn", cl.SubjectDN, cl.SubjectDN != "")
 		set("tls_client_auth_san_dns", cl.SANDNS, cl.SANDNS != "")
 		set("tls_client_certificate_bound_access_tokens", true, cl.CertificateBound)
+		set("dpop_bound_access_tokens", true, cl.DPoPBound)
 		set("scope", cl.Scope, cl.Scope != "")
 		for k, v := range cl.Metadata {
 			m[k] = v
@@ -413,8 +422,8 @@ func (c oidcConfig) wire() map[string]any {
 	w := map[string]any{
 		"clients": clients, "resources": resources,
 		"accessTokenTTL": seconds(c.AccessTokenTTL), "issuerPath": c.IssuerPath,
-		"mtlsEndpointAliases": c.MTLSEndpointAliases,
-		"tokenExchange":       map[string]any{"trustedIssuers": issuers},
+		"mtlsEndpointAliases": c.MTLSEndpointAliases, "dpopNonces": c.DPoPNonces,
+		"tokenExchange": map[string]any{"trustedIssuers": issuers},
 	}
 	if c.TLS != nil {
 		cas := make([]string, 0, len(c.TLS.ClientCAPEMs))

@@ -37,6 +37,7 @@ type config struct {
 	metadataTTL time.Duration
 	maxLifetime time.Duration
 	clock       func() time.Time
+	dpop        *DPoP // DPoPProof's
 }
 
 // newConfig applies opts over the defaults, then clamps what is out of range,

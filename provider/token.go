@@ -43,6 +43,9 @@ type tokenRequest struct {
 	// accept checks the response's token_type and issued_token_type (RFC
 	// 8693, section 2.2.1); nil accepts a Bearer token only.
 	accept func(r *tokenRequest, tokenType, issuedType string) error
+	// dpop, if not nil, proves possession of its key on the request, which
+	// asks for a DPoP token.
+	dpop *DPoP
 	// secrets are what the request carries that no error may show: a client
 	// secret, an assertion, a subject token, each as sent.
 	secrets []string
@@ -99,7 +102,7 @@ func withRequest(form url.Values, req Request) url.Values {
 	return form
 }
 
-// grant makes one token request, of the grant whose parameters form holds,
+// grant makes a token request, of the grant whose parameters form holds,
 // authenticated as the client, and returns the token it issued. prepare, if
 // not nil, sets what the grant adds to the request beyond its form (secrets,
 // a bound, the token types it accepts) before the client authenticates; an
@@ -120,6 +123,7 @@ func (c *Client) grant(ctx context.Context, form url.Values, prepare func(*token
 			mtls:     c.mtls,
 			meta:     meta,
 			now:      c.cfg.clock(),
+			dpop:     c.cfg.dpop,
 		}
 		if prepare != nil {
 			if err := prepare(r); err != nil {
@@ -143,26 +147,50 @@ func (c *Client) send(ctx context.Context, r *tokenRequest) (jwtcache.Issued, er
 		// presentCertificate.
 		ctx = context.WithValue(ctx, presentedKey{}, r.cert)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint, strings.NewReader(r.form.Encode()))
-	if err != nil {
-		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+	if claims, ok := jwtcache.ClaimsChallenge(ctx); ok {
+		// A resource server's claims challenge, which the token must
+		// satisfy (OpenID Connect's claims parameter, as Microsoft Entra ID
+		// takes it on token requests).
+		r.form.Set("claims", claims)
 	}
-	for k, vs := range r.header {
-		req.Header[k] = vs
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		// A url.Error: the endpoint's URL and the transport's reason,
-		// never the body.
-		if r.cert != nil {
-			return jwtcache.Issued{}, fmt.Errorf("provider: token request over mutual TLS: %w", err)
+	body := r.form.Encode()
+	var resp *http.Response
+	var data []byte
+	var readErr error
+	for retried := false; ; retried = true {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint, strings.NewReader(body))
+		if err != nil {
+			return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
 		}
-		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+		for k, vs := range r.header {
+			req.Header[k] = vs
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		if r.dpop != nil {
+			proof, err := r.dpop.proof(http.MethodPost, req.URL, "")
+			if err != nil {
+				return jwtcache.Issued{}, err
+			}
+			req.Header.Set("DPoP", proof)
+		}
+		resp, err = r.client.Do(req)
+		if err != nil {
+			// A url.Error: the endpoint's URL and the transport's reason,
+			// never the body.
+			if r.cert != nil {
+				return jwtcache.Issued{}, fmt.Errorf("provider: token request over mutual TLS: %w", err)
+			}
+			return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+		}
+		data, readErr = readLimited(resp.Body)
+		resp.Body.Close()
+		// A DPoP nonce, on any response; and once, the request again with
+		// it, if the provider refused the proof for want of it.
+		if r.dpop == nil || !r.dpop.keepNonce(req.URL, resp.Header) || retried || !useDPoPNonce(resp.StatusCode, data) {
+			break
+		}
 	}
-	defer resp.Body.Close()
-	data, readErr := readLimited(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return jwtcache.Issued{}, r.certificateHint(r.errorResponse(resp.StatusCode, data, readErr))
 	}
@@ -174,6 +202,27 @@ func (c *Client) send(ctx context.Context, r *tokenRequest) (jwtcache.Issued, er
 		err = r.certificateHint(err)
 	}
 	return iss, err
+}
+
+// useDPoPNonce reports whether a token endpoint's response, with status and
+// body data, refused a DPoP proof for want of a nonce (RFC 9449, section 8).
+func useDPoPNonce(status int, data []byte) bool {
+	if status != http.StatusBadRequest && status != http.StatusUnauthorized {
+		return false
+	}
+	var resp struct {
+		Error string `json:"error"`
+	}
+	return json.Unmarshal(data, &resp) == nil && resp.Error == "use_dpop_nonce"
+}
+
+// tokenType is the token_type that r asks for: DPoP with a proof, else
+// Bearer.
+func (r *tokenRequest) tokenType() string {
+	if r.dpop != nil {
+		return "DPoP"
+	}
+	return "Bearer"
 }
 
 // tokenResponse reads a successful token response (RFC 6749, section 5.1).
@@ -216,13 +265,18 @@ func (r *tokenRequest) tokenResponse(status int, data []byte, maxLifetime time.D
 			return jwtcache.Issued{}, err
 		}
 	}
+	if r.dpop != nil {
+		if c, isJWT := peekClaims(iss.Token); isJWT && c.Jkt != "" && c.Jkt != r.dpop.thumb {
+			return jwtcache.Issued{}, fmt.Errorf("%w: the DPoP token is bound to another key (cnf.jkt)", ErrTokenType)
+		}
+	}
 	return r.capLifetime(iss), nil
 }
 
 // bearerOnly is the accept of a request for an access token: the token must
-// be a Bearer token.
+// be a Bearer token, or with DPoP a DPoP token.
 func bearerOnly(r *tokenRequest, tokenType, _ string) error {
-	if !strings.EqualFold(tokenType, "Bearer") {
+	if !strings.EqualFold(tokenType, r.tokenType()) {
 		return fmt.Errorf("%w: %q", ErrTokenType, r.clean(tokenType, 32))
 	}
 	return nil
@@ -256,6 +310,9 @@ type claims struct {
 	// X5t is the cnf claim's x5t#S256 (RFC 8705, section 3.1): the
 	// thumbprint of the certificate the token is bound to.
 	X5t string
+	// Jkt is the cnf claim's jkt (RFC 9449, section 6.1): the thumbprint
+	// of the DPoP key the token is bound to.
+	Jkt string
 }
 
 // peekClaims reads the claims of token, a JWS in compact serialization,
@@ -286,9 +343,10 @@ func peekClaims(token string) (claims, bool) {
 	}
 	var cnf struct {
 		X5t string `json:"x5t#S256"`
+		Jkt string `json:"jkt"`
 	}
 	if json.Unmarshal(obj["cnf"], &cnf) == nil {
-		c.X5t = cnf.X5t
+		c.X5t, c.Jkt = cnf.X5t, cnf.Jkt
 	}
 	return c, true
 }

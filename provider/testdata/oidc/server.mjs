@@ -157,6 +157,14 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    // DPoP (RFC 9449): proofs are accepted from any client (and required of
+    // those with dpop_bound_access_tokens); with dpopNonces, every proof
+    // must carry a nonce the provider issued (400 use_dpop_nonce otherwise).
+    dPoP: {
+      enabled: true,
+      nonceSecret: crypto.randomBytes(32),
+      requireNonce: () => Boolean(cfg.dpopNonces),
+    },
     revocation: { enabled: true },
     mTLS: {
       enabled: Boolean(cfg.tls),
