@@ -264,3 +264,35 @@ func ExampleIssueFunction() {
 	// opaque-1 invoices:read 1h0m0s
 	// tokens issued: 1
 }
+
+// The transport reads the server's challenge: a token that lacks a scope
+// (insufficient_scope) is not fetched again, since a new one would lack it
+// too, and the caller gets an error that names the scope. (A token the
+// server calls invalid_token is dropped, and the request retried once with a
+// fresh one.)
+func ExampleChallengeError() {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/admin":
+			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="orders:admin"`)
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	defer api.Close()
+
+	idp := newIdentityProvider()
+	cache := jwtcache.NewCache(jwtcache.TokenFunction(idp.clientCredentials))
+	client := &http.Client{Transport: jwtcache.NewTransport(cache, nil)}
+
+	_, err := client.Get(api.URL + "/admin")
+	fmt.Println(errors.Is(err, jwtcache.ErrInsufficientScope))
+	var challenge *jwtcache.ChallengeError
+	if errors.As(err, &challenge) {
+		fmt.Println(challenge.StatusCode, challenge.Code, challenge.Scope)
+	}
+	fmt.Println("tokens issued:", idp.issued)
+	// Output:
+	// true
+	// 403 insufficient_scope orders:admin
+	// tokens issued: 1
+}

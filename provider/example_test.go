@@ -61,7 +61,11 @@ func (p *exampleIDP) serve(w http.ResponseWriter, r *http.Request) {
 	if r.PostForm.Get("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange" {
 		token += ", on behalf of " + r.PostForm.Get("subject_token")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+	tokenType := "Bearer"
+	if r.Header.Get("DPoP") != "" {
+		tokenType = "DPoP" // a real provider binds it to the proof's key
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": tokenType, "expires_in": 3600})
 }
 
 func (p *exampleIDP) authenticated(r *http.Request) bool {
@@ -268,7 +272,11 @@ func (p *exampleMTLSIDP) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := fmt.Sprintf("token-%d for %s", p.issued.Add(1), r.TLS.PeerCertificates[0].Subject.CommonName)
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+	tokenType := "Bearer"
+	if r.Header.Get("DPoP") != "" {
+		tokenType = "DPoP" // a real provider binds it to the proof's key
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": tokenType, "expires_in": 3600})
 }
 
 // A client authenticates with its certificate, which the provider may bind
@@ -331,4 +339,45 @@ func ExampleNewExchanger() {
 	// token-2 for https://orders.example, on behalf of bob-token <nil>
 	// token-1 for https://orders.example, on behalf of alice-token <nil>
 	// exchanges: 2
+}
+
+// A DPoP key proves possession on the token request and on every request
+// that carries the token: the cache holds a DPoP token, and the transport
+// sends it as "Authorization: DPoP" with a fresh proof for each request.
+func ExampleNewDPoP() {
+	idp := startIDP()
+	defer idp.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		fmt.Println(r.Method, r.URL.Path, scheme, "with a proof:", r.Header.Get("DPoP") != "")
+	}))
+	defer api.Close()
+
+	key, err := provider.NewDPoP(nil) // a new P-256 key; or the fleet's own crypto.Signer
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client, err := provider.New(context.Background(), idp.URL, provider.ClientSecretBasic("billing", "s3cret"), provider.DPoPProof(key))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Binding keeps the token to replicas that hold the key, if the cache
+	// shares its tokens through a store.
+	cache := jwtcache.NewCache(jwtcache.Name("orders"), jwtcache.IssueFunction(client.Issue), key.Binding())
+	httpClient := &http.Client{Transport: jwtcache.NewTransport(cache, nil, jwtcache.AuthScheme(key))}
+	for _, path := range []string{"/orders", "/orders/42"} {
+		resp, err := httpClient.Get(api.URL + path)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+	}
+	fmt.Println("tokens issued:", idp.issued, "algorithm:", key.Algorithm())
+	// Output:
+	// GET /orders DPoP with a proof: true
+	// GET /orders/42 DPoP with a proof: true
+	// tokens issued: 1 algorithm: ES256
 }
