@@ -309,7 +309,7 @@ type failingScheme struct{}
 func (failingScheme) Authorize(*http.Request, string) error      { return errors.New("no key") }
 func (failingScheme) Observe(*http.Request, *http.Response) bool { return false }
 
-func TestTransport_SchemeErrorSendsNothing(t *testing.T) {
+func TestDPoP_SchemeErrorSendsNothing(t *testing.T) {
 	c, _ := countingCache(t)
 	srv := &challengeServer{status: 200}
 	body := &trackedBody{Reader: strings.NewReader("x")}
@@ -322,7 +322,7 @@ func TestTransport_SchemeErrorSendsNothing(t *testing.T) {
 	}
 }
 
-func TestTransport_PlainHTTP(t *testing.T) {
+func TestChallenge_PlainHTTPRefused(t *testing.T) {
 	tests := []struct {
 		url   string
 		allow bool

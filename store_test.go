@@ -512,9 +512,9 @@ func TestStore_Namespaces(t *testing.T) {
 	}
 }
 
-// TestStore_Binding: caches bound to different keys never share a token, and
+// TestDPoP_StoreBinding: caches bound to different keys never share a token, and
 // a saved token bound to a key is adopted only by a cache bound to that key.
-func TestStore_Binding(t *testing.T) {
+func TestDPoP_StoreBinding(t *testing.T) {
 	f := newSeam()
 	a, b := f.replica("api", jwtcache.Binding("key-A")), f.replica("api", jwtcache.Binding("key-B"))
 	if ta, tb := mustToken(t, a), mustToken(t, b); ta == tb || f.issued() != 2 {
