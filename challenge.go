@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/clean"
 )
 
 // Challenge is one challenge of a WWW-Authenticate header (RFC 9110, section
@@ -338,7 +338,7 @@ const (
 // newChallengeError returns the error for challenge c of a response with
 // status, cleaned of the token sent.
 func newChallengeError(status int, c Challenge, sent string) *ChallengeError {
-	clean := func(s string, limit int) string { return cleanServerText(s, sent, limit) }
+	clean := func(s string, limit int) string { return clean.Text(s, limit, sent) }
 	return &ChallengeError{
 		StatusCode:  status,
 		Scheme:      clean(c.Scheme, 16),
@@ -348,30 +348,6 @@ func newChallengeError(status int, c Challenge, sent string) *ChallengeError {
 		ACRValues:   clean(c.Params["acr_values"], 256),
 		MaxAge:      clean(c.Params["max_age"], 16),
 	}
-}
-
-// cleanServerText returns s, text from a server, fit for an error message: no
-// control or invalid characters, the secret replaced by "[redacted]" (after
-// the cleaning, so that a secret with a control character inside is still
-// caught), at most limit bytes.
-func cleanServerText(s, secret string, limit int) string {
-	s = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || !unicode.IsPrint(r) {
-			return -1
-		}
-		return r
-	}, s)
-	if secret != "" {
-		s = strings.ReplaceAll(s, secret, "[redacted]")
-	}
-	if len(s) > limit {
-		cut := limit
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
 }
 
 // claimsOf returns the claims of an insufficient_claims challenge c: its

@@ -12,10 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/clean"
 )
 
 // tokenRequest is one request to the token endpoint, as it is built: the
@@ -416,27 +415,10 @@ func (r *tokenRequest) oauthError(status int, code, desc, uri string) *Error {
 }
 
 // clean returns s, from the provider, fit for an error message: control and
-// invalid characters dropped, then the secrets the request carried replaced
-// by "[redacted]" (in that order, so that a secret echoed with a control
-// character inside it is still caught), and at most limit bytes long.
+// invalid characters dropped, the secrets the request carried replaced by
+// "[redacted]", and at most limit bytes long.
 func (r *tokenRequest) clean(s string, limit int) string {
-	s = strings.Map(func(c rune) rune {
-		if c == utf8.RuneError || !unicode.IsPrint(c) {
-			return -1
-		}
-		return c
-	}, s)
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, "[redacted]")
-	}
-	if len(s) > limit {
-		cut := limit
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
+	return clean.Text(s, limit, r.secrets...)
 }
 
 // jsonError describes why a token response did not decode, without quoting
