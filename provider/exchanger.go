@@ -55,11 +55,17 @@ type Exchanger struct {
 // function among them is replaced by the exchange. Each subject is a key, so
 // [jwtcache.MaxKeys] bounds how many subjects have a token (the default,
 // 10,000, unless opts set it), and [jwtcache.IdleTimeout] drops a subject not
-// seen for an hour unless opts say otherwise. With a nil client, every
-// exchange fails with an error.
+// seen for an hour unless opts say otherwise. The tokens of a client made
+// with [DPoPProof] are bound to its key ([DPoP.Binding]). With a nil client,
+// every exchange fails with an error.
 func NewExchanger(client *Client, req Request, opts ...jwtcache.MapOption) *Exchanger {
 	x := &Exchanger{client: client, req: req.canonical(), suffix: ";" + req.Key()}
-	all := append(append([]jwtcache.MapOption(nil), opts...), jwtcache.MapIssueFunction(x.issue))
+	var all []jwtcache.MapOption
+	if client != nil && client.cfg.dpop != nil {
+		// Before opts, which may name another binding.
+		all = append(all, client.cfg.dpop.Binding())
+	}
+	all = append(append(all, opts...), jwtcache.MapIssueFunction(x.issue))
 	x.m = jwtcache.NewCacheMap(all...)
 	return x
 }
