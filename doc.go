@@ -12,5 +12,9 @@
 // fresh token, falling back to the old one if the fetch fails. Once expired, a
 // token is never handed out again.
 //
+// A [Transport] puts the token on outgoing HTTP requests (Bearer, or DPoP
+// through a [Scheme]) and acts on what servers answer: the challenges of
+// their WWW-Authenticate headers ([ParseChallenges]), with at most one retry.
+//
 // Every type in this package is safe for concurrent use.
 package jwtcache
