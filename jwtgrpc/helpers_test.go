@@ -53,6 +53,8 @@ type idp struct {
 
 	calls atomic.Int64 // calls of the token functions
 	seq   atomic.Int64 // numbers the tokens' jti
+	// now is the clock of the tokens' iat and exp; set before first use.
+	now func() time.Time
 
 	mu sync.Mutex
 	// guards err and gate
@@ -69,7 +71,7 @@ func newIDP(t testing.TB) *idp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &idp{key: key, keys: keySource{testKID: pub}, started: make(chan string, 64)}
+	return &idp{key: key, keys: keySource{testKID: pub}, now: time.Now, started: make(chan string, 64)}
 }
 
 // newSigningKey returns an ES256 key with kid testKID and its public half.
@@ -92,11 +94,10 @@ func newSigningKey() (jwk.Key, jwk.Key, error) {
 // mint returns a token for sub that lives for lifetime from now (an already
 // expired one for a negative lifetime).
 func (p *idp) mint(sub string, lifetime time.Duration) string {
-	return mint(p.key, sub, strconv.FormatInt(p.seq.Add(1), 10), lifetime)
+	return mint(p.key, p.now(), sub, strconv.FormatInt(p.seq.Add(1), 10), lifetime)
 }
 
-func mint(key jwk.Key, sub, jti string, lifetime time.Duration) string {
-	now := time.Now()
+func mint(key jwk.Key, now time.Time, sub, jti string, lifetime time.Duration) string {
 	tok, err := jwt.NewBuilder().
 		Issuer(testIssuer).
 		Audience([]string{testAudience}).
@@ -220,6 +221,7 @@ type server struct {
 // serverConfig varies the test server.
 type serverConfig struct {
 	keys      verify.KeySource // the default is the idp's keys
+	clock     func() time.Time // the verifier's; the default is the real one
 	plaintext bool             // no TLS
 }
 
@@ -230,7 +232,7 @@ func startServer(t testing.TB, p *idp, cfg serverConfig) *server {
 	if keys == nil {
 		keys = p.keys
 	}
-	v, err := verify.New(keys, verify.Issuer(testIssuer), verify.Audience(testAudience))
+	v, err := verify.New(keys, verify.Issuer(testIssuer), verify.Audience(testAudience), verify.Clock(cfg.clock))
 	if err != nil {
 		t.Fatal(err)
 	}
