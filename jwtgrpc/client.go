@@ -133,7 +133,7 @@ func (cc *callCredentials) GetRequestMetadata(ctx context.Context, _ ...string) 
 		return nil, err
 	}
 	cc.sent.Store(true)
-	return bearer(cc.token), nil
+	return cc.c.bearer(cc.token), nil
 }
 
 func (cc *callCredentials) RequireTransportSecurity() bool {

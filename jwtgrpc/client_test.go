@@ -107,7 +107,7 @@ func TestGRPC_UnaryInterceptor_RetryOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.revoke(tok)
-		p.fail(outage)
+		p.fail(errOutage)
 		if _, err := call(context.Background(), client); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("UnaryCall() error = %v; want the server's Unauthenticated", err)
 		}
@@ -285,7 +285,7 @@ func TestGRPC_ProviderOutage(t *testing.T) {
 			}
 			<-p.started
 
-			p.fail(outage)
+			p.fail(errOutage)
 			clock.Advance(50 * time.Minute) // in the refresh window
 			for range 10 {
 				if sub, err := call(context.Background(), client); err != nil || sub != "client-1" {

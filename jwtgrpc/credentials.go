@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -61,13 +62,24 @@ import (
 // The zero Credentials have no cache: every call fails with
 // [codes.Internal]. Use [NewCredentials] or [NewMapCredentials].
 type Credentials struct {
-	// token, invalidate and plaintextLoopback are written once by the
-	// constructor and only read after.
+	// token, invalidate, plaintextLoopback and reuse are written once by
+	// the constructor and only read after.
 	token func(ctx context.Context) (string, error)
 	// invalidate drops a token the server refused, if it is still the
 	// cached one, so that a burst of refusals causes one fetch.
 	invalidate        func(ctx context.Context, token string) bool
 	plaintextLoopback bool
+	// reuse is set for a lone Cache, whose calls send one token at a time:
+	// last then keeps its header value, so that they share one string. A
+	// CacheMap's tokens would take turns in it.
+	reuse bool
+
+	last atomic.Pointer[header] // never modified after it is stored
+}
+
+// header is the authorization value of a token.
+type header struct {
+	token, value string
 }
 
 var _ credentials.PerRPCCredentials = (*Credentials)(nil)
@@ -103,6 +115,7 @@ func InsecureAllowPlaintextLoopback() CredentialsOption {
 func NewCredentials(cache *jwtcache.Cache, opts ...CredentialsOption) *Credentials {
 	c := &Credentials{}
 	if cache != nil {
+		c.reuse = true
 		c.token = cache.EnsureToken
 		c.invalidate = func(_ context.Context, tok string) bool { return cache.InvalidateToken(tok) }
 	}
@@ -159,7 +172,7 @@ func (c *Credentials) GetRequestMetadata(ctx context.Context, _ ...string) (map[
 	if err != nil {
 		return nil, err
 	}
-	return bearer(tok), nil
+	return c.bearer(tok), nil
 }
 
 // RequireTransportSecurity reports whether the credentials need a connection
@@ -226,8 +239,16 @@ func peerAddr(p *peer.Peer) string {
 }
 
 // bearer returns the metadata that carries tok.
-func bearer(tok string) map[string]string {
-	return map[string]string{"authorization": "Bearer " + tok}
+func (c *Credentials) bearer(tok string) map[string]string {
+	if !c.reuse {
+		return map[string]string{"authorization": "Bearer " + tok}
+	}
+	h := c.last.Load()
+	if h == nil || h.token != tok {
+		h = &header{token: tok, value: "Bearer " + tok}
+		c.last.Store(h)
+	}
+	return map[string]string{"authorization": h.value}
 }
 
 // hasAuthorization reports whether the outgoing metadata in ctx carries an

@@ -255,12 +255,12 @@ func TestGRPC_Credentials_StatusCodes(t *testing.T) {
 		{name: "provider 503 without an OAuth body",
 			creds: creds(fails(errors.New("provider: token request: HTTP 503, without an OAuth error response"))), want: codes.Unavailable},
 		{name: "provider unreachable",
-			creds: creds(fails(outage)), want: codes.Unavailable},
+			creds: creds(fails(errOutage)), want: codes.Unavailable},
 		{name: "backing off after a refusal",
 			creds: creds(fails(&provider.Error{Code: "invalid_client", StatusCode: 401})), calls: 2,
 			want: codes.Unauthenticated, wantIs: jwtcache.ErrBackoff},
 		{name: "backing off after an outage",
-			creds: creds(fails(outage)), calls: 2, want: codes.Unavailable, wantIs: jwtcache.ErrBackoff},
+			creds: creds(fails(errOutage)), calls: 2, want: codes.Unavailable, wantIs: jwtcache.ErrBackoff},
 		{name: "token type not Bearer",
 			creds: creds(fails(fmt.Errorf("%w: %q", provider.ErrTokenType, "DPoP"))), want: codes.Unauthenticated, wantIs: provider.ErrTokenType},
 		{name: "unparsable token",
@@ -351,7 +351,7 @@ func TestGRPC_Credentials_StatusOnTheWire(t *testing.T) {
 		wantIs error
 	}{
 		{"refused", &provider.Error{Code: "invalid_client", StatusCode: 401}, codes.Unauthenticated, nil},
-		{"outage", outage, codes.Unavailable, jwtcache.ErrBackoff},
+		{"outage", errOutage, codes.Unavailable, jwtcache.ErrBackoff},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

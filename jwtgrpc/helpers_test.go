@@ -180,9 +180,9 @@ func (p *idp) cache(opts ...jwtcache.Option) *jwtcache.Cache {
 	}, opts...)...)
 }
 
-// outage is the error of a provider that cannot be reached, as the
+// errOutage is the error of a provider that cannot be reached, as the
 // provider package's client returns it.
-var outage = fmt.Errorf("provider: token request: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
+var errOutage = fmt.Errorf("provider: token request: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
 
 // keySource is a KeySource of fixed keys.
 type keySource map[string]jwk.Key
