@@ -18,10 +18,10 @@ import (
 // the server refuses with [codes.Unauthenticated]: it drops the token it sent
 // from the cache, if that is still the cached one (so that a burst of
 // refusals of one token causes one fetch), and sends the call again with a
-// fresh token, if one different from the refused one is to be had at once.
-// Otherwise, and whatever the second attempt's outcome, the caller gets the
-// server's answer; a call is never sent more than twice. Call options apply
-// to both attempts.
+// fresh token, if the cache has or can fetch, within the call's context, one
+// different from the refused one. Otherwise, and whatever the second
+// attempt's outcome, the caller gets the server's answer; a call is never
+// sent more than twice. Call options apply to both attempts.
 //
 // A call whose own options or outgoing metadata carry credentials
 // ([google.golang.org/grpc.PerRPCCredentials], an authorization value) is
@@ -62,11 +62,11 @@ func (c *Credentials) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 // them): the caller gets the refusal, and the refused token is dropped from
 // the cache all the same, so that the caller's next stream gets a fresh one.
 //
-// So a bidirectional or server-streaming call whose client reads first (a
-// watch that waits for the server's first message) is retried, and a
-// server-streaming call opened by generated code, which sends its request
-// before returning the stream, is not. A RecvMsg that the retry makes waits
-// for the new stream; a SendMsg or CloseSend made meanwhile goes to it.
+// So a bidirectional stream whose client reads first (one that waits for the
+// server's greeting) is retried, and a server-streaming call opened by
+// generated code, which sends its request before it returns the stream, is
+// not. A RecvMsg that the retry makes waits for the new stream; a SendMsg or
+// CloseSend made meanwhile goes to it.
 func (c *Credentials) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		if ownCredentials(ctx, opts) {
@@ -223,7 +223,13 @@ func (s *clientStream) RecvMsg(m any) error {
 func (s *clientStream) reopen(cur grpc.ClientStream, sent *callCredentials, err error) (grpc.ClientStream, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.used || s.retried || s.cur != cur {
+	if s.retried || s.cur != cur {
+		// The retry's refusal: as after a unary call's, its token stays
+		// for the next call to drop, so that a server that refuses every
+		// token costs a fetch per call, not two.
+		return nil, false
+	}
+	if s.used {
 		if status.Code(err) == codes.Unauthenticated && sent.sent.Load() {
 			s.c.invalidate(s.ctx, sent.token)
 		}

@@ -45,14 +45,15 @@ import (
 // [jwtcache.ErrUnparsable], [jwtcache.ErrExpired], [jwtcache.ErrEmptyToken]);
 // [codes.Unavailable] for an outage (the provider unreachable, a 5xx or 429
 // answer, a fetch that timed out); [codes.Internal] for a misconfiguration
-// (no cache, no token function, a failed key function); and the code of a
-// status error that a token or key function returned. While the cache backs
+// (no cache, no token function, a failed key function, a panic in the token
+// function); and the code of a status error that a token or key function
+// returned (but [codes.Internal] for one of the codes that gRPC reserves to
+// its control plane, as grpc-go itself would make it). While the cache backs
 // off after a failed fetch, calls without a live token get the code of that
 // fetch's error at once, and the provider is not asked again: a client
 // that retries Unavailable calls does not make a herd. The error's
-// message is that of the cache's error, which never contains a token; the
-// error returned to a caller wraps it, for errors.Is, where grpc-go hands it
-// through.
+// message holds the cache's error, which never contains a token, and the
+// error wraps it, for errors.Is: grpc-go hands it through to the caller.
 //
 // A call whose outgoing metadata already carries an authorization value is
 // sent as it is, without the token; so is a call on which one of the

@@ -56,9 +56,9 @@ func tokenError(ctx context.Context, err error) error {
 // instead of a token:
 //
 //	Canceled, DeadlineExceeded  the call's own context ended first
-//	the error's own code        a status error from a token or key function
+//	the error's own code        a status error from a token or key function (see allowed)
 //	Unauthenticated             the provider refused, or gave no usable token
-//	Internal                    a misconfiguration: no cache, no token function, a failed key function
+//	Internal                    a misconfiguration: no cache, no token function, a failed key function, a panic
 //	Unavailable                 anything else: the provider is unreachable, overloaded or failing
 //
 // A fetch that timed out is Unavailable, not DeadlineExceeded: only the
