@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"time"
 
@@ -27,9 +28,10 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	logger := slog.Default() // told why a call was refused, never the token
 	srv := grpc.NewServer(grpc.Creds(exampleServerTLS),
-		grpc.ChainUnaryInterceptor(jwtgrpc.UnaryServerInterceptor(verifier)),
-		grpc.ChainStreamInterceptor(jwtgrpc.StreamServerInterceptor(verifier)))
+		grpc.ChainUnaryInterceptor(jwtgrpc.UnaryServerInterceptor(verifier, jwtgrpc.Logger(logger))),
+		grpc.ChainStreamInterceptor(jwtgrpc.StreamServerInterceptor(verifier, jwtgrpc.Logger(logger))))
 	testgrpc.RegisterTestServiceServer(srv, testService{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
