@@ -404,6 +404,15 @@ func TestGRPC_Credentials_OwnAuthorization(t *testing.T) {
 			t.Errorf("%s: UnaryCall(own token) = %q, %v; want someone-else, nil", name, sub, err)
 		}
 	}
+	// The interceptor also leaves alone a call with call credentials of its
+	// own (on the connection's credentials, grpc-go sends both).
+	client := dial(t, s.addr, s.clientTLS, withInterceptors(creds))
+	ownCreds := jwtgrpc.NewCredentials(jwtcache.NewCache(jwtcache.TokenFunction(func(context.Context) (string, error) {
+		return own, nil
+	})))
+	if sub, err := call(context.Background(), client, grpc.PerRPCCredentials(ownCreds)); err != nil || sub != "someone-else" {
+		t.Errorf("UnaryCall(own call credentials) = %q, %v; want someone-else, nil", sub, err)
+	}
 	if got := p.calls.Load(); got != 0 {
 		t.Errorf("token function called %d times; want 0", got)
 	}
@@ -470,6 +479,24 @@ func TestGRPC_MapCredentials_Tenant(t *testing.T) {
 	}
 	if got := p.calls.Load(); got != 3 {
 		t.Errorf("token function called %d times; want 3, one per tenant", got)
+	}
+
+	// A tenant's token revoked: the interceptor drops that tenant's, and
+	// only that tenant's, and retries with a fresh one.
+	client := dial(t, s.addr, s.clientTLS, withInterceptors(creds))
+	ctxA := withTenant(context.Background(), "tenant-a")
+	tok, err := m.EnsureToken(ctxA, "tenant-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.revoke(tok)
+	for _, tenant := range []string{"tenant-a", "tenant-b", "tenant-a"} {
+		if sub, err := call(withTenant(context.Background(), tenant), client); err != nil || sub != tenant {
+			t.Errorf("UnaryCall(%s) = %q, %v; want %s, nil", tenant, sub, err, tenant)
+		}
+	}
+	if got := p.calls.Load(); got != 4 {
+		t.Errorf("token function called %d times; want 4, one more for tenant-a", got)
 	}
 }
 
