@@ -58,7 +58,8 @@ func ExampleClientCredentials() {
 
 // The cache as an oauth2.TokenSource, for libraries that take one, such as
 // gRPC's per-RPC credentials: grpc.WithPerRPCCredentials(oauth.TokenSource{
-// TokenSource: jwtoauth2.TokenSource(ctx, cache)}).
+// TokenSource: jwtoauth2.TokenSource(ctx, cache)}) (but see jwtgrpc, which
+// takes the token with each call's context).
 func ExampleTokenSource() {
 	idp, _ := tokenEndpoint(nil, "Bearer")
 	defer idp.Close()

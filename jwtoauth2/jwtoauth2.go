@@ -64,6 +64,10 @@ func accessToken(tok *oauth2.Token, err error) (string, error) {
 // one: gRPC's per-RPC credentials (oauth.TokenSource), or an HTTP client built
 // as &http.Client{Transport: &oauth2.Transport{Source: ts}}. Each Token call
 // is a [jwtcache.Cache.Token] call on ctx, so it costs what a cache hit costs.
+// For gRPC, the nested module jwtgrpc does better: its credentials take the
+// token with each call's context, which oauth.TokenSource cannot give
+// (https://github.com/grpc/grpc-go/issues/5390), and its interceptors retry a
+// call the server refuses.
 //
 // Do not wrap it in [oauth2.ReuseTokenSource] (which oauth2.NewClient and
 // Config.Client do): that keeps a token until 10 seconds before its Expiry,

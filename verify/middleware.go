@@ -46,12 +46,20 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			v.refuse(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), verifierClaimsKey{}, c)))
+		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), c)))
 	})
 }
 
-// FromContext returns the claims that [Verifier.Middleware] put in ctx, and
-// whether there were any.
+// NewContext returns a copy of ctx that carries c, for [FromContext]: it is
+// how [Verifier.Middleware] hands a request's claims to its handler, and how
+// other front ends (a gRPC interceptor, say) hand them to theirs. A nil c
+// puts no claims in the copy: FromContext then reports none.
+func NewContext(ctx context.Context, c *Claims) context.Context {
+	return context.WithValue(ctx, verifierClaimsKey{}, c)
+}
+
+// FromContext returns the claims that [NewContext] (through
+// [Verifier.Middleware], say) put in ctx, and whether there were any.
 func FromContext(ctx context.Context) (*Claims, bool) {
 	c, ok := ctx.Value(verifierClaimsKey{}).(*Claims)
 	return c, ok && c != nil
@@ -64,14 +72,23 @@ func FromContext(ctx context.Context) (*Claims, bool) {
 // returns [ErrNoToken] if r has no Authorization header or one of another
 // scheme, and [ErrMalformed] otherwise; the error never carries the header.
 func BearerToken(r *http.Request) (string, error) {
-	h := r.Header.Values("Authorization")
+	return ParseBearer(r.Header.Values("Authorization"))
+}
+
+// ParseBearer returns the token of the Authorization header whose values are
+// given, by the rules of [BearerToken], for protocols that carry the header
+// elsewhere than in an [http.Request]: gRPC's "authorization" metadata, say.
+// It returns [ErrNoToken] for no value or one of another scheme, and
+// [ErrMalformed] for more than one value or a malformed one; the error never
+// carries a value.
+func ParseBearer(values []string) (string, error) {
 	switch {
-	case len(h) == 0:
+	case len(values) == 0:
 		return "", ErrNoToken
-	case len(h) > 1:
-		return "", fmt.Errorf("%w: %d Authorization headers", ErrMalformed, len(h))
+	case len(values) > 1:
+		return "", fmt.Errorf("%w: %d Authorization headers", ErrMalformed, len(values))
 	}
-	scheme, token, _ := strings.Cut(h[0], " ")
+	scheme, token, _ := strings.Cut(values[0], " ")
 	if !strings.EqualFold(scheme, "Bearer") {
 		return "", ErrNoToken
 	}

@@ -135,6 +135,22 @@ func TestMiddleware_FromContext(t *testing.T) {
 	}
 }
 
+func TestMiddleware_NewContext(t *testing.T) {
+	k := testKeys()
+	v := newVerifier(t, newKeys(t), newClock(t0))
+	want, err := v.Verify(context.Background(), sign(t, "ES256", "p256", k.p256, nil, claims(nil)))
+	if err != nil {
+		t.Fatalf("Verify() error = %v", err)
+	}
+	ctx := verify.NewContext(context.Background(), want)
+	if got, ok := verify.FromContext(ctx); got != want || !ok {
+		t.Errorf("FromContext(NewContext(claims)) = %p, %v; want %p, true", got, ok, want)
+	}
+	if got, ok := verify.FromContext(verify.NewContext(ctx, nil)); got != nil || ok {
+		t.Errorf("FromContext(NewContext(nil)) = %v, %v; want nil, false", got, ok)
+	}
+}
+
 func TestMiddleware_BearerToken(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -169,6 +185,10 @@ func TestMiddleware_BearerToken(t *testing.T) {
 			got, err := verify.BearerToken(r)
 			if got != tt.want || !errors.Is(err, tt.wantErr) {
 				t.Errorf("BearerToken(%q) = %q, %v; want %q, %v", tt.header, got, err, tt.want, tt.wantErr)
+			}
+			// The same rules for values carried elsewhere (gRPC metadata).
+			if got, err := verify.ParseBearer(tt.header); got != tt.want || !errors.Is(err, tt.wantErr) {
+				t.Errorf("ParseBearer(%q) = %q, %v; want %q, %v", tt.header, got, err, tt.want, tt.wantErr)
 			}
 			if err != nil && len(tt.header) == 1 && len(tt.header[0]) > 8 {
 				checkNoTokenText(t, err.Error(), "."+strings.TrimPrefix(tt.header[0], "Bearer ")+".")
