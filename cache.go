@@ -99,6 +99,8 @@ type entry struct {
 	freshFor time.Duration
 	waitAt   time.Time // from then (the headroom), calls wait for a fresh token
 	expiry   time.Time // from then, token is never handed out
+	// arrived is when token arrived, as the time since the Cache's epoch.
+	arrived time.Duration
 
 	// gen counts invalidations: a fetch publishes its token only if no
 	// invalidation came while it ran.
@@ -106,8 +108,13 @@ type entry struct {
 
 	// The failure state outlives the token it was recorded beside.
 	err      error     // the last fetch error; nil after a success
-	failures int       // consecutive failed fetches
+	failures int32     // consecutive failed fetches
 	retryAt  time.Time // no fetch before then
+	// rejections counts the tokens in a row that were rejected young (see
+	// rejectedYoung): from the second, the cache backs off before it
+	// fetches again, so that a server that refuses every token does not
+	// make it fetch one per request.
+	rejections int32
 }
 
 // fetcher obtains and admits a token for a fetch that began at start, when the
@@ -200,17 +207,55 @@ func (c *Cache) drop(match func(*entry) bool) bool {
 		// can adopt it from the store again.
 		c.rejected.add(e.token, e.expiry, c.now())
 	}
-	var dropped *entry
+	var dropped, next *entry
+	now := c.now()
 	c.update(func(e *entry) *entry {
 		// update may call this again after losing a race: decide afresh.
 		dropped = nil
 		if e.token == "" || !match(e) {
 			return nil
 		}
-		dropped = e
-		return e.withoutToken()
+		dropped, next = e, e.withoutToken()
+		next.rejections = 0
+		if c.rejectedYoung(e, now) {
+			next.rejections = e.rejections + 1
+		}
+		if next.rejections >= 2 {
+			// A server refuses each new token as it arrives: fetch again
+			// after the backoff, as after a failed fetch.
+			next.err = fmt.Errorf("%w: %d in a row, each within %s of its arrival", ErrRejected, next.rejections, rejectWindow)
+			next.failures++
+			next.retryAt = maxTime(next.retryAt, now.Add(retryDelay(int(next.failures), 0, c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())))
+		}
+		return next
 	})
+	if dropped != nil && next.rejections >= 2 {
+		c.stats.fetchErrors.Add(1)
+		c.log(slog.LevelWarn, "jwtcache: the server rejected a token just fetched; backing off", "error", next.err,
+			"retry_in", next.retryAt.Sub(now).Round(time.Millisecond))
+	}
 	return dropped != nil
+}
+
+// rejectWindow is how young a token must be, at most, for its rejection to
+// count toward the rejection backoff: a server that refuses every token
+// refuses it on its first use; one that revokes a token does so later.
+const rejectWindow = 10 * time.Second
+
+// rejectedYoung reports whether e's token, dropped at now, was rejected
+// young: within rejectWindow of its arrival, or within a quarter of its life
+// if that is shorter.
+func (c *Cache) rejectedYoung(e *entry, now time.Time) bool {
+	arrived := c.epoch.Add(e.arrived)
+	return now.Sub(arrived) < min(rejectWindow, e.expiry.Sub(arrived)/4)
+}
+
+// maxTime returns the later of a and b.
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // hit is the first step of every call, the Cache's and a CacheMap's: it
@@ -524,7 +569,7 @@ func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time)
 	// short-lived one losing a second to iat's truncation, or a stale one) is
 	// still fresh for a while after it arrives.
 	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, rand.Float64())
-	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitAt: waitAt, expiry: expiry, gen: gen}
+	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitAt: waitAt, expiry: expiry, arrived: received.Sub(c.epoch), gen: gen}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
 		// one held (it caches tokens itself), or the fetch took so long that
@@ -537,6 +582,8 @@ func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time)
 		if cur.gen != gen {
 			return nil
 		}
+		// The streak of rejections goes on until a token is dropped old.
+		n.rejections = cur.rejections
 		return n
 	}) == n
 	if !published {
@@ -571,7 +618,7 @@ func (c *Cache) fail(err error, now time.Time) {
 		n := *e
 		n.err = err
 		n.failures++
-		n.retryAt = now.Add(retryDelay(n.failures, n.expiry.Sub(now), c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64()))
+		n.retryAt = now.Add(retryDelay(int(n.failures), n.expiry.Sub(now), c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64()))
 		return &n
 	})
 	c.log(slog.LevelWarn, "jwtcache: fetch failed", "error", err,
@@ -655,5 +702,5 @@ func (e *entry) value() Token {
 // withoutToken returns a copy of e without its token, with its failure state,
 // one generation on.
 func (e *entry) withoutToken() *entry {
-	return &entry{freshFor: never, gen: e.gen + 1, err: e.err, failures: e.failures, retryAt: e.retryAt}
+	return &entry{freshFor: never, gen: e.gen + 1, err: e.err, failures: e.failures, retryAt: e.retryAt, rejections: e.rejections}
 }

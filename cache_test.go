@@ -839,3 +839,66 @@ func TestCache_InvalidateEmptyDuringFetch(t *testing.T) {
 		t.Errorf("token function calls = %d; want 2 (the invalidated fetch's token not cached)", got)
 	}
 }
+
+// TestCache_RejectionBackoff: a server that refuses every token as it arrives
+// makes the cache back off, not fetch one per request; a token revoked later
+// in its life is replaced at once.
+func TestCache_RejectionBackoff(t *testing.T) {
+	clk := newClock()
+	var fetches atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.TokenFunction(func(context.Context) (string, error) {
+			fetches.Add(1)
+			return mintAt(clk.Now(), time.Hour), nil
+		}))
+	ctx := context.Background()
+	tok := mustToken(t, c)
+
+	// The first rejection of a token just fetched: replaced at once.
+	c.InvalidateToken(tok)
+	next := mustToken(t, c)
+	if fetches.Load() != 2 || next == tok {
+		t.Fatalf("after one rejection: %d fetches; want 2", fetches.Load())
+	}
+	// The second in a row: the cache backs off.
+	c.InvalidateToken(next)
+	if _, err := c.EnsureToken(ctx); !errors.Is(err, jwtcache.ErrBackoff) || !errors.Is(err, jwtcache.ErrRejected) || fetches.Load() != 2 {
+		t.Fatalf("after two rejections in a row: %v, %d fetches; want ErrBackoff wrapping ErrRejected, no fetch", err, fetches.Load())
+	}
+
+	// A server that refuses every token for a minute, a call every 100ms,
+	// each token rejected on its first use: about one fetch per 1-2s.
+	start := fetches.Load()
+	for range 600 {
+		clk.Advance(100 * time.Millisecond)
+		if tok, err := c.EnsureToken(ctx); err == nil {
+			c.InvalidateToken(tok)
+		}
+	}
+	n := fetches.Load() - start
+	t.Logf("%d fetches in a minute of a server refusing every token", n)
+	if n < 30 || n > 61 {
+		t.Errorf("%d fetches in a minute of rejections; want 30-60 (one per 1-2s)", n)
+	}
+
+	// A token that lived past the window and is then revoked is replaced
+	// at once, and ends the streak: the next rejection of a young token is a
+	// first again.
+	clk.Advance(3 * time.Second) // past any backoff
+	tok = mustToken(t, c)
+	clk.Advance(11 * time.Second)
+	c.InvalidateToken(tok)
+	tok = mustToken(t, c)
+	c.InvalidateToken(tok)
+	if _, err := c.EnsureToken(ctx); err != nil {
+		t.Errorf("a young rejection after a revocation: %v; want a new token at once", err)
+	}
+
+	// Invalidate, which is no server's rejection, does not count.
+	for range 5 {
+		c.Invalidate()
+		if _, err := c.EnsureToken(ctx); err != nil {
+			t.Fatalf("EnsureToken() after Invalidate: %v", err)
+		}
+	}
+}

@@ -38,3 +38,12 @@ var ErrBackoff = errors.New("jwtcache: backing off after a failed fetch")
 // ErrEmptyKey is returned by [CacheMap] methods given an empty key, which
 // would otherwise be a silent entry shared by every caller that forgot one.
 var ErrEmptyKey = errors.New("jwtcache: empty key")
+
+// ErrRejected is what a cache's [ErrBackoff] wraps after servers rejected two
+// of its tokens in a row, each just after it arrived (through
+// [Cache.InvalidateToken], as a [Transport] does on a 401): the provider
+// issues tokens that the servers refuse (a wrong audience, say), and fetching
+// one per request would only hammer it. The cache fetches again after the
+// backoff, as after a failed fetch; a token rejected later in its life (a
+// revocation) is replaced at once.
+var ErrRejected = errors.New("jwtcache: servers rejected the tokens as they arrived")

@@ -352,6 +352,9 @@ func TestStore_Seam(t *testing.T) {
 			tok := mustToken(t, a)
 			f.store.set(nil, time.Hour) // every call hangs until its context ends
 			for i := range 12 {         // more rejections than the cache remembers
+				// Each rejected after a while, as a revocation is, not as
+				// it arrives, which would make the cache back off.
+				f.clock.Advance(11 * time.Second)
 				a.InvalidateToken(tok)
 				next, err := a.EnsureToken(context.Background())
 				if err != nil || next == tok {

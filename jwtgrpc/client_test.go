@@ -83,18 +83,25 @@ func TestGRPC_UnaryInterceptor_RetryOnce(t *testing.T) {
 		s := startServer(t, p, serverConfig{})
 		client := dial(t, s.addr, s.clientTLS, withInterceptors(jwtgrpc.NewCredentials(p.cache())))
 		s.refuseAll(true)
-		for i := range 3 {
-			if _, err := call(context.Background(), client); status.Code(err) != codes.Unauthenticated {
+		// The first call is sent twice, with the first token and a fresh
+		// one. The second call's refusal drops the fresh one, the second
+		// token in a row refused as it arrived, so the cache backs off
+		// (jwtcache.ErrRejected): no retry, and the third call fails
+		// unsent, until the backoff ends.
+		for i, want := range []int64{2, 3, 3} {
+			_, err := call(context.Background(), client)
+			if status.Code(err) != codes.Unauthenticated {
 				t.Errorf("UnaryCall() error = %v; want Unauthenticated", err)
 			}
-			if got, want := s.attempts.Load(), int64(2*(i+1)); got != want {
-				t.Errorf("after %d calls, server saw %d; want %d: each call sent twice", i+1, got, want)
+			if i == 2 && !errors.Is(err, jwtcache.ErrRejected) {
+				t.Errorf("third UnaryCall() error = %v; want it to wrap jwtcache.ErrRejected", err)
+			}
+			if got := s.attempts.Load(); got != want {
+				t.Errorf("after %d calls, server saw %d; want %d", i+1, got, want)
 			}
 		}
-		// The first token, and one per call: the retry's token is not
-		// dropped by its own refusal, but by the next call's.
-		if got := p.calls.Load(); got != 4 {
-			t.Errorf("token function called %d times; want 4", got)
+		if got := p.calls.Load(); got != 2 {
+			t.Errorf("token function called %d times; want 2", got)
 		}
 	})
 	t.Run("no fresh token", func(t *testing.T) {

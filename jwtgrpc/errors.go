@@ -85,7 +85,7 @@ func codeOf(ctx context.Context, err error) codes.Code {
 		errors.Is(err, jwtcache.ErrEmptyKey), errors.Is(err, jwtcache.ErrPanic):
 		return codes.Internal
 	case errors.Is(err, jwtcache.ErrUnparsable), errors.Is(err, jwtcache.ErrExpired),
-		errors.Is(err, jwtcache.ErrEmptyToken),
+		errors.Is(err, jwtcache.ErrEmptyToken), errors.Is(err, jwtcache.ErrRejected),
 		errors.Is(err, provider.ErrTokenType), errors.Is(err, provider.ErrBadExpiresIn),
 		errors.Is(err, provider.ErrNoSubjectToken), errors.Is(err, provider.ErrSubjectExpired),
 		errors.Is(err, provider.ErrIssuerMismatch), errors.Is(err, provider.ErrInsecureURL),
