@@ -564,3 +564,42 @@ func TestOIDC_VerifierMiddleware(t *testing.T) {
 		}
 	}
 }
+
+// TestOIDC_KeySetRegistry registers the real provider in a verify.Registry by
+// its issuer alone: discovery finds its jwks_uri, and the key set verifies
+// the provider's tokens; the issuer with a trailing slash is another issuer.
+func TestOIDC_KeySetRegistry(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{
+		Clients:   []oidcClient{{ID: "billing", Secret: harnessSecret}},
+		Resources: []oidcResource{{Identifier: "https://invoices.example", TTL: time.Hour}},
+	})
+	reg := verify.NewRegistry(10, verify.HTTPClient(s.Client(t)))
+	ctx := context.Background()
+	if err := reg.RegisterIssuer(ctx, "acme", s.Issuer); err != nil {
+		t.Fatalf("RegisterIssuer(%s) error = %v", s.Issuer, err)
+	}
+	if err := reg.RegisterIssuer(ctx, "slash", s.Issuer+"/"); !errors.Is(err, provider.ErrIssuerMismatch) {
+		t.Errorf("RegisterIssuer(issuer + /) error = %v; want ErrIssuerMismatch", err)
+	}
+	keys, ok := reg.Get("acme")
+	if !ok || keys.URL() != s.Issuer+"/jwks" {
+		t.Fatalf("Get(acme) = %v, %v; want the key set of %s/jwks", keys, ok, s.Issuer)
+	}
+	v, err := verify.New(keys, verify.Issuer(s.Issuer), verify.Audience("https://invoices.example"), verify.Algorithms(jwa.RS256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret),
+		provider.DefaultRequest(provider.Request{Resources: []string{"https://invoices.example"}}))
+	tok, err := c.Issue(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, tok.Token); err != nil {
+		t.Errorf("Verify(a token of the provider) error = %v", err)
+	}
+	if st, _ := reg.Status("acme"); st.Keys != 2 || st.LastRefresh.IsZero() || st.Err != nil {
+		t.Errorf("Status(acme) = %+v; want the provider's 2 keys, a last refresh, no error", st)
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/provider"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -149,4 +152,36 @@ func (s *mapStore) CompareAndDelete(context.Context, string, string) (bool, erro
 
 func (s *mapStore) Lease(context.Context, string, time.Duration) (func(context.Context, time.Duration) error, bool, error) {
 	return func(context.Context, time.Duration) error { return nil }, true, nil
+}
+
+// A registry configured from the tenants' issuers: each key set's URL is the
+// jwks_uri of its issuer's discovery document.
+func ExampleRegistry_RegisterIssuer() {
+	var base string
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/realms/acme/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"issuer":   base + "/realms/acme",
+			"jwks_uri": base + "/realms/acme/protocol/openid-connect/certs",
+		})
+	}))
+	defer idp.Close()
+	base = idp.URL
+
+	reg := verify.NewRegistry(100)
+	ctx := context.Background()
+	fmt.Println(reg.RegisterIssuer(ctx, "acme", base+"/realms/acme"))
+	keys, _ := reg.Get("acme")
+	fmt.Println(strings.TrimPrefix(keys.URL(), base))
+	// The issuer must be the document's byte for byte: no trailing slash.
+	err := reg.RegisterIssuer(ctx, "acme2", base+"/realms/acme/")
+	fmt.Println(errors.Is(err, provider.ErrIssuerMismatch))
+	// Output:
+	// <nil>
+	// /realms/acme/protocol/openid-connect/certs
+	// true
 }
