@@ -359,6 +359,16 @@ func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnaps
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.fetchTimeout)
 	defer cancel()
+	defer func() {
+		// A panic must not escape: the group would re-panic it on its own
+		// goroutine and take the process down.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: panic: %v", ErrKeySetRefused, r)
+		}
+		if err != nil {
+			p = s.fail(err, s.now())
+		}
+	}()
 	if cur.keys == nil && s.cfg.snapshots != nil {
 		// No set yet: start from the fleet's snapshot, if there is a usable
 		// one, and fetch only if it has expired.
@@ -373,16 +383,6 @@ func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnaps
 	attempt := *cur
 	attempt.attemptAt = start
 	s.snap.Store(&attempt)
-	defer func() {
-		// A panic must not escape: the group would re-panic it on its own
-		// goroutine and take the process down.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: panic: %v", ErrKeySetRefused, r)
-		}
-		if err != nil {
-			p = s.fail(err, s.now())
-		}
-	}()
 	res, err := s.get(ctx, &attempt)
 	if err != nil {
 		return nil, err
