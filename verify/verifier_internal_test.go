@@ -17,8 +17,8 @@ func TestVerifierCache_Key(t *testing.T) {
 		}
 		return
 	}
-	if a.key(tok) != a.key(tok) {
-		t.Errorf("key(tok) differs between two calls")
+	if first, again := a.key(tok), a.key(tok); first != again {
+		t.Errorf("key(tok) = %x, then %x; want one key", first, again)
 	}
 	if a.key(tok) == a.key(other) {
 		t.Errorf("key(tok) = key(other)")
