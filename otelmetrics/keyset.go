@@ -24,6 +24,9 @@ var keySetCounters = []struct {
 	{"jwtcache.keyset.refused", "Key sets refused (private or symmetric keys, duplicate kids, ...), the old set kept.", func(s verify.KeySetStats) uint64 { return s.Refused }},
 	{"jwtcache.keyset.stale_serves", "Key lookups served from an expired set while the provider failed.", func(s verify.KeySetStats) uint64 { return s.StaleServes }},
 	{"jwtcache.keyset.not_modified", "Fetches answered 304 Not Modified.", func(s verify.KeySetStats) uint64 { return s.NotModified }},
+	{"jwtcache.keyset.snapshot_loads", "Key sets started from a snapshot in the shared store instead of a fetch.", func(s verify.KeySetStats) uint64 { return s.SnapshotLoads }},
+	{"jwtcache.keyset.snapshot_rejects", "Snapshots in the shared store ignored: bad MAC, unparsable, refused or too old.", func(s verify.KeySetStats) uint64 { return s.SnapshotRejects }},
+	{"jwtcache.keyset.store_errors", "Failed calls of the shared snapshot store.", func(s verify.KeySetStats) uint64 { return s.StoreErrors }},
 }
 
 // RegisterKeySet creates the instruments of a [verify.KeySet] on meter, and
@@ -31,8 +34,9 @@ var keySetCounters = []struct {
 // counters of [verify.KeySetStats] as observable counters
 // ("jwtcache.keyset.requests", "jwtcache.keyset.refresh_errors", ...),
 // "jwtcache.keyset.keys" (the keys in the set) and
-// "jwtcache.keyset.snapshot_age" (seconds since the set was fetched whole) as
-// gauges, each with the attribute "jwtcache.keyset" (name). Unregister the
+// "jwtcache.keyset.snapshot_age" (seconds since the set was fetched whole, by
+// this replica or, for a set started from a [verify.Snapshots] snapshot, by
+// the one that saved it) as gauges, each with the attribute "jwtcache.keyset" (name). Unregister the
 // returned registration when ks is retired.
 func RegisterKeySet(meter metric.Meter, name string, ks *verify.KeySet) (metric.Registration, error) {
 	if meter == nil || ks == nil {

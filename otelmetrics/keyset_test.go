@@ -38,7 +38,10 @@ func TestRegisterKeySet(t *testing.T) {
 		w.Write(doc)
 	}))
 	defer srv.Close()
-	ks, err := verify.NewKeySet(srv.URL+"/jwks", verify.KeySetClock(time.Now))
+	// The snapshot store is down: the key set fetches on its own, and counts
+	// the load and the save that failed.
+	ks, err := verify.NewKeySet(srv.URL+"/jwks", verify.KeySetClock(time.Now),
+		verify.Snapshots(downStore{}, "acme", make([]byte, 32)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +61,14 @@ func TestRegisterKeySet(t *testing.T) {
 		t.Fatalf("Key(nobody) error = %v; want ErrKeySetUnknownKID", err)
 	}
 	for name, want := range map[string]float64{
-		"jwtcache.keyset.requests":  4,
-		"jwtcache.keyset.hits":      3,
-		"jwtcache.keyset.misses":    1,
-		"jwtcache.keyset.refreshes": 1,
-		"jwtcache.keyset.keys":      1,
+		"jwtcache.keyset.requests":         4,
+		"jwtcache.keyset.hits":             3,
+		"jwtcache.keyset.misses":           1,
+		"jwtcache.keyset.refreshes":        1,
+		"jwtcache.keyset.keys":             1,
+		"jwtcache.keyset.store_errors":     2,
+		"jwtcache.keyset.snapshot_loads":   0,
+		"jwtcache.keyset.snapshot_rejects": 0,
 	} {
 		if got := collect(t, reader, name, "jwtcache.keyset"); got["acme"] != want {
 			t.Errorf("%s = %v; want acme: %v", name, got, want)
@@ -74,4 +80,20 @@ func TestRegisterKeySet(t *testing.T) {
 	if _, err := otelmetrics.RegisterKeySet(meter, "x", nil); err == nil {
 		t.Errorf("RegisterKeySet(nil) = nil error")
 	}
+}
+
+// downStore is a jwtcache.Store that is down.
+type downStore struct{}
+
+var errDown = errors.New("store down")
+
+func (downStore) Load(context.Context, string) (string, time.Time, error) {
+	return "", time.Time{}, errDown
+}
+func (downStore) Save(context.Context, string, string, time.Time) error { return errDown }
+func (downStore) CompareAndDelete(context.Context, string, string) (bool, error) {
+	return false, errDown
+}
+func (downStore) Lease(context.Context, string, time.Duration) (func(context.Context, time.Duration) error, bool, error) {
+	return nil, false, errDown
 }

@@ -56,18 +56,38 @@ func (m *Metadata) clone() Metadata {
 	return c
 }
 
-// discover fetches the metadata of c's issuer and checks that the client can
-// use it: first the OpenID Connect document, then, if there is none (404),
-// the RFC 8414 one.
-func (c *Client) discover(ctx context.Context) (Metadata, error) {
-	m, err := c.fetchMetadata(ctx, openIDConfiguration(c.issuer))
-	if errors.Is(err, errNotFound) {
-		m, err = c.fetchMetadata(ctx, authorizationServerMetadata(c.issuer))
-		if errors.Is(err, errNotFound) {
-			err = fmt.Errorf("provider: discovery: no metadata at %s nor at %s (HTTP 404)",
-				openIDConfiguration(c.issuer), authorizationServerMetadata(c.issuer))
-		}
+// Discover fetches the metadata of the provider whose issuer identifier is
+// issuer, as [New] does, for a party that needs the metadata but is no
+// client: the side that verifies the provider's tokens, which needs its
+// JWKSURI. It reads the OpenID Connect Discovery document, or if there is
+// none (404), the RFC 8414 metadata, on ctx, with the [HTTPClient] of opts
+// (the other options do not apply), following no redirect.
+//
+// It fails if the issuer, the token endpoint or the jwks_uri is not HTTPS on
+// a non-loopback host ([ErrInsecureURL], before any request is made to the
+// issuer); if the document's issuer is not issuer, byte for byte
+// ([ErrIssuerMismatch]); or if the document is larger than 1 MiB, is not
+// JSON, or answers with a redirect. Unlike [New], it accepts a document
+// without a token endpoint, and it checks no client authentication.
+func Discover(ctx context.Context, issuer string, opts ...Option) (Metadata, error) {
+	if err := checkIssuer(issuer); err != nil {
+		return Metadata{}, err
 	}
+	cfg := newConfig(opts)
+	m, err := discover(ctx, cfg.httpClient, issuer)
+	if err != nil {
+		return Metadata{}, err
+	}
+	if err := checkMetadata(&m, issuer, false); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+// discover fetches the metadata of c's issuer and checks that the client can
+// use it.
+func (c *Client) discover(ctx context.Context) (Metadata, error) {
+	m, err := discover(ctx, c.cfg.httpClient, c.issuer)
 	if err != nil {
 		return Metadata{}, err
 	}
@@ -75,6 +95,21 @@ func (c *Client) discover(ctx context.Context) (Metadata, error) {
 		return Metadata{}, err
 	}
 	return m, nil
+}
+
+// discover fetches the metadata of issuer with hc: first the OpenID Connect
+// document, then, if there is none (404), the RFC 8414 one. It does not
+// check what the document says.
+func discover(ctx context.Context, hc *http.Client, issuer string) (Metadata, error) {
+	m, err := fetchMetadata(ctx, hc, openIDConfiguration(issuer))
+	if errors.Is(err, errNotFound) {
+		m, err = fetchMetadata(ctx, hc, authorizationServerMetadata(issuer))
+		if errors.Is(err, errNotFound) {
+			err = fmt.Errorf("provider: discovery: no metadata at %s nor at %s (HTTP 404)",
+				openIDConfiguration(issuer), authorizationServerMetadata(issuer))
+		}
+	}
+	return m, err
 }
 
 // errNotFound is fetchMetadata's error for a 404, on which discovery tries
@@ -98,14 +133,14 @@ func authorizationServerMetadata(issuer string) string {
 	return u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + path
 }
 
-// fetchMetadata fetches and decodes the metadata document at u.
-func (c *Client) fetchMetadata(ctx context.Context, u string) (Metadata, error) {
+// fetchMetadata fetches, with hc, and decodes the metadata document at u.
+func fetchMetadata(ctx context.Context, hc *http.Client, u string) (Metadata, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Metadata{}, fmt.Errorf("provider: discovery: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.cfg.httpClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return Metadata{}, fmt.Errorf("provider: discovery: %w", err)
 	}
@@ -133,24 +168,35 @@ func (c *Client) fetchMetadata(ctx context.Context, u string) (Metadata, error) 
 // and a token endpoint, every URL the client or a verifier would use is
 // secure, and the provider accepts the client's authentication.
 func (c *Client) usable(m *Metadata) error {
-	if m.Issuer != c.issuer {
-		return fmt.Errorf("%w: the discovery document says %q; configured %q", ErrIssuerMismatch, short(m.Issuer), c.issuer)
+	if err := checkMetadata(m, c.issuer, true); err != nil {
+		return err
 	}
-	if m.TokenEndpoint == "" {
+	if d := c.cfg.dpop; d != nil && m.DPoPSigningAlgValuesSupported != nil && !slices.Contains(m.DPoPSigningAlgValuesSupported, d.alg) {
+		return fmt.Errorf("%w: DPoP: %s is not among those the provider accepts (%s)", ErrSigningAlgorithm, d.alg, listOrNone(m.DPoPSigningAlgValuesSupported))
+	}
+	return c.auth.check(m)
+}
+
+// checkMetadata checks that m names issuer, and a token endpoint if
+// needToken, and that its token endpoint and jwks_uri, if any, are secure.
+func checkMetadata(m *Metadata, issuer string, needToken bool) error {
+	if m.Issuer != issuer {
+		return fmt.Errorf("%w: the discovery document says %q; configured %q", ErrIssuerMismatch, short(m.Issuer), issuer)
+	}
+	if needToken && m.TokenEndpoint == "" {
 		return errors.New("provider: discovery: the document has no token_endpoint")
 	}
-	if err := checkURL("token_endpoint", m.TokenEndpoint); err != nil {
-		return err
+	if m.TokenEndpoint != "" {
+		if err := checkURL("token_endpoint", m.TokenEndpoint); err != nil {
+			return err
+		}
 	}
 	if m.JWKSURI != "" {
 		if err := checkURL("jwks_uri", m.JWKSURI); err != nil {
 			return err
 		}
 	}
-	if d := c.cfg.dpop; d != nil && m.DPoPSigningAlgValuesSupported != nil && !slices.Contains(m.DPoPSigningAlgValuesSupported, d.alg) {
-		return fmt.Errorf("%w: DPoP: %s is not among those the provider accepts (%s)", ErrSigningAlgorithm, d.alg, listOrNone(m.DPoPSigningAlgValuesSupported))
-	}
-	return c.auth.check(m)
+	return nil
 }
 
 // readLimited reads r to its end, or fails if it holds more than maxResponse

@@ -459,3 +459,34 @@ func TestClient_MetadataRefreshOneAtATime(t *testing.T) {
 		t.Errorf("discovery requests = %d; want 2 (New, and one refresh)", n)
 	}
 }
+
+// TestDiscover: the metadata of a provider, for the verifying side, with the
+// checks of New but those that concern a client: a document without a token
+// endpoint is accepted.
+func TestDiscover(t *testing.T) {
+	p := newIDP(t, true)
+	hc := provider.HTTPClient(p.srv.Client())
+	m, err := provider.Discover(t.Context(), p.srv.URL, hc)
+	if err != nil {
+		t.Fatalf("Discover() error = %v", err)
+	}
+	if got, want := m.JWKSURI, p.srv.URL+"/jwks"; got != want || m.Issuer != p.srv.URL {
+		t.Errorf("Discover() = %+v; want issuer %q, jwks_uri %q", m, p.srv.URL, want)
+	}
+
+	p.set("token_endpoint", nil)
+	if m, err := provider.Discover(t.Context(), p.srv.URL, hc); err != nil || m.TokenEndpoint != "" {
+		t.Errorf("Discover() without token_endpoint = %+v, %v; want the metadata", m, err)
+	}
+	p.set("jwks_uri", "http://idp.example/jwks")
+	if _, err := provider.Discover(t.Context(), p.srv.URL, hc); !errors.Is(err, provider.ErrInsecureURL) {
+		t.Errorf("Discover() with jwks_uri on http error = %v; want ErrInsecureURL", err)
+	}
+	if _, err := provider.Discover(t.Context(), p.srv.URL+"/", hc); !errors.Is(err, provider.ErrIssuerMismatch) {
+		t.Errorf("Discover(issuer + /) error = %v; want ErrIssuerMismatch", err)
+	}
+	rt := &countingTransport{}
+	if _, err := provider.Discover(t.Context(), "http://idp.example", provider.HTTPClient(&http.Client{Transport: rt})); !errors.Is(err, provider.ErrInsecureURL) || rt.calls.Load() != 0 {
+		t.Errorf("Discover(http://idp.example) error = %v, %d requests; want ErrInsecureURL, none", err, rt.calls.Load())
+	}
+}

@@ -20,7 +20,8 @@
 //	cache := jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
 //
 // It never verifies incoming tokens either: that is the verifying side's job,
-// to which [Client.JWKSURI] hands the provider's key set.
+// to which [Client.JWKSURI] hands the provider's key set, and [Discover] the
+// metadata of a provider it is no client of.
 //
 // Every type in this package is safe for concurrent use.
 package provider

@@ -12,11 +12,13 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
@@ -28,7 +30,7 @@ import (
 // from npm): each client authentication method, discovery, opaque and JWT
 // access tokens and resource indicators, through the cache and the
 // transport, and the bad configurations that must fail fast. Each feature's
-// tests run on their own with -run, e.g. -run 'Discovery|PrivateKeyJWT'.
+// tests run on their own with -run, e.g. -run 'Discovery|PrivateKeyJWT|KeyRotation'.
 
 // rawKey returns the private key inside a jwk.Key, as the crypto.Signer a
 // client is configured with.
@@ -559,5 +561,206 @@ func TestOIDC_VerifierMiddleware(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
 			t.Errorf("%s: status %d, WWW-Authenticate %q; want 401 with a Bearer challenge", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 		}
+	}
+}
+
+// TestOIDC_KeySetRegistry registers the real provider in a verify.Registry by
+// its issuer alone: discovery finds its jwks_uri, and the key set verifies
+// the provider's tokens; the issuer with a trailing slash is another issuer.
+func TestOIDC_KeySetRegistry(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{
+		Clients:   []oidcClient{{ID: "billing", Secret: harnessSecret}},
+		Resources: []oidcResource{{Identifier: "https://invoices.example", TTL: time.Hour}},
+	})
+	reg := verify.NewRegistry(10, verify.HTTPClient(s.Client(t)))
+	ctx := context.Background()
+	if err := reg.RegisterIssuer(ctx, "acme", s.Issuer); err != nil {
+		t.Fatalf("RegisterIssuer(%s) error = %v", s.Issuer, err)
+	}
+	if err := reg.RegisterIssuer(ctx, "slash", s.Issuer+"/"); !errors.Is(err, provider.ErrIssuerMismatch) {
+		t.Errorf("RegisterIssuer(issuer + /) error = %v; want ErrIssuerMismatch", err)
+	}
+	keys, ok := reg.Get("acme")
+	if !ok || keys.URL() != s.Issuer+"/jwks" {
+		t.Fatalf("Get(acme) = %v, %v; want the key set of %s/jwks", keys, ok, s.Issuer)
+	}
+	v, err := verify.New(keys, verify.Issuer(s.Issuer), verify.Audience("https://invoices.example"), verify.Algorithms(jwa.RS256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret),
+		provider.DefaultRequest(provider.Request{Resources: []string{"https://invoices.example"}}))
+	tok, err := c.Issue(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, tok.Token); err != nil {
+		t.Errorf("Verify(a token of the provider) error = %v", err)
+	}
+	if st, _ := reg.Status("acme"); st.Keys != 2 || st.LastRefresh.IsZero() || st.Err != nil {
+		t.Errorf("Status(acme) = %+v; want the provider's 2 keys, a last refresh, no error", st)
+	}
+}
+
+// kidOf returns the kid in the header of the JWS token.
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	msg, err := jws.Parse([]byte(token))
+	if err != nil || len(msg.Signatures()) != 1 {
+		t.Fatalf("jws.Parse(a token) error = %v; want one signature", err)
+	}
+	return msg.Signatures()[0].ProtectedHeaders().KeyID()
+}
+
+// TestKeyRotation_OIDC runs a Verifier on a KeySet of the real provider's
+// jwks_uri through a rotation of its RS256 key: the new key is published,
+// tokens are signed with it, and the old key is withdrawn. A load issues and
+// verifies tokens all along: none is refused. Once the key set has fetched
+// the set without the old key, the old key's tokens are refused, one the
+// verifier had cached as verified included. The key set's clock runs ahead
+// when the test says, so that its set (cached for 5 minutes, the MinTTL: the
+// jwks_uri sends no caching headers) expires without waiting, and the
+// tokens' own times stay valid on the verifier's real clock.
+func TestKeyRotation_OIDC(t *testing.T) {
+	t.Parallel()
+	s := startOIDC(t, oidcConfig{
+		Clients:     []oidcClient{{ID: "billing", Secret: harnessSecret}},
+		Resources:   []oidcResource{{Identifier: "https://invoices.example", TTL: time.Hour}},
+		KeyRotation: true,
+	})
+	c := newOIDCClient(t, s, provider.ClientSecretBasic("billing", harnessSecret),
+		provider.DefaultRequest(provider.Request{Resources: []string{"https://invoices.example"}}))
+	var ahead atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	expire := func() { ahead.Add(int64(6 * time.Minute)) }
+	keys, err := verify.NewKeySet(c.JWKSURI(), verify.HTTPClient(s.Client(t)), verify.KeySetClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := verify.New(keys, verify.Issuer(s.Issuer), verify.Audience("https://invoices.example"), verify.Algorithms(jwa.RS256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	issue := func(wantKID string) string {
+		t.Helper()
+		tok, err := c.Issue(ctx)
+		if err != nil {
+			t.Fatalf("Issue() error = %v", err)
+		}
+		if got := kidOf(t, tok.Token); got != wantKID {
+			t.Fatalf("token signed with kid %q; want %q", got, wantKID)
+		}
+		return tok.Token
+	}
+
+	// The load: each token issued and verified at once, as a client and an
+	// API would. A step of the rotation that must not fall between the two
+	// holds step.
+	var (
+		step     sync.RWMutex
+		verified sync.Map // kid -> *atomic.Int64, of the tokens verified
+		refused  atomic.Int64
+	)
+	tick := make(chan struct{}, 1)
+	stop, done := make(chan struct{}), make(chan struct{})
+	var stopOnce sync.Once
+	stopLoad := func() { stopOnce.Do(func() { close(stop); <-done }) }
+	t.Cleanup(stopLoad) // before the provider stops, if the test fails
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			step.RLock()
+			tok, err := c.Issue(ctx)
+			if err != nil {
+				step.RUnlock()
+				t.Errorf("the load: Issue() error = %v", err)
+				return
+			}
+			_, err = v.Verify(ctx, tok.Token)
+			step.RUnlock()
+			if err != nil {
+				refused.Add(1)
+				t.Errorf("the load's token refused: %v", err)
+				continue
+			}
+			n, _ := verified.LoadOrStore(kidOf(t, tok.Token), new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	// load waits until the load has verified a few more tokens.
+	load := func(what string) {
+		t.Helper()
+		for range 3 {
+			select {
+			case <-tick:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: the load verified no token for 10s", what)
+			}
+		}
+	}
+	mustVerify := func(what, tok string) {
+		t.Helper()
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatalf("%s: Verify() error = %v; want the token accepted", what, err)
+		}
+	}
+
+	old := issue("rs256")
+	mustVerify("before the rotation", old) // and cached as verified
+	oldUnseen := issue("rs256")            // never verified before the withdrawal
+	load("before the rotation")
+
+	// The new key is published; once the key set has fetched it, tokens
+	// are signed with it.
+	s.Rotate(t, "publish")
+	expire()
+	load("new key published")
+	if !keys.HasKey("rs256-next") {
+		t.Fatalf("the key set lacks the published key rs256-next after its refresh")
+	}
+	s.Rotate(t, "sign")
+	next := issue("rs256-next")
+	mustVerify("signed with the new key", next)
+	mustVerify("signed with the new key, an old token", old)
+	load("signed with the new key")
+
+	// The old key is withdrawn, and the key set refreshed.
+	step.Lock()
+	s.Rotate(t, "withdraw")
+	expire()
+	step.Unlock()
+	load("old key withdrawn")
+	if keys.HasKey("rs256") {
+		t.Fatalf("the key set still has the withdrawn key rs256 after its refresh")
+	}
+	for what, tok := range map[string]string{"cached as verified": old, "never verified": oldUnseen} {
+		if _, err := v.Verify(ctx, tok); !errors.Is(err, verify.ErrUnknownKey) {
+			t.Errorf("Verify(a token of the withdrawn key, %s) error = %v; want ErrUnknownKey", what, err)
+		}
+	}
+	mustVerify("after the rotation", next)
+
+	stopLoad()
+	counts := map[string]int64{}
+	verified.Range(func(kid, n any) bool {
+		counts[kid.(string)] = n.(*atomic.Int64).Load()
+		return true
+	})
+	if refused.Load() != 0 || counts["rs256"] < 3 || counts["rs256-next"] < 3 {
+		t.Errorf("the load: %d tokens refused, verified by kid %v; want 0 refused, at least 3 of each key", refused.Load(), counts)
+	}
+	if st := keys.Stats(); st.Refreshes < 3 || st.RefreshErrors != 0 {
+		t.Errorf("KeySet Stats() = %+v; want at least 3 refreshes (the first fetch and one after each step), no error", st)
 	}
 }

@@ -89,6 +89,11 @@ type oidcConfig struct {
 	// the provider issued (400 use_dpop_nonce with a DPoP-Nonce header
 	// otherwise). DPoP proofs are accepted either way.
 	DPoPNonces bool
+	// KeyRotation adds a second RS256 key, "rs256-next", which
+	// [oidcServer.Rotate] publishes, signs with, and then makes the only
+	// RS256 key published; its jwks_uri is then served by server.mjs, with
+	// the published keys. The default keys are "rs256" and "es256".
+	KeyRotation bool
 }
 
 // oidcClient is a registered client. ID is required.
@@ -175,11 +180,12 @@ type oidcServer struct {
 	// RootCAs verifies the server's certificate; nil over plain HTTP.
 	RootCAs *x509.CertPool
 
-	stdin  io.Writer
-	exited chan struct{} // closed when the server's output ends
-	synced chan int      // the n of each SYNCED line
+	stdin   io.Writer
+	exited  chan struct{} // closed when the server's output ends
+	synced  chan int      // the n of each SYNCED line
+	rotated chan string   // the step of each ROTATED line
 
-	syncMu sync.Mutex // serializes sync: one outstanding at a time
+	syncMu sync.Mutex // serializes sync and Rotate: one outstanding at a time
 	nsync  int        // guarded by syncMu
 
 	mu      sync.Mutex // guards issued and refused
@@ -259,6 +265,7 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 		stdin:   stdin,
 		exited:  make(chan struct{}),
 		synced:  make(chan int, 1),
+		rotated: make(chan string, 1),
 		issued:  map[string]int{},
 		refused: map[string][]oidcRefusal{},
 	}
@@ -292,6 +299,8 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 			case "SYNCED":
 				n, _ := strconv.Atoi(rest)
 				s.synced <- n
+			case "ROTATED":
+				s.rotated <- rest
 			}
 		}
 		io.Copy(io.Discard, stdout)
@@ -370,6 +379,29 @@ func (s *oidcServer) sync(t *testing.T) {
 	}
 }
 
+// Rotate runs a step of the key rotation of a server started with
+// KeyRotation, and returns once it is in force: "publish" lists the key
+// "rs256-next" in the jwks_uri beside "rs256", "sign" has JWT access tokens
+// signed with it, "withdraw" removes "rs256" from the jwks_uri.
+func (s *oidcServer) Rotate(t *testing.T, step string) {
+	t.Helper()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if _, err := fmt.Fprintf(s.stdin, "rotate %s\n", step); err != nil {
+		t.Fatalf("rotate %s: %v", step, err)
+	}
+	select {
+	case got := <-s.rotated:
+		if got != step {
+			t.Fatalf("oidc-provider rotated %q; want %q", got, step)
+		}
+	case <-s.exited:
+		t.Fatal("oidc-provider exited")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("oidc-provider did not rotate %q within 10s (started without KeyRotation?)", step)
+	}
+}
+
 // Client returns an HTTP client that trusts the server's certificate and
 // presents certs, if any, as its TLS client certificate. Its idle
 // connections are closed when the test ends.
@@ -422,8 +454,10 @@ func (c oidcConfig) wire() map[string]any {
 	w := map[string]any{
 		"clients": clients, "resources": resources,
 		"accessTokenTTL": seconds(c.AccessTokenTTL), "issuerPath": c.IssuerPath,
-		"mtlsEndpointAliases": c.MTLSEndpointAliases, "dpopNonces": c.DPoPNonces,
-		"tokenExchange": map[string]any{"trustedIssuers": issuers},
+		"mtlsEndpointAliases": c.MTLSEndpointAliases,
+		"dpopNonces":          c.DPoPNonces,
+		"keyRotation":         c.KeyRotation,
+		"tokenExchange":       map[string]any{"trustedIssuers": issuers},
 	}
 	if c.TLS != nil {
 		cas := make([]string, 0, len(c.TLS.ClientCAPEMs))

@@ -46,6 +46,10 @@ import (
 // ([ErrKeySetRefused]): the set held before it is kept. Keys of a type this
 // package does not know (RFC 7517, section 5) are skipped.
 //
+// With [Snapshots], a KeySet saves each set it fetches, authenticated, in a
+// store its fleet shares, and a KeySet without a set starts from the saved
+// one, so that replicas that restart together do not all fetch.
+//
 // A KeySet needs no Close: it starts no goroutine but those of the fetch it is
 // running. The zero KeySet is not usable; use [NewKeySet].
 type KeySet struct {
@@ -76,6 +80,9 @@ type keySetSnapshot struct {
 	// keys maps kid to key; nil before the first good set. The map and its
 	// keys are never modified.
 	keys map[string]jwk.Key
+	// doc is the set's document as fetched, kept for [Snapshots] only; nil
+	// without them. It is never modified.
+	doc []byte
 	// freshFor is how long after the KeySet's epoch lookups are hits: the
 	// start of the refresh window, as a Duration so that the hit test is one
 	// subtraction. It is ksNever without keys.
@@ -239,6 +246,18 @@ func (s *KeySet) lookup(ctx context.Context, kid string) (jwk.Key, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			// A fetch that started from an expired snapshot (see
+			// [Snapshots]) and failed leaves that set to serve, within its
+			// stale window.
+			if n := s.snap.Load(); n.usable(s.now()) {
+				if k, ok := n.keys[kid]; ok {
+					s.stats.hits.Add(1)
+					s.stats.staleServes.Add(1)
+					return k, nil
+				}
+				s.stats.misses.Add(1)
+				return nil, s.unknownError(kid, err)
+			}
 			return nil, s.snap.Load().staleError(s.now())
 		}
 		if !n.usable(s.now()) {
@@ -338,11 +357,6 @@ func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnaps
 	case reason == ksDue && cur.keys != nil && start.Before(cur.refreshAt):
 		return cur, nil
 	}
-	s.stats.refreshes.Add(1)
-	attempt := *cur
-	attempt.attemptAt = start
-	s.snap.Store(&attempt)
-
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.fetchTimeout)
 	defer cancel()
 	defer func() {
@@ -355,11 +369,29 @@ func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnaps
 			p = s.fail(err, s.now())
 		}
 	}()
+	if cur.keys == nil && s.cfg.snapshots != nil {
+		// No set yet: start from the fleet's snapshot, if there is a usable
+		// one, and fetch only if it has expired.
+		if n := s.warm(ctx, cur, start); n != nil {
+			if start.Before(n.expiry) {
+				return n, nil
+			}
+			cur = n
+		}
+	}
+	s.stats.refreshes.Add(1)
+	attempt := *cur
+	attempt.attemptAt = start
+	s.snap.Store(&attempt)
 	res, err := s.get(ctx, &attempt)
 	if err != nil {
 		return nil, err
 	}
-	return s.publish(&attempt, res, s.now()), nil
+	p = s.publish(&attempt, res, s.now())
+	if s.cfg.snapshots != nil {
+		s.save(ctx, p)
+	}
+	return p, nil
 }
 
 // publish publishes the set that res brought (or, for a 304, renews cur's),
@@ -369,7 +401,7 @@ func (s *KeySet) publish(cur *keySetSnapshot, res keySetResponse, now time.Time)
 	ttl := res.ttl
 	if res.notModified {
 		s.stats.notModified.Add(1)
-		n.keys, n.fetched = cur.keys, cur.fetched
+		n.keys, n.doc, n.fetched = cur.keys, cur.doc, cur.fetched
 		if ttl == 0 {
 			ttl = cur.ttl
 		}
@@ -379,6 +411,9 @@ func (s *KeySet) publish(cur *keySetSnapshot, res keySetResponse, now time.Time)
 		}
 	} else {
 		n.keys, n.fetched = res.keys, now
+		if s.cfg.snapshots != nil {
+			n.doc = res.doc
+		}
 	}
 	if ttl == 0 {
 		ttl = s.cfg.minTTL
@@ -386,8 +421,7 @@ func (s *KeySet) publish(cur *keySetSnapshot, res keySetResponse, now time.Time)
 	n.ttl = ttl
 	n.expiry = now.Add(ttl)
 	n.staleUntil = n.expiry.Add(s.cfg.staleWindow)
-	// From 75-80% of the lifetime: the jitter spreads replicas' fetches.
-	n.refreshAt = now.Add(time.Duration(float64(ttl) * (0.8 - 0.05*rand.Float64())))
+	n.refreshAt = ksRefreshAt(now, ttl, rand.Float64())
 	n.freshFor = n.refreshAt.Sub(s.epoch)
 	s.snap.Store(n)
 	s.log(slog.LevelDebug, "verify: key set fetched", "keys", len(n.keys),
@@ -438,6 +472,13 @@ func (s *KeySet) now() time.Time {
 		return s.cfg.clock()
 	}
 	return time.Now()
+}
+
+// ksRefreshAt returns when a set confirmed at confirmed, for ttl, is due for
+// refresh: from 75-80% of its lifetime, u in [0, 1) drawing where, so that
+// replicas do not fetch together.
+func ksRefreshAt(confirmed time.Time, ttl time.Duration, u float64) time.Time {
+	return confirmed.Add(time.Duration(float64(ttl) * (0.8 - 0.05*u)))
 }
 
 // ksRetryDelay returns how long a key set waits, after its nth consecutive

@@ -26,6 +26,7 @@ import (
 // may be used (zero: the server did not say) and its validators.
 type keySetResponse struct {
 	keys               map[string]jwk.Key // nil for a 304
+	doc                []byte             // the document of keys
 	notModified        bool
 	ttl                time.Duration
 	etag, lastModified string
@@ -81,6 +82,7 @@ func (s *KeySet) get(ctx context.Context, cur *keySetSnapshot) (keySetResponse, 
 	if res.keys, err = ksParse(body); err != nil {
 		return keySetResponse{}, err
 	}
+	res.doc = body
 	return res, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache"
 )
 
 // KeySetOption configures a [KeySet]; given to [NewRegistry], it configures
@@ -48,7 +50,8 @@ type keySetConfig struct {
 	pins               [][sha256.Size]byte
 	logger             *slog.Logger
 	clock              func() time.Time
-	err                error // the first invalid option
+	snapshots          *keySetSnapshots // nil: none
+	err                error            // the first invalid option
 }
 
 // newKeySetConfig applies opts to the defaults, and clamps them as each
@@ -204,4 +207,51 @@ func KeySetLogger(l *slog.Logger) KeySetOption {
 // and the wall clock only when a fetch ends.
 func KeySetClock(now func() time.Time) KeySetOption {
 	return keySetOptionFunc(func(c *keySetConfig) { c.clock = now })
+}
+
+// Snapshots makes the key set share its set through store, the [jwtcache.Store]
+// the token caches use (package redisstore's, say), so that a replica that
+// restarts starts from the set its fleet last fetched instead of every
+// replica fetching at once, and verifies tokens even if the provider is down
+// then.
+//
+// After every successful fetch (a 304 included), the key set saves a
+// snapshot of its set (the document as fetched, when it was fetched and
+// confirmed, its lifetime and its ETag or Last-Modified) under the key
+// "<name>:<URL>", with any ':' or '\' in name escaped by a '\', until the
+// end of its [StaleWindow]; so give a name no token cache of the store has.
+// While the key set has no set, each fetch first loads the snapshot: one
+// that is usable becomes the set, and the fetch ends there if it has not
+// expired; the set is then refreshed when its schedule says, conditionally
+// with the saved validators. An expired one, within its stale window, is
+// revalidated at once, and served if that fails.
+//
+// Public keys are no secret, but whoever can write the store could put a key
+// of theirs in a snapshot: each is authenticated with HMAC-SHA256 under a key
+// derived from secret (at least 32 bytes: the store's own encryption key, or
+// a key of its own), and bound to the key set's URL and to name, so that a
+// snapshot saved for one issuer is refused by the key set of another. A
+// snapshot with a bad MAC, that does not parse, whose set fails the checks of
+// a fetched one (see [ErrKeySetRefused]), whose stale window has ended, or
+// whose times are more than a minute in the future is ignored, logged and
+// counted (see [KeySetStats.SnapshotRejects]); its lifetime is clamped to the
+// [MinTTL] and [MaxTTL]. Whoever can write the store can still put back an
+// older authentic snapshot, until its own stale window ends.
+//
+// Each store call is bounded by a tenth of the [FetchTimeout], on the fetch's
+// context; a store that fails (down, slow, panicking) never fails the key
+// set, which fetches as it would without it. [NewKeySet] fails for a nil
+// store, an empty name, or a secret shorter than 32 bytes. The default is no
+// snapshots.
+func Snapshots(store jwtcache.Store, name string, secret []byte) KeySetOption {
+	return keySetOptionFunc(func(c *keySetConfig) {
+		snaps, err := newKeySetSnapshots(store, name, secret)
+		if err != nil {
+			if c.err == nil {
+				c.err = err
+			}
+			return
+		}
+		c.snapshots = snaps
+	})
 }

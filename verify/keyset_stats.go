@@ -35,6 +35,16 @@ type KeySetStats struct {
 	// NotModified counts fetches answered 304 Not Modified, which renewed
 	// the set.
 	NotModified uint64
+	// SnapshotLoads counts the sets started from a snapshot in the store of
+	// [Snapshots], instead of a fetch.
+	SnapshotLoads uint64
+	// SnapshotRejects counts the snapshots found in the store and ignored:
+	// with a bad MAC (another secret, another key set's, or tampered with),
+	// unparsable, failing the checks of a fetched set, or too old.
+	SnapshotRejects uint64
+	// StoreErrors counts the calls of the [Snapshots] store that failed
+	// (finding nothing is no failure); the key set went on without it.
+	StoreErrors uint64
 	// Keys is the number of keys in the set; zero before the first.
 	Keys int
 	// LastRefresh is when the set was last fetched or revalidated
@@ -45,7 +55,8 @@ type KeySetStats struct {
 	// before the first set.
 	Expiry time.Time
 	// SnapshotAge is how long ago the set was fetched whole (a 304 renews
-	// the set but not its age); zero before the first.
+	// the set but not its age), by this KeySet or, for a set started from a
+	// snapshot, by the replica that saved it; zero before the first.
 	SnapshotAge time.Duration
 	// Err is the error of the last fetch if it failed; nil after a success.
 	Err error
@@ -67,6 +78,11 @@ type keySetCounters struct {
 	refused       atomic.Uint64
 	staleServes   atomic.Uint64
 	notModified   atomic.Uint64
+	// snapshotLoads, snapshotRejects and storeErrors count what
+	// [Snapshots] did.
+	snapshotLoads   atomic.Uint64
+	snapshotRejects atomic.Uint64
+	storeErrors     atomic.Uint64
 }
 
 // countHit counts a hit made at now. With the real clock, it counts one in
@@ -99,6 +115,10 @@ func (s *KeySet) Stats() KeySetStats {
 		Refused:       s.stats.refused.Load(),
 		StaleServes:   s.stats.staleServes.Load(),
 		NotModified:   s.stats.notModified.Load(),
+
+		SnapshotLoads:   s.stats.snapshotLoads.Load(),
+		SnapshotRejects: s.stats.snapshotRejects.Load(),
+		StoreErrors:     s.stats.storeErrors.Load(),
 	}
 	p := s.snap.Load()
 	st.Err = p.err

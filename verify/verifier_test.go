@@ -1010,3 +1010,42 @@ func TestVerifier_Concurrent(t *testing.T) {
 }
 
 func ptr[T any](x T) *T { return &x }
+
+// TestVerifier_CacheKeyIsTheWholeToken: once a token is cached, no token that
+// differs from it in one byte, anywhere, nor one cut short or made longer, is
+// accepted on its cache entry: the key covers every byte of the text.
+func TestVerifier_CacheKeyIsTheWholeToken(t *testing.T) {
+	v := newVerifier(t, newKeys(t), newClock(t0))
+	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(nil))
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+	variants := []string{token[:len(token)-1], token + "A", token + "."}
+	for i := range len(token) {
+		b := []byte(token)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		variants = append(variants, string(b))
+	}
+	for _, tok := range variants {
+		if _, err := v.Verify(context.Background(), tok); err == nil {
+			t.Fatalf("Verify(a token unlike the cached one at %d) = nil error; want it refused", firstDiff(tok, token))
+		}
+	}
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Errorf("Verify(the cached token) error = %v", err)
+	}
+}
+
+// firstDiff returns the index of the first byte where a and b differ.
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

@@ -17,9 +17,10 @@
 //                               error: its code, and the reason (the rest of
 //                               the line), which invalid_client responses
 //                               do not tell;
-//           "SYNCED <n>"        in answer to "sync <n>".
+//           "SYNCED <n>"        in answer to "sync <n>";
+//           "ROTATED <step>"    in answer to "rotate <step>" (see rotation).
 //   stdin:  "sync <n>": answered with "SYNCED <n>" once every earlier line is
-//           written. A token response is sent after its ISSUED line is
+//           written; "rotate <step>": a key rotation step, with keyRotation. A token response is sent after its ISSUED line is
 //           written (writes to a pipe are synchronous on Linux), so a test
 //           that syncs after a response has read that response's line.
 //           The server exits when stdin closes.
@@ -50,8 +51,54 @@ const signingKeys = [
   { ...(await rsaKey).privateKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig', kid: 'rs256' },
   { ...crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig', kid: 'es256' },
 ];
+
+// Key rotation (cfg.keyRotation), for the tests of a verifier through an
+// issuer's rotation of its RS256 key. A second RS256 key, "rs256-next", is in
+// the keystore from the start, but neither published nor used until the test
+// says, one step at a time, on stdin:
+//   "rotate publish"   the jwks_uri lists it beside the current keys;
+//   "rotate sign"      JWT access tokens are signed with it;
+//   "rotate withdraw"  the jwks_uri no longer lists "rs256", the old key;
+// each answered with "ROTATED <step>" once in force. Without keyRotation the
+// keystore and the jwks_uri are oidc-provider's, of signingKeys.
+const rotation = cfg.keyRotation ? (() => {
+  const next = {
+    ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+    alg: 'RS256', use: 'sig', kid: 'rs256-next',
+  };
+  const published = new Set(['rs256', 'es256']);
+  let signWith = 'rs256';
+  const steps = {
+    publish: () => published.add(next.kid),
+    sign: () => { signWith = next.kid; },
+    withdraw: () => published.delete('rs256'),
+  };
+  return {
+    keys: [next],
+    // signKid is the kid of the key that signs JWTs with alg.
+    signKid: (alg) => (alg === 'RS256' ? signWith : undefined),
+    // serve answers a request for the key set, relative to the issuer, with
+    // the published keys, and reports whether it was one.
+    serve(req, res) {
+      if (req.method !== 'GET' || req.url.split('?')[0] !== '/jwks') return false;
+      const keys = [...signingKeys, next].filter((k) => published.has(k.kid)).map(publicJWK);
+      res.writeHead(200, { 'Content-Type': 'application/jwk-set+json' }).end(JSON.stringify({ keys }));
+      return true;
+    },
+    // step runs a step; it reports whether there is one of that name.
+    step(name) {
+      if (!Object.hasOwn(steps, name)) return false;
+      steps[name]();
+      return true;
+    },
+  };
+})() : undefined;
+
+function publicJWK({ d, p, q, dp, dq, qi, ...pub }) {
+  return pub;
+}
 const publicKeys = jose.createLocalJWKSet({
-  keys: signingKeys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub),
+  keys: [...signingKeys, ...(rotation?.keys ?? [])].map(publicJWK),
 });
 
 // Listen first: the issuer names the port.
@@ -131,7 +178,9 @@ function resourceServerInfo(r) {
     audience: r.audience || undefined,
     accessTokenTTL: r.accessTokenTTL || undefined,
     accessTokenFormat: r.accessTokenFormat || 'jwt',
-    ...(r.accessTokenFormat === 'opaque' ? {} : { jwt: { sign: { alg: r.signingAlg || 'RS256' } } }),
+    ...(r.accessTokenFormat === 'opaque' ? {} : {
+      jwt: { sign: { alg: r.signingAlg || 'RS256', kid: rotation?.signKid(r.signingAlg || 'RS256') } },
+    }),
   };
 }
 
@@ -151,7 +200,7 @@ const provider = new Provider(issuer, {
     'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt',
     ...(cfg.tls ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
   ],
-  jwks: { keys: signingKeys },
+  jwks: { keys: [...signingKeys, ...(rotation?.keys ?? [])] },
   scopes: [...scopes],
   features: {
     devInteractions: { enabled: false },
@@ -391,6 +440,7 @@ function handler(req, res) {
       return;
     }
   }
+  if (rotation?.serve(req, res)) return;
   callback(req, res);
 }
 main.on('request', handler);
@@ -403,5 +453,6 @@ const lines = readline.createInterface({ input: process.stdin });
 lines.on('line', (line) => {
   const [command, arg] = line.split(' ');
   if (command === 'sync') console.log(`SYNCED ${arg}`);
+  if (command === 'rotate' && rotation?.step(arg)) console.log(`ROTATED ${arg}`);
 });
 lines.on('close', () => process.exit(0));
