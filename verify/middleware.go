@@ -33,8 +33,13 @@ func Realm(realm string) Option {
 // A request without Bearer credentials gets a 401 with the challenge
 // "WWW-Authenticate: Bearer"; one with a bad header or a token refused, a 401
 // with "WWW-Authenticate: Bearer error="invalid_token"" (RFC 6750, section
-// 3.1). Neither body says why; the [Logger] is told. Tokens in a query or a
-// form (RFC 6750, sections 2.2 and 2.3) are not looked for.
+// 3.1). Neither body says why; the [Logger] is told. A token that cannot be
+// checked for want of the issuer's keys ([ErrKeySetStale]: the key set could
+// not be fetched, nor a stale one served) gets a 503 with Retry-After instead,
+// logged as a warning: the token may be good, and a 401 would make every
+// client drop it and fetch another from its provider, a herd on the provider
+// for an outage of the key set. Tokens in a query or a form (RFC 6750,
+// sections 2.2 and 2.3) are not looked for.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, err := BearerToken(r)
@@ -117,17 +122,28 @@ type verifierClaimsKey struct{}
 // refuse answers a request that Middleware refused with err.
 func (v *Verifier) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	challenge := v.challengeInvalid
-	level := slog.LevelInfo
-	if errors.Is(err, ErrNoToken) {
+	level, status := slog.LevelInfo, http.StatusUnauthorized
+	switch {
+	case errors.Is(err, ErrNoToken):
 		challenge, level = v.challenge, slog.LevelDebug
+	case errors.Is(err, ErrKeySetStale):
+		level, status = slog.LevelWarn, http.StatusServiceUnavailable
 	}
 	if l := v.cfg.logger; l != nil {
 		l.LogAttrs(r.Context(), level, "verify: request refused",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterStale)
+	} else {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	http.Error(w, http.StatusText(status), status)
 }
+
+// retryAfterStale is the Retry-After, in seconds, of Middleware's 503 for a
+// key set it cannot get: about a KeySet's backoff between refresh attempts.
+const retryAfterStale = "5"
 
 // verifierChallenges returns the WWW-Authenticate values of Middleware's
 // refusals without a token and with a bad one.

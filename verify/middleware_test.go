@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
@@ -238,4 +241,36 @@ func isB64Token(s string) bool {
 		}
 	}
 	return true
+}
+
+// staleKeys is a KeySource whose key set cannot be had.
+type staleKeys struct{}
+
+func (staleKeys) Key(context.Context, string) (jwk.Key, error) {
+	return nil, fmt.Errorf("%w: fetch: connection refused", verify.ErrKeySetStale)
+}
+
+// TestMiddleware_KeySetStale: a token that cannot be checked for want of the
+// issuer's keys gets a 503 with Retry-After, not a 401 that would make its
+// client drop a good token and fetch another.
+func TestMiddleware_KeySetStale(t *testing.T) {
+	k := testKeys()
+	valid := sign(t, "ES256", "p256", k.p256, nil, claims(nil))
+	var logs bytes.Buffer
+	v, err := verify.New(staleKeys{}, verify.Issuer(testIssuer), verify.Audience(testAudience),
+		verify.Clock(newClock(t0).Now), verify.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/orders", nil)
+	r.Header.Set("Authorization", "Bearer "+valid)
+	w := httptest.NewRecorder()
+	v.Middleware(claimsHandler).ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || w.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("status %d, Retry-After %q, WWW-Authenticate %q; want 503, a Retry-After, no challenge",
+			w.Code, w.Header().Get("Retry-After"), w.Header().Get("WWW-Authenticate"))
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), valid) {
+		t.Errorf("log %q; want a warning without the token", logs.String())
+	}
 }
