@@ -199,6 +199,28 @@ func (c *Cache) InvalidateToken(token string) bool {
 	return c.drop(func(e *entry) bool { return e.token == token })
 }
 
+// renew fetches a successor of token on ctx (whose values the fetch keeps: a
+// claims challenge, say) while token stays cached, and returns it: if the
+// cache still holds token, fresh, it makes it due for refresh, so that calls
+// are served it while the fetch runs, and waits for the fetch. A failed fetch
+// leaves token cached, as a failed refresh does, and returns the error. If
+// the cache holds another token, or none, renew returns what a call would.
+func (c *Cache) renew(ctx context.Context, token string) (Token, error) {
+	now := c.now()
+	e := c.update(func(e *entry) *entry {
+		if e.token != token || !c.fresh(e, now) {
+			return nil
+		}
+		n := *e
+		n.freshFor = now.Sub(c.epoch)
+		return &n
+	})
+	if e.token != token {
+		return c.Token(ctx)
+	}
+	return c.wait(ctx)
+}
+
 // drop drops the cached token if match reports it should, and reports whether
 // it did; with a store, it remembers the token as rejected.
 func (c *Cache) drop(match func(*entry) bool) bool {

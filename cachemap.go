@@ -201,6 +201,14 @@ func (m *CacheMap) InvalidateToken(key, token string) bool {
 	return false
 }
 
+// renew is [Cache.renew] for key's token.
+func (m *CacheMap) renew(ctx context.Context, key, token string) (Token, error) {
+	if s, ok := m.slots.load(key); ok {
+		return s.cache.renew(ctx, token)
+	}
+	return m.Token(ctx, key)
+}
+
 // Delete drops key and its token from the map. A fetch in flight for it still
 // serves its callers.
 func (m *CacheMap) Delete(key string) {

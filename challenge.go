@@ -387,12 +387,14 @@ func withClaimsChallenge(ctx context.Context, claims string) context.Context {
 // challenge (an insufficient_claims challenge, with a JSON object of claims
 // such as {"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}),
 // and reports whether ctx carries one. A [Transport] that meets such a
-// challenge drops the token and fetches another on a context with the claims,
-// which the fetch keeps: a token function that supports claims challenges
+// challenge fetches another token on a context with the claims, which the
+// fetch keeps, while the token challenged stays cached until it arrives: a token function that supports claims challenges
 // reads them here and asks the provider for a token that has them (package
 // provider's Client sends them as the claims parameter of its token request);
-// one that does not fetches an ordinary token. A fetch already under way when
-// the challenge came serves the challenge without the claims.
+// one that does not fetches an ordinary token. Such a fetch adopts no token
+// from a [SharedStore], which may lack the claims; but a fetch already under
+// way when the challenge came serves it without them, and the request then
+// gets its 401.
 func ClaimsChallenge(ctx context.Context) (claims string, ok bool) {
 	claims, ok = ctx.Value(claimsKey{}).(string)
 	return claims, ok

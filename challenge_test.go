@@ -415,3 +415,42 @@ func format(cs []jwtcache.Challenge) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// TestChallenge_ClaimsFetchFails: a claims challenge whose token cannot be
+// had (claims no client-credentials token can carry) leaves the token cached:
+// the challenged request gets its 401, and other requests go on with the
+// token.
+func TestChallenge_ClaimsFetchFails(t *testing.T) {
+	now := time.Now()
+	var fetches atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(ctx context.Context) (string, error) {
+		fetches.Add(1)
+		if _, ok := jwtcache.ClaimsChallenge(ctx); ok {
+			return "", errors.New("interaction_required")
+		}
+		return mintAt(now, time.Hour), nil
+	}))
+	srv := &challengeServer{status: 401, header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19"`}}}
+	tr := jwtcache.NewTransport(c, srv)
+	req, _ := http.NewRequest(http.MethodGet, "https://api.example/needs-mfa", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != 401 {
+		t.Fatalf("RoundTrip() = %v, %v; want the 401", resp, err)
+	}
+	resp.Body.Close()
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodGet, "https://api.example/other", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("another request after the failed claims fetch: %v, %v; want 200", resp, err)
+		}
+		resp.Body.Close()
+	}
+	sent := srv.sent()
+	if len(sent) != 4 || sent[0] != sent[3] {
+		t.Errorf("sent %d requests; want 4, all with the first token", len(sent))
+	}
+	if fetches.Load() != 2 {
+		t.Errorf("%d fetches; want 2 (the token, the failed one with the claims)", fetches.Load())
+	}
+}

@@ -242,8 +242,13 @@ func (c *Cache) afterFetch(ctx context.Context) (context.Context, context.Cancel
 // it as the fetch's token, and reports adopted. It reports !ok when the store
 // call failed. A saved token that does not pass the cache's checks (its
 // ParseOptions, say) is not adopted, and counted as a store failure. The
-// scope a token was issued with is not shared.
+// scope a token was issued with is not shared. A fetch for a claims challenge
+// adopts nothing.
 func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Time) (tok Token, adopted, ok bool) {
+	if _, claims := ClaimsChallenge(ctx); claims {
+		// A token with the claims is wanted; the saved one may lack them.
+		return Token{}, false, true
+	}
 	sctx, cancel := c.storeCall(ctx)
 	raw, expiry, err := c.cfg.store.Load(sctx, key)
 	cancel()

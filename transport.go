@@ -32,9 +32,10 @@ import (
 //     dropped, if it is still the cached one, and the request is sent again
 //     with a fresh token, if one different from the rejected one is to be had;
 //   - insufficient_claims with a claims parameter (a claims challenge, as
-//     Microsoft Entra ID's continuous access evaluation sends): the same, the
-//     fetch of the fresh token carrying the claims for the token function
-//     (see [ClaimsChallenge]);
+//     Microsoft Entra ID's continuous access evaluation sends): a fresh token
+//     is fetched with the claims (see [ClaimsChallenge]) and the request sent
+//     again with it; the token stays cached until it arrives, and if none
+//     does, the caller gets the response as it came;
 //   - use_dpop_nonce (RFC 9449), with a DPoP-Nonce header: sent again with
 //     the same token and a proof with the nonce, if the Scheme took it;
 //   - insufficient_scope (RFC 6750) and insufficient_user_authentication
@@ -44,7 +45,9 @@ import (
 //
 // A request whose body cannot be sent again (it has one and no GetBody) is
 // not retried: the caller gets the response as it came (but the token was
-// dropped all the same, on invalid_token).
+// dropped all the same, on invalid_token). A token rejected on the retry is
+// dropped too, for the next request to replace; a server that rejects every
+// token thus makes the cache back off (see [ErrRejected]).
 type Transport struct {
 	base   http.RoundTripper
 	scheme Scheme
@@ -52,6 +55,9 @@ type Transport struct {
 	// invalidate drops a token the server rejected, if it is still the
 	// cached one, so that a burst of 401s causes one fetch.
 	invalidate func(*http.Request, string) bool
+	// renew fetches a successor of a token, which stays cached until one
+	// arrives (see Cache.renew).
+	renew func(*http.Request, string) (string, error)
 	hosts      []string // normalized, see Hosts
 	restricted bool     // Hosts was given: only hosts may get the token
 	plainHTTP  bool     // InsecureAllowPlainHTTP
@@ -144,9 +150,14 @@ func InsecureAllowPlainHTTP() TransportOption {
 // NewTransport returns a transport that sends c's token on requests made
 // through base. A nil base is [http.DefaultTransport].
 func NewTransport(c *Cache, base http.RoundTripper, opts ...TransportOption) *Transport {
-	return newTransport(base, opts,
+	t := newTransport(base, opts,
 		func(r *http.Request) (string, error) { return c.EnsureToken(r.Context()) },
 		func(_ *http.Request, tok string) bool { return c.InvalidateToken(tok) })
+	t.renew = func(r *http.Request, tok string) (string, error) {
+		next, err := c.renew(r.Context(), tok)
+		return next.Value, err
+	}
+	return t
 }
 
 // NewMapTransport returns a transport that sends, on each request made through
@@ -154,7 +165,7 @@ func NewTransport(c *Cache, base http.RoundTripper, opts ...TransportOption) *Tr
 // request's context, say. An error from key fails the request, unsent. A nil
 // base is [http.DefaultTransport].
 func NewMapTransport(m *CacheMap, key func(*http.Request) (string, error), base http.RoundTripper, opts ...TransportOption) *Transport {
-	return newTransport(base, opts,
+	t := newTransport(base, opts,
 		func(r *http.Request) (string, error) {
 			k, err := key(r)
 			if err != nil {
@@ -166,6 +177,15 @@ func NewMapTransport(m *CacheMap, key func(*http.Request) (string, error), base 
 			k, err := key(r)
 			return err == nil && m.InvalidateToken(k, tok)
 		})
+	t.renew = func(r *http.Request, tok string) (string, error) {
+		k, err := key(r)
+		if err != nil {
+			return "", fmt.Errorf("jwtcache: key for request: %w", err)
+		}
+		next, err := m.renew(r.Context(), k, tok)
+		return next.Value, err
+	}
+	return t
 }
 
 func newTransport(base http.RoundTripper, opts []TransportOption, token func(*http.Request) (string, error), invalidate func(*http.Request, string) bool) *Transport {
@@ -215,11 +235,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !replayable(req) {
 			return resp, nil
 		}
-		r := req
-		if claims, ok := claimsOf(c); ok {
-			r = req.WithContext(withClaimsChallenge(req.Context(), claims))
+		if next, err = t.token(req); err != nil || next == tok {
+			return resp, nil
 		}
-		if next, err = t.token(r); err != nil || next == tok {
+	case renew:
+		// A claims challenge: the token is good, but lacks claims. It stays
+		// cached (other requests may not need them) until a successor,
+		// fetched with the claims, arrives; if none does, the caller gets
+		// the response as it came.
+		if !replayable(req) {
+			return resp, nil
+		}
+		claims, _ := claimsOf(c)
+		r := req.WithContext(withClaimsChallenge(req.Context(), claims))
+		if next, err = t.renew(r, tok); err != nil || next == tok {
 			return resp, nil
 		}
 	case resend:
@@ -235,8 +264,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	drain(resp)
 	// The last try: what it answers, the caller gets (the Scheme still
-	// sees it, to pick up a rotated nonce).
+	// sees it, to pick up a rotated nonce). A token it rejects is dropped,
+	// but not replaced here: never a second retry.
 	resp, _, err = t.send(req, body, next)
+	if err == nil {
+		if act, _ := t.judge(resp, false); act == refetch {
+			t.invalidate(req, next)
+		}
+	}
 	return resp, err
 }
 
@@ -266,6 +301,7 @@ const (
 	refetch               // drop the token, send again with a fresh one
 	resend                // send again with the same token (the scheme's nonce)
 	refuse                // hand the caller a ChallengeError instead
+	renew                 // fetch a successor with the claims asked for, send again with it
 )
 
 // judge decides what to do with resp, and returns the challenge that decided
@@ -285,7 +321,7 @@ func (t *Transport) judge(resp *http.Response, again bool) (action, Challenge) {
 		return pass, c // a nonce the scheme did not take: nothing to retry with
 	case codeInsufficientClaims:
 		if _, ok := claimsOf(c); ok {
-			return refetch, c
+			return renew, c
 		}
 		return pass, c
 	}
