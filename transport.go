@@ -57,7 +57,7 @@ type Transport struct {
 	invalidate func(*http.Request, string) bool
 	// renew fetches a successor of a token, which stays cached until one
 	// arrives (see Cache.renew).
-	renew func(*http.Request, string) (string, error)
+	renew      func(*http.Request, string) (string, error)
 	hosts      []string // normalized, see Hosts
 	restricted bool     // Hosts was given: only hosts may get the token
 	plainHTTP  bool     // InsecureAllowPlainHTTP

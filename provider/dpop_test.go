@@ -348,3 +348,35 @@ func TestChallenge_ClaimsReachTheTokenRequest(t *testing.T) {
 		t.Errorf("second token request has claims %q; want %q", got, claims)
 	}
 }
+
+// TestDPoP_NonceRetryAuthenticatesAgain: the request made again with the
+// provider's nonce carries a client assertion of its own, not a replay.
+func TestDPoP_NonceRetryAuthenticatesAgain(t *testing.T) {
+	d, _ := provider.NewDPoP(nil)
+	p := newIDP(t, true)
+	c := p.client(t, provider.PrivateKeyJWT("billing", ecKey(elliptic.P256())), provider.DPoPProof(d))
+	first := true
+	p.answer(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("DPoP-Nonce", "n-1")
+		if first {
+			first = false
+			writeJSON(w, 400, map[string]any{"error": "use_dpop_nonce"})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"access_token": "t", "token_type": "DPoP", "expires_in": 60})
+	})
+	if _, err := c.Issue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	reqs := p.got()
+	if len(reqs) != 2 {
+		t.Fatalf("%d token requests; want 2", len(reqs))
+	}
+	a, b := reqs[0].form.Get("client_assertion"), reqs[1].form.Get("client_assertion")
+	if a == "" || a == b {
+		t.Errorf("the retry's client assertion is the first one's (%v); want one of its own", a == b)
+	}
+	if reqs[0].header.Get("DPoP") == reqs[1].header.Get("DPoP") {
+		t.Error("the retry's DPoP proof is the first one's")
+	}
+}

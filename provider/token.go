@@ -110,9 +110,13 @@ func withRequest(form url.Values, req Request) url.Values {
 // A request that presented a client certificate the certificate function no
 // longer returns is made again, once, with the new one: the token may be
 // bound to the old certificate, and a [Rotated] call made while the request
-// was under way cannot drop it from a cache that held no token yet.
+// was under way cannot drop it from a cache that held no token yet. A request
+// whose DPoP proof the provider refused for want of a nonce is made again,
+// once, with the nonce, and with client credentials of its own (a fresh
+// assertion: the provider may refuse a replayed one).
 func (c *Client) grant(ctx context.Context, form url.Values, prepare func(*tokenRequest) error) (jwtcache.Issued, error) {
-	for retried := false; ; retried = true {
+	certRetried, nonceRetried := false, false
+	for {
 		meta := c.metadata(ctx)
 		r := &tokenRequest{
 			endpoint: meta.TokenEndpoint,
@@ -132,15 +136,25 @@ func (c *Client) grant(ctx context.Context, form url.Values, prepare func(*token
 		if err := c.auth.authenticate(ctx, r); err != nil {
 			return jwtcache.Issued{}, fmt.Errorf("provider: client authentication (%s): %w", c.auth.method(), err)
 		}
-		iss, err := c.send(ctx, r)
-		if err != nil || r.cert == nil || retried || !r.cert.rotated() {
+		iss, err := c.send(ctx, r, !nonceRetried)
+		if errors.Is(err, errDPoPNonce) {
+			nonceRetried = true
+			continue
+		}
+		if err != nil || r.cert == nil || certRetried || !r.cert.rotated() {
 			return iss, err
 		}
+		certRetried = true
 	}
 }
 
-// send sends r and reads the token response.
-func (c *Client) send(ctx context.Context, r *tokenRequest) (jwtcache.Issued, error) {
+// errDPoPNonce is send's error for a response that asks for the request
+// again with the DPoP nonce it gave.
+var errDPoPNonce = errors.New("provider: the token endpoint asks for a DPoP nonce")
+
+// send sends r and reads the token response. With nonceRetry, a response
+// that refuses r's DPoP proof for want of the nonce it gives is errDPoPNonce.
+func (c *Client) send(ctx context.Context, r *tokenRequest, nonceRetry bool) (jwtcache.Issued, error) {
 	if r.cert != nil {
 		// The handshake finds the certificate in the context: see
 		// presentCertificate.
@@ -152,43 +166,36 @@ func (c *Client) send(ctx context.Context, r *tokenRequest) (jwtcache.Issued, er
 		// takes it on token requests).
 		r.form.Set("claims", claims)
 	}
-	body := r.form.Encode()
-	var resp *http.Response
-	var data []byte
-	var readErr error
-	for retried := false; ; retried = true {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint, strings.NewReader(r.form.Encode()))
+	if err != nil {
+		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+	}
+	for k, vs := range r.header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if r.dpop != nil {
+		proof, err := r.dpop.proof(http.MethodPost, req.URL, "")
 		if err != nil {
-			return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+			return jwtcache.Issued{}, err
 		}
-		for k, vs := range r.header {
-			req.Header[k] = vs
+		req.Header.Set("DPoP", proof)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		// A url.Error: the endpoint's URL and the transport's reason,
+		// never the body.
+		if r.cert != nil {
+			return jwtcache.Issued{}, fmt.Errorf("provider: token request over mutual TLS: %w", err)
 		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Accept", "application/json")
-		if r.dpop != nil {
-			proof, err := r.dpop.proof(http.MethodPost, req.URL, "")
-			if err != nil {
-				return jwtcache.Issued{}, err
-			}
-			req.Header.Set("DPoP", proof)
-		}
-		resp, err = r.client.Do(req)
-		if err != nil {
-			// A url.Error: the endpoint's URL and the transport's reason,
-			// never the body.
-			if r.cert != nil {
-				return jwtcache.Issued{}, fmt.Errorf("provider: token request over mutual TLS: %w", err)
-			}
-			return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
-		}
-		data, readErr = readLimited(resp.Body)
-		resp.Body.Close()
-		// A DPoP nonce, on any response; and once, the request again with
-		// it, if the provider refused the proof for want of it.
-		if r.dpop == nil || !r.dpop.keepNonce(req.URL, resp.Header) || retried || !useDPoPNonce(resp.StatusCode, data) {
-			break
-		}
+		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+	}
+	defer resp.Body.Close()
+	data, readErr := readLimited(resp.Body)
+	// A DPoP nonce is kept from any response.
+	if r.dpop != nil && r.dpop.keepNonce(req.URL, resp.Header) && nonceRetry && useDPoPNonce(resp.StatusCode, data) {
+		return jwtcache.Issued{}, errDPoPNonce
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return jwtcache.Issued{}, r.certificateHint(r.errorResponse(resp.StatusCode, data, readErr))
