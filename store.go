@@ -79,13 +79,15 @@ const storeShare = 10
 // no bare ':', and for a key of a CacheMap, ':' and the key. So a Cache named
 // "a:b" and the key "b" of a map named "a" do not share tokens.
 //
-// With a [Binding], "@" and the thumbprint (escaped alike) follow the name:
-// "<name>@<thumbprint>:<key>", so that caches bound to different keys never
-// share a token; '@' in a name is escaped too.
+// With a [Binding], `\@` and the thumbprint (escaped alike) follow the name:
+// `<name>\@<thumbprint>:<key>`, so that caches bound to different keys never
+// share a token. The escaping of names never writes `\@`, so no name reads
+// as a name and a binding, and the keys of caches without one are as they
+// were before bindings.
 func (c *Cache) storeKey() string {
 	name := storeName.Replace(c.cfg.name)
 	if c.cfg.binding != "" {
-		name += "@" + storeName.Replace(c.cfg.binding)
+		name += `\@` + storeName.Replace(c.cfg.binding)
 	}
 	if c.cfg.key != "" {
 		return name + ":" + c.cfg.key
@@ -94,7 +96,7 @@ func (c *Cache) storeKey() string {
 }
 
 // storeName escapes a cache's name for its store key.
-var storeName = strings.NewReplacer(`\`, `\\`, `:`, `\:`, `@`, `\@`)
+var storeName = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 
 // shared runs next, the cache's own source, inside the store's protocol:
 // delete the tokens rejected since the last fetch, adopt a token another
