@@ -87,7 +87,19 @@ func parseChallenges(s string, out []Challenge) []Challenge {
 		}
 		c := Challenge{Scheme: scheme}
 		hadSpace := l.skipSpace()
-		if l.done() || l.peek() == ',' {
+		if !l.done() && l.peek() == ',' {
+			// The end of a challenge without parameters, or an empty
+			// element before its first parameter: "Bearer , error=x".
+			save := l.i
+			l.skipListSeparators()
+			if l.done() || !l.paramAhead() {
+				l.i = save
+				out = append(out, c)
+				continue
+			}
+			hadSpace = true
+		}
+		if l.done() {
 			out = append(out, c)
 			continue
 		}

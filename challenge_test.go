@@ -49,6 +49,8 @@ func TestChallenge_Parse(t *testing.T) {
 			[]ch{{Scheme: "Bearer", Params: p("error_description", `a "quoted" \ word`)}}},
 		{"names are case-insensitive, first wins", []string{`Bearer ERROR="invalid_token", error="insufficient_scope"`},
 			[]ch{{Scheme: "Bearer", Params: p("error", "invalid_token")}}},
+		{"empty element before a parameter", []string{`Bearer , error="invalid_token"`},
+			[]ch{{Scheme: "Bearer", Params: p("error", "invalid_token")}}},
 		{"empty elements", []string{` , ,Bearer error="invalid_token",, `},
 			[]ch{{Scheme: "Bearer", Params: p("error", "invalid_token")}}},
 		{"claims challenge", []string{`Bearer realm="", error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ=="`},
@@ -452,5 +454,50 @@ func TestChallenge_ClaimsFetchFails(t *testing.T) {
 	}
 	if fetches.Load() != 2 {
 		t.Errorf("%d fetches; want 2 (the token, the failed one with the claims)", fetches.Load())
+	}
+}
+
+func TestNonce_NoResendWithoutGetBody(t *testing.T) {
+	c, fetches := countingCache(t)
+	srv := &challengeServer{status: 401, header: http.Header{
+		"Www-Authenticate": {`DPoP error="use_dpop_nonce"`}, "Dpop-Nonce": {"n-1"},
+	}}
+	req, _ := http.NewRequest(http.MethodPost, "https://api.example/", io.NopCloser(strings.NewReader("once")))
+	resp, err := jwtcache.NewTransport(c, srv, jwtcache.AuthScheme(&nonceScheme{})).RoundTrip(req)
+	if err != nil || resp.StatusCode != 401 {
+		t.Fatalf("RoundTrip() = %v, %v; want the 401", resp, err)
+	}
+	resp.Body.Close()
+	if n := len(srv.sent()); n != 1 || fetches.Load() != 1 {
+		t.Errorf("sent %d requests, %d fetches; want 1 and 1: a body without GetBody is never sent twice", n, fetches.Load())
+	}
+}
+
+// closeTracker is a response body that records whether it was closed.
+type closeTracker struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (b *closeTracker) Close() error { b.closed.Store(true); return nil }
+
+// refusingBase answers every request with a 403 insufficient_scope whose
+// body it tracks.
+type refusingBase struct{ body *closeTracker }
+
+func (b *refusingBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	h := http.Header{"Www-Authenticate": {`Bearer error="insufficient_scope", scope="admin"`}}
+	return &http.Response{StatusCode: 403, Header: h, Body: b.body, Request: req}, nil
+}
+
+func TestChallenge_RefusalClosesTheBody(t *testing.T) {
+	c, _ := countingCache(t)
+	base := &refusingBase{body: &closeTracker{Reader: strings.NewReader("forbidden")}}
+	req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
+	if _, err := jwtcache.NewTransport(c, base).RoundTrip(req); !errors.Is(err, jwtcache.ErrInsufficientScope) {
+		t.Fatalf("RoundTrip() error = %v; want ErrInsufficientScope", err)
+	}
+	if !base.body.closed.Load() {
+		t.Error("the refused response's body was not closed")
 	}
 }

@@ -160,6 +160,9 @@ func (d *DPoP) Proof(method, rawURL, accessToken string) (string, error) {
 // proof returns a proof for a request with method to u, carrying
 // accessToken (none for a token request).
 func (d *DPoP) proof(method string, u *url.URL, accessToken string) (string, error) {
+	if method == "" {
+		method = http.MethodGet // as net/http sends it
+	}
 	if u.Host == "" || u.Scheme == "" {
 		return "", fmt.Errorf("provider: DPoP proof: %q is not an absolute URL", u.Redacted())
 	}
@@ -358,7 +361,15 @@ func validNonce(n string) bool {
 // Authorize implements [jwtcache.Scheme]: it sets req's Authorization header
 // to "DPoP <token>" and its DPoP header to a proof for it.
 func (d *DPoP) Authorize(req *http.Request, token string) error {
-	proof, err := d.proof(req.Method, req.URL, token)
+	u := req.URL
+	if req.Host != "" && req.Host != u.Host {
+		// The request goes to its Host header's authority: that is the
+		// target URI the server sees.
+		v := *u
+		v.Host = req.Host
+		u = &v
+	}
+	proof, err := d.proof(req.Method, u, token)
 	if err != nil {
 		return err
 	}
@@ -389,7 +400,9 @@ func (d *DPoP) Observe(req *http.Request, resp *http.Response) bool {
 // answers use_dpop_nonce is asked again once, with its nonce. Where the
 // provider lists the algorithms it takes for proofs
 // (dpop_signing_alg_values_supported), d's must be among them, or [New]
-// fails with [ErrSigningAlgorithm].
+// fails with [ErrSigningAlgorithm]. A cache of the Client's tokens with a
+// [jwtcache.SharedStore] needs [DPoP.Binding] too: only a JWT's cnf.jkt tells
+// whose key a saved token is bound to, an opaque token does not.
 func DPoPProof(d *DPoP) Option {
 	return optionFunc(func(c *config) { c.dpop = d })
 }

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -15,6 +16,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -378,5 +380,96 @@ func TestDPoP_NonceRetryAuthenticatesAgain(t *testing.T) {
 	}
 	if reqs[0].header.Get("DPoP") == reqs[1].header.Get("DPoP") {
 		t.Error("the retry's DPoP proof is the first one's")
+	}
+}
+
+// TestNonce_DPoPTransport runs the DPoP scheme through the transport against
+// a resource server that asks for a nonce, rotates it on a success, and sends
+// nonces the client must not take.
+func TestNonce_DPoPTransport(t *testing.T) {
+	d, _ := provider.NewDPoP(nil)
+	pc := newProofChecker()
+	var mu sync.Mutex
+	var got []string // the nonce of each proof
+	next := map[string]string{"": "n-1", "n-1": "n-2"}
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, cl, err := pc.check(r.Header.Get("DPoP"), r.Method, "https://"+r.Host+r.URL.Path, strings.TrimPrefix(r.Header.Get("Authorization"), "DPoP "), "")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, cl.Nonce)
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/forbidden":
+			w.Header().Set("DPoP-Nonce", "n-forbidden")
+			w.WriteHeader(http.StatusForbidden)
+		case r.URL.Path == "/bad-nonce":
+			w.Header().Set("DPoP-Nonce", `has "quotes"`)
+			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		case cl.Nonce == "":
+			w.Header().Set("DPoP-Nonce", "n-1")
+			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			w.Header().Set("DPoP-Nonce", next[cl.Nonce]) // rotated on a success
+		}
+	}))
+	t.Cleanup(api.Close)
+	cache := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.IssueFunction(func(context.Context) (jwtcache.Issued, error) {
+		return jwtcache.Issued{Token: "the-token", ExpiresIn: time.Hour}, nil
+	}))
+	client := &http.Client{Transport: jwtcache.NewTransport(cache, api.Client().Transport, jwtcache.AuthScheme(d))}
+	status := func(path string) int {
+		resp, err := client.Get(api.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tt := range []struct {
+		path   string
+		status int
+		nonces []string // of the proofs sent for it
+	}{
+		{"/a", 200, []string{"", "n-1"}}, // challenged, sent again with the nonce
+		{"/b", 200, []string{"n-2"}},     // the nonce rotated on /a's success
+		{"/forbidden", 403, []string{"n-2"}},
+		{"/c", 200, []string{"n-forbidden"}}, // a 403's nonce is kept, but not resent for
+		{"/bad-nonce", 401, []string{"n-forbidden"}},
+	} {
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		if st := status(tt.path); st != tt.status {
+			t.Errorf("GET %s = %d; want %d", tt.path, st, tt.status)
+		}
+		mu.Lock()
+		if !slices.Equal(got, tt.nonces) {
+			t.Errorf("GET %s: proofs with nonces %q; want %q", tt.path, got, tt.nonces)
+		}
+		mu.Unlock()
+	}
+}
+
+// TestDPoP_AuthorizeTargetURI: a proof names the request's target URI as the
+// server sees it: the Host header's authority when the request sets one, and
+// GET for a request without a method.
+func TestDPoP_AuthorizeTargetURI(t *testing.T) {
+	d, _ := provider.NewDPoP(nil)
+	req, _ := http.NewRequest(http.MethodGet, "https://10.0.0.7:8443/orders?x=1", nil)
+	req.Host = "api.example"
+	req.Method = ""
+	if err := d.Authorize(req, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := newProofChecker().check(req.Header.Get("DPoP"), "GET", "https://api.example/orders", "tok", ""); err != nil {
+		t.Errorf("proof: %v", err)
+	}
+	if got := req.Header.Get("Authorization"); got != "DPoP tok" {
+		t.Errorf("Authorization = %q; want DPoP tok", got)
 	}
 }
