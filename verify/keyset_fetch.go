@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/loopback"
 )
 
 // keySetResponse is what a fetch brought: a set, or a 304, with how long it
@@ -232,7 +233,7 @@ func (c *keySetConfig) checkURL(u *url.URL) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !ksLoopback(host) {
+		if !loopback.Host(host) {
 			return fmt.Errorf("%w: %s is not https (plain http is for loopback hosts only)", ErrKeySetRefused, u.Redacted())
 		}
 	default:
@@ -242,16 +243,6 @@ func (c *keySetConfig) checkURL(u *url.URL) error {
 		return fmt.Errorf("%w: host %q is not allowed", ErrKeySetRefused, host)
 	}
 	return nil
-}
-
-// ksLoopback reports whether host is localhost or a loopback address
-// (127.0.0.0/8, ::1).
-func ksLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // httpClient returns the client a KeySet fetches with: a copy of the
