@@ -72,6 +72,7 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME) ./provider
 	$(GO) test -run '^$$' -fuzz '^FuzzBearerHeader$$' -fuzztime $(FUZZTIME) ./verify
 	$(GO) test -run '^$$' -fuzz '^FuzzKeySetDocument$$' -fuzztime $(FUZZTIME) ./verify
+	$(GO) test -run '^$$' -fuzz '^FuzzKeySetSnapshot$$' -fuzztime $(FUZZTIME) ./verify
 
 demo-smoke:
 	$(GO) run ./examples/quickstart -duration 3s
