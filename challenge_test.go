@@ -49,6 +49,8 @@ func TestChallenge_Parse(t *testing.T) {
 			[]ch{{Scheme: "Bearer", Params: p("error_description", `a "quoted" \ word`)}}},
 		{"names are case-insensitive, first wins", []string{`Bearer ERROR="invalid_token", error="insufficient_scope"`},
 			[]ch{{Scheme: "Bearer", Params: p("error", "invalid_token")}}},
+		{"RFC 9110's example", []string{`Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple"`},
+			[]ch{{Scheme: "Newauth", Params: p("realm", "apps", "type", "1", "title", `Login to "apps"`)}, {Scheme: "Basic", Params: p("realm", "simple")}}},
 		{"empty element before a parameter", []string{`Bearer , error="invalid_token"`},
 			[]ch{{Scheme: "Bearer", Params: p("error", "invalid_token")}}},
 		{"empty elements", []string{` , ,Bearer error="invalid_token",, `},

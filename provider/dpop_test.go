@@ -13,7 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -471,5 +473,33 @@ func TestDPoP_AuthorizeTargetURI(t *testing.T) {
 	}
 	if got := req.Header.Get("Authorization"); got != "DPoP tok" {
 		t.Errorf("Authorization = %q; want DPoP tok", got)
+	}
+}
+
+// publicOnly is a crypto.Signer of which only the public key is known.
+type publicOnly struct{ pub crypto.PublicKey }
+
+func (p publicOnly) Public() crypto.PublicKey { return p.pub }
+func (p publicOnly) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("no private key")
+}
+
+// TestDPoP_ThumbprintRFC7638 checks the thumbprint against RFC 7638's own
+// example (section 3.1), and that a signer that fails makes Proof fail.
+func TestDPoP_ThumbprintRFC7638(t *testing.T) {
+	const n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+	nb, err := base64.RawURLEncoding.DecodeString(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := provider.NewDPoP(publicOnly{&rsa.PublicKey{N: new(big.Int).SetBytes(nb), E: 65537}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.Thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"; got != want {
+		t.Errorf("Thumbprint() = %s; want RFC 7638's %s", got, want)
+	}
+	if _, err := d.Proof(http.MethodGet, "https://api.example/", "tok"); err == nil {
+		t.Error("Proof() with a signer that fails succeeded")
 	}
 }
