@@ -97,8 +97,11 @@ type entry struct {
 	// It is never for an entry without a token: a clock set back before the
 	// epoch reads negative, and must not make an empty entry a hit.
 	freshFor time.Duration
-	waitAt   time.Time // from then (the headroom), calls wait for a fresh token
-	expiry   time.Time // from then, token is never handed out
+	// waitFor is how long after the Cache's epoch calls are served token at
+	// once (until the headroom, when they wait for a fresh one); a Duration,
+	// as freshFor, to keep the entry small.
+	waitFor time.Duration
+	expiry  time.Time // from then, token is never handed out
 	// arrived is when token arrived, as the time since the Cache's epoch.
 	arrived time.Duration
 
@@ -361,7 +364,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 		}
 		return c.wait(ctx)
 	}
-	if c.fresh(e, now) || now.Before(e.waitAt) || e.err != nil || e.backingOff(now) {
+	if c.fresh(e, now) || now.Sub(c.epoch) < e.waitFor || e.err != nil || e.backingOff(now) {
 		// Served at once: fresh (the hit test raced a refresh), in the
 		// refresh window, or in the headroom while the provider fails or
 		// while no fresher token is to be had. Its successor is fetched in
@@ -437,7 +440,7 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 	} else if e.throttled(start) {
 		return Token{}, e.backoffError(start)
 	}
-	if e.live(start) && (start.Before(e.waitAt) || e.err != nil) {
+	if e.live(start) && (start.Sub(c.epoch) < e.waitFor || e.err != nil) {
 		c.stats.refreshesAhead.Add(1) // callers are served meanwhile
 	}
 	c.stats.fetches.Add(1)
@@ -591,7 +594,7 @@ func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time)
 	// short-lived one losing a second to iat's truncation, or a stale one) is
 	// still fresh for a while after it arrives.
 	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, rand.Float64())
-	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitAt: waitAt, expiry: expiry, arrived: received.Sub(c.epoch), gen: gen}
+	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitFor: waitAt.Sub(c.epoch), expiry: expiry, arrived: received.Sub(c.epoch), gen: gen}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
 		// one held (it caches tokens itself), or the fetch took so long that
