@@ -191,7 +191,10 @@ func (c *Cache) Invalidate() {
 // InvalidateToken drops the cached token only if it is token, and reports
 // whether it did. A caller whose token was rejected (an HTTP 401, say) uses it
 // so that a burst of rejections of one token causes one fetch, not one per
-// rejection: the first drops the token, the rest find a newer one. With a
+// rejection: the first drops the token, the rest find a newer one. It is for
+// rejections only: the second token in a row dropped within 10 seconds of its
+// arrival (or a quarter of its life) is kept and the cache backs off (see
+// [ErrRejected]); [Cache.Invalidate] forces a new token without that. With a
 // [SharedStore], token is never adopted from the store again, and the next
 // fetch deletes it there if the store still holds it, so that other replicas
 // rejected on it adopt this one's replacement instead of fetching their own.
@@ -203,25 +206,17 @@ func (c *Cache) InvalidateToken(token string) bool {
 }
 
 // renew fetches a successor of token on ctx (whose values the fetch keeps: a
-// claims challenge, say) while token stays cached, and returns it: if the
-// cache still holds token, fresh, it makes it due for refresh, so that calls
-// are served it while the fetch runs, and waits for the fetch. A failed fetch
-// leaves token cached, as a failed refresh does, and returns the error. If
-// the cache holds another token, or none, renew returns what a call would.
+// claims challenge, say) while token stays cached, fresh, and returns it: if
+// the cache still holds token, it waits for a fetch that runs although the
+// token is fresh (or joins the fetch under way). A failed fetch leaves token
+// cached and backs off, as a failed refresh does: during the backoff, renew
+// returns token without a fetch. If the cache holds another token, or none,
+// renew returns what a call would.
 func (c *Cache) renew(ctx context.Context, token string) (Token, error) {
-	now := c.now()
-	e := c.update(func(e *entry) *entry {
-		if e.token != token || !c.fresh(e, now) {
-			return nil
-		}
-		n := *e
-		n.freshFor = now.Sub(c.epoch)
-		return &n
-	})
-	if e.token != token {
+	if c.load().token != token {
 		return c.Token(ctx)
 	}
-	return c.wait(ctx)
+	return c.wait(ctx, true)
 }
 
 // drop drops the cached token if match reports it should, and reports whether
@@ -237,21 +232,30 @@ func (c *Cache) drop(match func(*entry) bool) bool {
 	c.update(func(e *entry) *entry {
 		// update may call this again after losing a race: decide afresh.
 		dropped = nil
-		if e.token == "" || !match(e) {
+		if e.token == "" || e.keptRejected() || !match(e) {
 			return nil
 		}
-		dropped, next = e, e.withoutToken()
-		next.rejections = 0
+		dropped = e
+		var streak int32
 		if c.rejectedYoung(e, now) {
-			next.rejections = e.rejections + 1
+			streak = e.rejections + 1
 		}
-		if next.rejections >= 2 {
-			// A server refuses each new token as it arrives: fetch again
-			// after the backoff, as after a failed fetch.
-			next.err = fmt.Errorf("%w: %d in a row, each within %s of its arrival", ErrRejected, next.rejections, rejectWindow)
-			next.failures++
-			next.retryAt = maxTime(next.retryAt, now.Add(retryDelay(int(next.failures), 0, c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())))
+		if streak < 2 {
+			next = e.withoutToken()
+			next.rejections = streak
+			return next
 		}
+		// A server refuses each new token as it arrives. Another token
+		// now would fare no better: keep this one, which other servers
+		// may take, served but never fresh, and fetch again after the
+		// backoff, as after a failed fetch.
+		n := *e
+		n.freshFor = never
+		n.rejections = streak
+		n.err = fmt.Errorf("%w: %d in a row, each within %s of its arrival", ErrRejected, streak, rejectWindow)
+		n.failures++
+		n.retryAt = maxTime(n.retryAt, now.Add(retryDelay(int(n.failures), 0, c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())))
+		next = &n
 		return next
 	})
 	if dropped != nil && next.rejections >= 2 {
@@ -260,6 +264,13 @@ func (c *Cache) drop(match func(*entry) bool) bool {
 			"retry_in", next.retryAt.Sub(now).Round(time.Millisecond))
 	}
 	return dropped != nil
+}
+
+// keptRejected reports whether e's token is one that servers rejected young,
+// kept to be served until the rejection backoff ends (see drop): it is never
+// fresh, and a second drop of it changes nothing.
+func (e *entry) keptRejected() bool {
+	return e.token != "" && e.freshFor == never
 }
 
 // rejectWindow is how young a token must be, at most, for its rejection to
@@ -362,7 +373,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 		if e.throttled(now) {
 			return Token{}, e.backoffError(now)
 		}
-		return c.wait(ctx)
+		return c.wait(ctx, false)
 	}
 	if c.fresh(e, now) || now.Sub(c.epoch) < e.waitFor || e.err != nil || e.backingOff(now) {
 		// Served at once: fresh (the hit test raced a refresh), in the
@@ -375,7 +386,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 			c.stats.servedDuringFailure.Add(1)
 		}
 		if !c.fresh(e, now) && !e.backingOff(now) && !c.fetching.Load() {
-			c.group.DoChan(flightKey, c.fetchFunc(ctx))
+			c.group.DoChan(flightKey, c.fetchFunc(ctx, false))
 		}
 		return e.value(), nil
 	}
@@ -383,7 +394,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 	// fresh token, but if the fetch fails, the old one is still good until
 	// it expires.
 	c.stats.misses.Add(1)
-	t, err := c.wait(ctx)
+	t, err := c.wait(ctx, false)
 	if err != nil && ctx.Err() == nil {
 		if cur := c.load(); cur.live(c.now()) {
 			c.stats.servedDuringFailure.Add(1)
@@ -393,13 +404,14 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 	return t, err
 }
 
-// wait joins the fetch in flight, or starts one, and waits for it or for ctx.
-func (c *Cache) wait(ctx context.Context) (Token, error) {
+// wait joins the fetch in flight, or starts one (forced: even if the token is
+// fresh), and waits for it or for ctx.
+func (c *Cache) wait(ctx context.Context, force bool) (Token, error) {
 	if err := ctx.Err(); err != nil {
 		return Token{}, err
 	}
 	select {
-	case r := <-c.group.DoChan(flightKey, c.fetchFunc(ctx)):
+	case r := <-c.group.DoChan(flightKey, c.fetchFunc(ctx, force)):
 		if r.Err != nil {
 			return Token{}, r.Err
 		}
@@ -417,8 +429,8 @@ func (c *Cache) wait(ctx context.Context) (Token, error) {
 
 // fetchFunc returns the function the singleflight group runs for a fetch
 // started by a caller with context ctx.
-func (c *Cache) fetchFunc(ctx context.Context) func() (any, error) {
-	return func() (any, error) { return c.fetch(ctx) }
+func (c *Cache) fetchFunc(ctx context.Context, force bool) func() (any, error) {
+	return func() (any, error) { return c.fetch(ctx, force) }
 }
 
 // fetch obtains a token through the cache's source and publishes the
@@ -426,8 +438,8 @@ func (c *Cache) fetchFunc(ctx context.Context) func() (any, error) {
 // values (a trace, say) but not its cancellation: it serves every caller that
 // joins it, not only the first. Its one context, bounded by the fetch timeout,
 // is the context of everything it does: store calls as well as the token
-// function.
-func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
+// function. A forced fetch runs even if the token is fresh (see renew).
+func (c *Cache) fetch(ctx context.Context, force bool) (tok Token, err error) {
 	c.fetching.Store(true)
 	defer c.fetching.Store(false)
 
@@ -435,7 +447,7 @@ func (c *Cache) fetch(ctx context.Context) (tok Token, err error) {
 	// A caller that looked at the state just before the previous fetch
 	// published its outcome gets that outcome, not a fetch of its own.
 	e := c.load()
-	if e.live(start) && (c.fresh(e, start) || e.backingOff(start)) {
+	if e.live(start) && (c.fresh(e, start) && !force || e.backingOff(start)) {
 		return e.value(), nil
 	} else if e.throttled(start) {
 		return Token{}, e.backoffError(start)
@@ -594,7 +606,16 @@ func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time)
 	// short-lived one losing a second to iat's truncation, or a stale one) is
 	// still fresh for a while after it arrives.
 	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, rand.Float64())
-	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitFor: waitAt.Sub(c.epoch), expiry: expiry, arrived: received.Sub(c.epoch), gen: gen}
+	// When the token came to be: for a rejection, a token adopted from the
+	// store or handed back again is as young as it was when issued.
+	arrived := received
+	switch {
+	case old.token == raw:
+		arrived = c.epoch.Add(old.arrived)
+	case !stored.IsZero() && !cl.iat.IsZero() && cl.iat.Before(received):
+		arrived = received.Add(cl.iat.Sub(received))
+	}
+	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitFor: waitAt.Sub(c.epoch), expiry: expiry, arrived: arrived.Sub(c.epoch), gen: gen}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
 		// one held (it caches tokens itself), or the fetch took so long that
@@ -607,8 +628,11 @@ func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time)
 		if cur.gen != gen {
 			return nil
 		}
-		// The streak of rejections goes on until a token is dropped old.
-		n.rejections = cur.rejections
+		// A streak of rejections goes on only while each token replaces
+		// one rejected young: a token that lived until its refresh ends it.
+		if cur.token == "" || cur.keptRejected() {
+			n.rejections = cur.rejections
+		}
 		return n
 	}) == n
 	if !published {
@@ -643,7 +667,7 @@ func (c *Cache) fail(err error, now time.Time) {
 		n := *e
 		n.err = err
 		n.failures++
-		n.retryAt = now.Add(retryDelay(int(n.failures), n.expiry.Sub(now), c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64()))
+		n.retryAt = maxTime(n.retryAt, now.Add(retryDelay(int(n.failures), n.expiry.Sub(now), c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())))
 		return &n
 	})
 	c.log(slog.LevelWarn, "jwtcache: fetch failed", "error", err,

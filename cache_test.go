@@ -845,10 +845,11 @@ func TestCache_InvalidateEmptyDuringFetch(t *testing.T) {
 // in its life is replaced at once.
 func TestCache_RejectionBackoff(t *testing.T) {
 	clk := newClock()
-	var fetches atomic.Int64
-	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+	var fetches, returned atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil), jwtcache.Backoff(time.Second, time.Second),
 		jwtcache.TokenFunction(func(context.Context) (string, error) {
 			fetches.Add(1)
+			defer returned.Add(1)
 			return mintAt(clk.Now(), time.Hour), nil
 		}))
 	ctx := context.Background()
@@ -860,25 +861,44 @@ func TestCache_RejectionBackoff(t *testing.T) {
 	if fetches.Load() != 2 || next == tok {
 		t.Fatalf("after one rejection: %d fetches; want 2", fetches.Load())
 	}
-	// The second in a row: the cache backs off.
+	// The second in a row: the cache backs off, and serves the token
+	// meanwhile (other servers may take it).
 	c.InvalidateToken(next)
-	if _, err := c.EnsureToken(ctx); !errors.Is(err, jwtcache.ErrBackoff) || !errors.Is(err, jwtcache.ErrRejected) || fetches.Load() != 2 {
-		t.Fatalf("after two rejections in a row: %v, %d fetches; want ErrBackoff wrapping ErrRejected, no fetch", err, fetches.Load())
+	if got, err := c.EnsureToken(ctx); err != nil || got != next || fetches.Load() != 2 {
+		t.Fatalf("after two rejections in a row: %v, %d fetches; want the token kept, no fetch", err, fetches.Load())
+	}
+	if c.InvalidateToken(next) {
+		t.Error("InvalidateToken of the token kept in the backoff reported a drop")
 	}
 
 	// A server that refuses every token for a minute, a call every 100ms,
-	// each token rejected on its first use: about one fetch per 1-2s.
-	start := fetches.Load()
+	// each token rejected on its first use: every call is served, and the
+	// token is replaced once per backoff (here exactly 1s: Backoff(1s, 1s)),
+	// in the background; each step waits for the fetch it must have started.
+	start, keptAt := fetches.Load(), clk.Now()
 	for range 600 {
 		clk.Advance(100 * time.Millisecond)
-		if tok, err := c.EnsureToken(ctx); err == nil {
-			c.InvalidateToken(tok)
+		tok, err := c.EnsureToken(ctx)
+		if err != nil {
+			t.Fatalf("EnsureToken() while a server rejects every token: %v; want a token", err)
+		}
+		if !clk.Now().Before(keptAt.Add(time.Second)) {
+			want := returned.Load() + 1
+			eventually(t, "the refresh after the backoff", func() bool { return returned.Load() == want })
+			old := tok
+			eventually(t, "the new token", func() bool {
+				tok, err = c.EnsureToken(ctx)
+				return err == nil && tok != old
+			})
+		}
+		if c.InvalidateToken(tok) {
+			keptAt = clk.Now()
 		}
 	}
 	n := fetches.Load() - start
 	t.Logf("%d fetches in a minute of a server refusing every token", n)
-	if n < 30 || n > 61 {
-		t.Errorf("%d fetches in a minute of rejections; want 30-60 (one per 1-2s)", n)
+	if n < 50 || n > 61 {
+		t.Errorf("%d fetches in a minute of rejections; want 50-60 (one per backoff of 1s, on a 100ms step)", n)
 	}
 
 	// A token that lived past the window and is then revoked is replaced
@@ -894,11 +914,62 @@ func TestCache_RejectionBackoff(t *testing.T) {
 		t.Errorf("a young rejection after a revocation: %v; want a new token at once", err)
 	}
 
-	// Invalidate, which is no server's rejection, does not count.
+	// Invalidate, which is no server's rejection, does not count, nor
+	// end a streak: after one young rejection and five Invalidates, the
+	// next young rejection is the second in a row.
 	for range 5 {
 		c.Invalidate()
 		if _, err := c.EnsureToken(ctx); err != nil {
 			t.Fatalf("EnsureToken() after Invalidate: %v", err)
+		}
+	}
+	before := fetches.Load()
+	tok = mustToken(t, c)
+	c.InvalidateToken(tok)
+	if got := mustToken(t, c); got != tok || fetches.Load() != before {
+		t.Errorf("a young rejection after Invalidates: %d fetches; want the second in a row, kept", fetches.Load()-before)
+	}
+}
+
+// TestCache_RejectionStreakEnds: a token that lives until its refresh ends a
+// streak of young rejections, and the window is a quarter of a short life.
+func TestCache_RejectionStreakEnds(t *testing.T) {
+	clk := newClock()
+	life := time.Hour
+	var fetches atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.TokenFunction(func(context.Context) (string, error) {
+			fetches.Add(1)
+			return mintAt(clk.Now(), life), nil
+		}))
+	c.InvalidateToken(mustToken(t, c)) // the first young rejection
+	for range 5 {                      // good tokens, each replaced at its refresh
+		old := mustToken(t, c)
+		clk.Advance(50 * time.Minute)
+		mustToken(t, c)
+		eventually(t, "the refresh", func() bool {
+			tok, err := c.EnsureToken(context.Background())
+			return err == nil && tok != old
+		})
+	}
+	before := fetches.Load()
+	tok := mustToken(t, c)
+	c.InvalidateToken(tok)
+	if next := mustToken(t, c); next == tok || fetches.Load() != before+1 {
+		t.Errorf("a young rejection after good tokens: kept %v; want the first of a new streak, replaced at once", next == tok)
+	}
+
+	// A 20s token: rejected 6s into its life, past a quarter of it, it is
+	// no young rejection.
+	life = 20 * time.Second
+	c2 := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.TokenFunction(func(context.Context) (string, error) { return mintAt(clk.Now(), life), nil }))
+	for range 3 {
+		tok := mustToken(t, c2)
+		clk.Advance(6 * time.Second)
+		c2.InvalidateToken(tok)
+		if next := mustToken(t, c2); next == tok {
+			t.Fatal("a 20s token rejected 6s into its life counted as rejected young")
 		}
 	}
 }

@@ -400,13 +400,15 @@ func withClaimsChallenge(ctx context.Context, claims string) context.Context {
 // such as {"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}),
 // and reports whether ctx carries one. A [Transport] that meets such a
 // challenge fetches another token on a context with the claims, which the
-// fetch keeps, while the token challenged stays cached until it arrives: a token function that supports claims challenges
-// reads them here and asks the provider for a token that has them (package
-// provider's Client sends them as the claims parameter of its token request);
-// one that does not fetches an ordinary token. Such a fetch adopts no token
-// from a [SharedStore], which may lack the claims; but a fetch already under
-// way when the challenge came serves it without them, and the request then
-// gets its 401.
+// fetch keeps, while the token challenged stays cached, fresh, until it
+// arrives: a token function that supports claims challenges reads them here
+// and asks the provider for a token that has them (package provider's Client
+// sends them as the claims parameter of its token request); one that does
+// not fetches an ordinary token. Such a fetch adopts no token from a
+// [SharedStore], which may lack the claims. A fetch already under way when
+// the challenge came (a refresh ahead) serves it without them, and the
+// request then gets its 401; so does one during the backoff after a failed
+// fetch, which a claims fetch that fails starts as any other.
 func ClaimsChallenge(ctx context.Context) (claims string, ok bool) {
 	claims, ok = ctx.Value(claimsKey{}).(string)
 	return claims, ok

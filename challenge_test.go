@@ -503,3 +503,92 @@ func TestChallenge_RefusalClosesTheBody(t *testing.T) {
 		t.Error("the refused response's body was not closed")
 	}
 }
+
+// claimsServer answers 401 with a claims challenge to a request whose token
+// was not fetched with claims (it lacks the "+claims" mark), 200 otherwise.
+type claimsServer struct{ sent atomic.Int64 }
+
+func (s *claimsServer) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.sent.Add(1)
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: req}
+	if !strings.HasSuffix(req.Header.Get("Authorization"), "+claims") {
+		resp.StatusCode = http.StatusUnauthorized
+		resp.Header.Set("WWW-Authenticate", `Bearer error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ=="`)
+	}
+	return resp, nil
+}
+
+// claimsIssuer issues opaque tokens marked "+claims" when the fetch carries
+// a claims challenge.
+func claimsIssuer(n *atomic.Int64) jwtcache.IssueFunc {
+	return func(ctx context.Context) (jwtcache.Issued, error) {
+		tok := "tok-" + itoa(n.Add(1))
+		if _, ok := jwtcache.ClaimsChallenge(ctx); ok {
+			tok += "+claims"
+		}
+		return jwtcache.Issued{Token: tok, ExpiresIn: time.Hour}, nil
+	}
+}
+
+// TestChallenge_ClaimsUnderLoad: while other goroutines use the cache, each
+// claims challenge is met with a token fetched with the claims.
+func TestChallenge_ClaimsUnderLoad(t *testing.T) {
+	var n atomic.Int64
+	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.IssueFunction(claimsIssuer(&n)))
+	tr := jwtcache.NewTransport(c, &claimsServer{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					c.EnsureToken(context.Background())
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 50 {
+		c.Invalidate() // an ordinary token again, which the server challenges
+		req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("round %d: %v, %v; want 200 with a token fetched with the claims", i, resp, err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// TestChallenge_ClaimsPerKeyAndStore: the claims reach a CacheMap's token
+// function through NewMapTransport, and a claims fetch adopts no token that
+// another replica saved.
+func TestChallenge_ClaimsPerKeyAndStore(t *testing.T) {
+	clk := newClock()
+	store := newMemStore(clk)
+	var n atomic.Int64
+	issue := claimsIssuer(&n)
+	m := jwtcache.NewCacheMap(jwtcache.Name("apis"), jwtcache.SharedStore(store), jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
+		jwtcache.MapIssueFunction(func(ctx context.Context, key string) (jwtcache.Issued, error) { return issue(ctx) }))
+	key := func(r *http.Request) (string, error) { return r.Header.Get("X-Tenant"), nil }
+	tr := jwtcache.NewMapTransport(m, key, &claimsServer{})
+	if _, err := m.EnsureToken(context.Background(), "acme"); err != nil {
+		t.Fatal(err)
+	}
+	// Another replica's token, without the claims, saved meanwhile.
+	if err := store.Save(context.Background(), "apis:acme", "other-replica", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
+	req.Header.Set("X-Tenant", "acme")
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("RoundTrip() = %v, %v; want 200 with acme's token fetched with the claims", resp, err)
+	}
+	resp.Body.Close()
+	if tok, _ := m.EnsureToken(context.Background(), "acme"); !strings.HasSuffix(tok, "+claims") {
+		t.Errorf("acme's token is %q; want the one fetched with the claims", tok)
+	}
+}

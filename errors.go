@@ -39,11 +39,13 @@ var ErrBackoff = errors.New("jwtcache: backing off after a failed fetch")
 // would otherwise be a silent entry shared by every caller that forgot one.
 var ErrEmptyKey = errors.New("jwtcache: empty key")
 
-// ErrRejected is what a cache's [ErrBackoff] wraps after servers rejected two
-// of its tokens in a row, each just after it arrived (through
-// [Cache.InvalidateToken], as a [Transport] does on a 401): the provider
-// issues tokens that the servers refuse (a wrong audience, say), and fetching
-// one per request would only hammer it. The cache fetches again after the
-// backoff, as after a failed fetch; a token rejected later in its life (a
-// revocation) is replaced at once.
+// ErrRejected is the error a cache records, and [ErrBackoff] wraps, after
+// servers rejected two of its tokens in a row, each just after it arrived
+// (through [Cache.InvalidateToken], as a [Transport] does on a 401): the
+// provider issues tokens that some server refuses (a wrong audience, a route
+// misconfigured), and fetching one per refused request would only hammer it.
+// The cache keeps the last token, served (other servers may take it) but no
+// longer fresh, and fetches again after the backoff, as after a failed fetch.
+// A token rejected later in its life (a revocation), or one that lives until
+// its refresh, ends the streak: the next rejection is replaced at once.
 var ErrRejected = errors.New("jwtcache: servers rejected the tokens as they arrived")

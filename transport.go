@@ -14,8 +14,8 @@ import (
 
 // Transport is an [http.RoundTripper] that puts a cached token on each
 // request, as "Authorization: Bearer <token>" or by another [Scheme] (DPoP),
-// and acts on what the server answers: on a 401 it drops the token and retries
-// once with a fresh one.
+// and acts on what the server answers (see below): on a plain 401, it drops
+// the token and retries once with a fresh one.
 //
 // It sets the header on a clone of the request, never on the caller's, and
 // leaves alone a request that carries its own Authorization header. It sends

@@ -245,14 +245,14 @@ func TestTransport_NoRetry(t *testing.T) {
 	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
 
 	// A server that rejects every token: one retry, never a loop. The
-	// retry's token is dropped too, the second in a row that the server
-	// rejected just after it arrived: the cache backs off instead of
-	// fetching one per request, and the next request fails unsent.
+	// retry's token is the second in a row that the server rejected just
+	// after it arrived: the cache backs off instead of fetching one per
+	// request, and the next request is sent once with it.
 	if resp := get(t, client, srv.URL); resp.StatusCode != http.StatusUnauthorized || len(srv.seen()) != 2 || calls.Load() != 2 {
 		t.Errorf("status %d after %d requests, %d fetches; want 401 after 2 and 2", resp.StatusCode, len(srv.seen()), calls.Load())
 	}
-	if _, err := client.Get(srv.URL); !errors.Is(err, jwtcache.ErrBackoff) || !errors.Is(err, jwtcache.ErrRejected) || len(srv.seen()) != 2 || calls.Load() != 2 {
-		t.Errorf("next request: %v, %d sent, %d fetches; want ErrBackoff wrapping ErrRejected, nothing sent or fetched", err, len(srv.seen()), calls.Load())
+	if resp := get(t, client, srv.URL); resp.StatusCode != http.StatusUnauthorized || len(srv.seen()) != 3 || calls.Load() != 2 {
+		t.Errorf("next request: status %d, %d sent, %d fetches; want 401, 3, 2", resp.StatusCode, len(srv.seen()), calls.Load())
 	}
 
 	// A body that cannot be replayed: no retry, but the token is dropped.
@@ -395,5 +395,36 @@ func TestTransport_RetriesOn401WithAStore(t *testing.T) {
 	seen := srv.seen()
 	if len(seen) != 4 || seen[1] != seen[3] || seen[1] == "Bearer "+first {
 		t.Errorf("server saw %d requests; want revoked, replacement, revoked, the same replacement", len(seen))
+	}
+}
+
+// TestTransport_OneBadEndpoint: an endpoint that refuses every token (a
+// misconfigured route, a pod with the wrong audience) costs its own requests
+// their 401s, and the provider a fetch per backoff; requests to the endpoints
+// that take the token go on being served.
+func TestTransport_OneBadEndpoint(t *testing.T) {
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad" {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	c, calls := countingCache(t)
+	client := &http.Client{Transport: jwtcache.NewTransport(c, nil)}
+	start := time.Now()
+	for range 200 {
+		if resp := get(t, client, srv.URL+"/bad"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("GET /bad = %d; want 401", resp.StatusCode)
+		}
+		if resp := get(t, client, srv.URL+"/good"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /good = %d; want 200: one endpoint's refusals must not starve the others", resp.StatusCode)
+		}
+	}
+	// Two tokens before the backoff, then at most one per backoff (at
+	// least 1s) while the test runs.
+	if n, most := calls.Load(), 3+int64(time.Since(start)/time.Second); n > most {
+		t.Errorf("%d fetches for 200 refusals; want at most %d, one per backoff", n, most)
 	}
 }
