@@ -216,7 +216,14 @@ func (c *Cache) renew(ctx context.Context, token string) (Token, error) {
 	if c.load().token != token {
 		return c.Token(ctx)
 	}
-	return c.wait(ctx, true)
+	t, err := c.wait(ctx, true)
+	if err == nil && t.Value == token && !c.load().backingOff(c.now()) {
+		// It joined a fetch that found token fresh and returned it (a
+		// caller that started one just as the last fetch ended): once more,
+		// a forced one.
+		t, err = c.wait(ctx, true)
+	}
+	return t, err
 }
 
 // drop drops the cached token if match reports it should, and reports whether
