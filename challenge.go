@@ -338,9 +338,9 @@ func (e *ChallengeError) Is(target error) bool {
 	return false
 }
 
-// The error codes of challenges that the transport acts on.
+// The error codes of challenges that the transport acts on, beyond RFC 6750's
+// invalid_token, which it treats as any other 401.
 const (
-	codeInvalidToken         = "invalid_token"                    // RFC 6750
 	codeInsufficientScope    = "insufficient_scope"               // RFC 6750
 	codeInsufficientClaims   = "insufficient_claims"              // Microsoft's claims challenge (CAE)
 	codeInsufficientUserAuth = "insufficient_user_authentication" // RFC 9470

@@ -313,7 +313,7 @@ func (t *Transport) judge(resp *http.Response, again bool) (action, Challenge) {
 	if again {
 		return resend, Challenge{}
 	}
-	c, _ := tokenChallenge(ParseChallenges(resp.Header))
+	c := tokenChallenge(ParseChallenges(resp.Header))
 	switch c.Params["error"] {
 	case codeInsufficientScope, codeInsufficientUserAuth:
 		return refuse, c
@@ -332,25 +332,14 @@ func (t *Transport) judge(resp *http.Response, again bool) (action, Challenge) {
 }
 
 // tokenChallenge returns the first challenge of the schemes of access tokens
-// (Bearer, DPoP) with an error code, or failing that the first of those
-// schemes, and reports whether there was one.
-func tokenChallenge(cs []Challenge) (Challenge, bool) {
-	var first *Challenge
-	for i := range cs {
-		if !cs[i].Is("Bearer") && !cs[i].Is("DPoP") {
-			continue
-		}
-		if cs[i].Params["error"] != "" {
-			return cs[i], true
-		}
-		if first == nil {
-			first = &cs[i]
+// (Bearer, DPoP) with an error code; the zero Challenge if there is none.
+func tokenChallenge(cs []Challenge) Challenge {
+	for _, c := range cs {
+		if (c.Is("Bearer") || c.Is("DPoP")) && c.Params["error"] != "" {
+			return c
 		}
 	}
-	if first == nil {
-		return Challenge{}, false
-	}
-	return *first, true
+	return Challenge{}
 }
 
 // secure returns ErrInsecureRequest, with the request's host, unless req is
