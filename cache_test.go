@@ -908,14 +908,24 @@ func TestCache_RejectionBackoff(t *testing.T) {
 
 	// A token that lived past the window and is then revoked is replaced
 	// at once, and ends the streak: the next rejection of a young token is a
-	// first again.
-	clk.Advance(3 * time.Second) // past any backoff
-	tok = mustToken(t, c)
+	// first again. Past the backoff, the kept token is replaced in the
+	// background: the test waits for its successor, and revokes that.
+	kept := mustToken(t, c) // the loop's last token, kept in its backoff
+	clk.Advance(3 * time.Second)
+	eventually(t, "the kept token's successor", func() bool {
+		got, err := c.EnsureToken(ctx)
+		tok = got
+		return err == nil && got != kept
+	})
 	clk.Advance(11 * time.Second)
-	c.InvalidateToken(tok)
+	if !c.InvalidateToken(tok) {
+		t.Fatal("InvalidateToken of a token revoked late in its life reported no drop")
+	}
 	tok = mustToken(t, c)
-	c.InvalidateToken(tok)
-	if _, err := c.EnsureToken(ctx); err != nil {
+	if !c.InvalidateToken(tok) {
+		t.Fatal("InvalidateToken of the revoked token's successor reported no drop")
+	}
+	if got, err := c.EnsureToken(ctx); err != nil || got == tok {
 		t.Errorf("a young rejection after a revocation: %v; want a new token at once", err)
 	}
 
