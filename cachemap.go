@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/shardmap"
 )
 
 // MapTokenFunc fetches a new token for key. It has the contract of
@@ -34,7 +36,9 @@ type MapIssueFunc func(ctx context.Context, key string) (Issued, error)
 // passes walk every key, so the caller that runs one (at most every quarter
 // of the idle timeout, or on an insert past MaxKeys) pays for them.
 type CacheMap struct {
-	slots keyMap
+	// slots maps keys to their slots; its reads take no lock and write
+	// nothing (see package shardmap).
+	slots shardmap.Map[string, slot]
 	n     atomic.Int64 // how many keys slots holds
 
 	lastSweep atomic.Int64 // time since epoch of the last idle sweep
@@ -187,7 +191,7 @@ func (m *CacheMap) Token(ctx context.Context, key string) (Token, error) {
 // Invalidate drops key's cached token, as [Cache.Invalidate] does. The key
 // stays in the map.
 func (m *CacheMap) Invalidate(key string) {
-	if s, ok := m.slots.load(key); ok {
+	if s, ok := m.slots.Load(hashKey(key), key); ok {
 		s.cache.Invalidate()
 	}
 }
@@ -195,7 +199,7 @@ func (m *CacheMap) Invalidate(key string) {
 // InvalidateToken drops key's cached token only if it is token, and reports
 // whether it did, as [Cache.InvalidateToken] does.
 func (m *CacheMap) InvalidateToken(key, token string) bool {
-	if s, ok := m.slots.load(key); ok {
+	if s, ok := m.slots.Load(hashKey(key), key); ok {
 		return s.cache.InvalidateToken(token)
 	}
 	return false
@@ -203,7 +207,7 @@ func (m *CacheMap) InvalidateToken(key, token string) bool {
 
 // renew is [Cache.renew] for key's token.
 func (m *CacheMap) renew(ctx context.Context, key, token string) (Token, error) {
-	if s, ok := m.slots.load(key); ok {
+	if s, ok := m.slots.Load(hashKey(key), key); ok {
 		return s.cache.renew(ctx, token)
 	}
 	return m.Token(ctx, key)
@@ -212,7 +216,7 @@ func (m *CacheMap) renew(ctx context.Context, key, token string) (Token, error) 
 // Delete drops key and its token from the map. A fetch in flight for it still
 // serves its callers.
 func (m *CacheMap) Delete(key string) {
-	if s, ok := m.slots.load(key); ok {
+	if s, ok := m.slots.Load(hashKey(key), key); ok {
 		m.drop([]candidate{{key: key, s: s}})
 	}
 }
@@ -227,7 +231,7 @@ func (m *CacheMap) Len() int {
 // (nil if the map does not hold it) and, if the key's token is fresh, its
 // Cache's entry. The clock reading of the Cache's hit test stamps the key.
 func (m *CacheMap) hit(key string) (*slot, *entry) {
-	s, ok := m.slots.load(key)
+	s, ok := m.slots.Load(hashKey(key), key)
 	if !ok {
 		return nil, nil
 	}
@@ -258,7 +262,7 @@ func (m *CacheMap) miss(ctx context.Context, key string) (Token, error) {
 	s := &slot{cache: m.newCache(key)}
 	now := s.cache.elapsed()
 	s.seen.Store(int64(now))
-	if got, loaded := m.slots.loadOrStore(key, s); loaded {
+	if got, loaded := m.slots.LoadOrStore(hashKey(key), key, s); loaded {
 		s = got
 	} else {
 		m.n.Add(1)
@@ -357,7 +361,7 @@ func (m *CacheMap) evict(pick func(all []candidate) []candidate) bool {
 	if !m.sweeping.CompareAndSwap(false, true) {
 		return false
 	}
-	picked := pick(m.slots.all(int(m.n.Load())))
+	picked := pick(m.all(int(m.n.Load())))
 	m.drop(slices.DeleteFunc(picked, func(c candidate) bool {
 		return c.s.seen.Load() != c.seen || c.s.cache.fetching.Load()
 	}))
@@ -371,176 +375,32 @@ func (m *CacheMap) drop(cs []candidate) {
 	// Under mu, so that Stats sees each key either in the map or in gone.
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	dropped := m.slots.deleteAll(cs)
+	es := make([]shardmap.Entry[string, slot], len(cs))
+	for i, c := range cs {
+		es[i] = shardmap.Entry[string, slot]{Hash: hashKey(c.key), Key: c.key, Value: c.s}
+	}
+	dropped := m.slots.DeleteAll(es)
 	m.n.Add(-int64(len(dropped)))
 	for _, s := range dropped {
 		m.gone.add(s.cache.Stats())
 	}
 }
 
-// keyMap maps keys to slots. Its reads take no lock and write nothing: each
-// shard publishes an immutable hash table through an atomic pointer, and a
-// write copies its shard's table under the shard's lock. So a read costs one
-// hash and a short probe, whatever the number of keys, and parallel reads of
-// one hot key share cache lines without contending for them; a write costs a
-// copy of one shard, a 256th of the keys: about 25 µs at 100,000 keys, so
-// filling a map of that size from cold costs about a second in all. BenchmarkKeyMap compares it with
-// sync.Map and with Go maps sharded behind sync.RWMutexes, whose read lock is a
-// shared write.
-type keyMap struct {
-	shards [keyShards]keyShard
-}
-
-// keyShard is one shard of a keyMap, padded to a cache line of its own so
-// that a writer of one shard does not slow the readers of its neighbours.
-type keyShard struct {
-	mu sync.Mutex // serializes the writers of t
-	// t is never modified after it is published; nil means empty.
-	t atomic.Pointer[keyTable]
-	_ [64 - 16]byte
-}
-
-// keyTable is an open-addressing hash table with linear probing. Its length
-// is a power of two, and it is at most half full, so probes are short and
-// every probe ends at an empty entry.
-type keyTable struct {
-	entries []keyEntry
-	n       int // entries in use
-}
-
-// keyEntry is an entry of a keyTable; hash 0 marks it empty.
-type keyEntry struct {
-	hash uint64
-	key  string
-	slot *slot
-}
-
-// keyShards is how many shards a keyMap has.
-const keyShards = 256
-
-// keySeed seeds the hash of every keyMap.
+// keySeed seeds the hash of every CacheMap's keys.
 var keySeed = maphash.MakeSeed()
 
-// hashKey returns key's hash: its low byte picks the shard, the rest the
-// table entry. It is never 0.
+// hashKey returns key's hash for the map's slots (package shardmap): never 0.
 func hashKey(key string) uint64 {
 	return maphash.String(keySeed, key) | 1<<63
 }
 
-// load returns key's slot.
-func (km *keyMap) load(key string) (*slot, bool) {
-	h := hashKey(key)
-	t := km.shards[h%keyShards].t.Load()
-	if t == nil {
-		return nil, false
-	}
-	mask := uint64(len(t.entries) - 1)
-	for i := h >> 8 & mask; ; i = (i + 1) & mask {
-		e := &t.entries[i]
-		if e.hash == h && e.key == key {
-			return e.slot, true
-		}
-		if e.hash == 0 {
-			return nil, false
-		}
-	}
-}
-
-// loadOrStore returns key's slot if it has one, or stores s as its slot.
-func (km *keyMap) loadOrStore(key string, s *slot) (actual *slot, loaded bool) {
-	h := hashKey(key)
-	sh := &km.shards[h%keyShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	cur := sh.t.Load()
-	if cur != nil {
-		if got, ok := km.load(key); ok {
-			return got, true
-		}
-	}
-	next := rebuild(cur, cur.len()+1, nil)
-	next.put(keyEntry{hash: h, key: key, slot: s})
-	sh.t.Store(next)
-	return s, false
-}
-
-// deleteAll deletes each candidate's key whose slot is still the candidate's,
-// copying each shard once, and returns the slots it deleted.
-func (km *keyMap) deleteAll(cs []candidate) []*slot {
-	byShard := map[*keyShard]map[string]*slot{}
-	for _, c := range cs {
-		sh := &km.shards[hashKey(c.key)%keyShards]
-		if byShard[sh] == nil {
-			byShard[sh] = map[string]*slot{}
-		}
-		byShard[sh][c.key] = c.s
-	}
-	var deleted []*slot
-	for sh, drop := range byShard {
-		sh.mu.Lock()
-		cur := sh.t.Load()
-		next := rebuild(cur, cur.len(), func(e *keyEntry) bool {
-			if drop[e.key] != e.slot {
-				return false
-			}
-			deleted = append(deleted, e.slot)
-			return true
-		})
-		sh.t.Store(next)
-		sh.mu.Unlock()
-	}
-	return deleted
-}
-
 // all returns every key with its slot and its slot's stamp; n is a guess at
 // how many there are.
-func (km *keyMap) all(n int) []candidate {
+func (m *CacheMap) all(n int) []candidate {
 	all := make([]candidate, 0, n)
-	for i := range km.shards {
-		if t := km.shards[i].t.Load(); t != nil {
-			for _, e := range t.entries {
-				if e.hash != 0 {
-					all = append(all, candidate{key: e.key, s: e.slot, seen: e.slot.seen.Load()})
-				}
-			}
-		}
-	}
+	m.slots.Range(func(e shardmap.Entry[string, slot]) bool {
+		all = append(all, candidate{key: e.Key, s: e.Value, seen: e.Value.seen.Load()})
+		return true
+	})
 	return all
-}
-
-// rebuild returns a new table sized for n entries holding t's entries but
-// those skip reports (skip may be nil).
-func rebuild(t *keyTable, n int, skip func(*keyEntry) bool) *keyTable {
-	size := 8
-	for size < n*2 {
-		size *= 2
-	}
-	next := &keyTable{entries: make([]keyEntry, size)}
-	if t != nil {
-		for i := range t.entries {
-			if e := &t.entries[i]; e.hash != 0 && (skip == nil || !skip(e)) {
-				next.put(*e)
-			}
-		}
-	}
-	return next
-}
-
-// put adds e to a table being built, which has room for it.
-func (t *keyTable) put(e keyEntry) {
-	mask := uint64(len(t.entries) - 1)
-	i := e.hash >> 8 & mask
-	for t.entries[i].hash != 0 {
-		i = (i + 1) & mask
-	}
-	t.entries[i] = e
-	t.n++
-}
-
-// len returns how many entries t holds; t may be nil.
-func (t *keyTable) len() int {
-	if t == nil {
-		return 0
-	}
-	return t.n
 }

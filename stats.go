@@ -124,7 +124,7 @@ func (s *Stats) add(o Stats) {
 // returns false. Keys added or dropped meanwhile may or may not be visited.
 // Key names can be sensitive (tenant ids): export them with care.
 func (m *CacheMap) Range(fn func(key string, s Stats) bool) {
-	for _, c := range m.slots.all(int(m.n.Load())) {
+	for _, c := range m.all(int(m.n.Load())) {
 		if !fn(c.key, c.s.cache.Stats()) {
 			return
 		}
