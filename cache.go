@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
+	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 )
 
 // Token is a token together with the instant the cache stops handing it out.
@@ -57,30 +57,22 @@ type Token struct {
 type Cache struct {
 	// entry is the current state; it is replaced whole on every change.
 	entry atomic.Pointer[entry]
-	// fetching is true while a fetch runs. It only spares callers in the
-	// refresh window a trip through group; group is what deduplicates.
-	fetching atomic.Bool
-	// lastWarn and lastStoreWarn are the clock's UnixNano at the last
-	// rate-limited warning of their kind.
-	lastWarn      atomic.Int64
-	lastStoreWarn atomic.Int64
-	storeErrors   atomic.Int64 // failed store calls
-	group         singleflight.Group
+	// flight runs the one fetch at a time.
+	flight engine.Flight
+	// warned rate-limits the warning of a token passed through uncached.
+	warned engine.Every
+	// guard keeps a token function that ignores its context from piling up
+	// calls (see engine.Call).
+	guard engine.Guard
 
-	// abandoned counts token function calls still running after the fetch
-	// that made them gave up at the timeout; while there is one, no new call
-	// starts, so that a hung token function cannot pile up goroutines.
-	abandoned atomic.Int32
-
-	// rejected are the tokens dropped as rejected; only with a store.
-	rejected *rejects
-
-	// cfg, parser and epoch are written once by NewCache and only read after.
-	// epoch is the origin of entry.freshFor; from the real clock, it carries
-	// a monotonic reading.
+	// cfg, parser, src and clock are written once by NewCache and only read
+	// after. src is where fetches get tokens: the token function, or a layer
+	// around it (a shared store). clock's epoch is the origin of
+	// entry.freshFor.
 	cfg    config
 	parser *parser
-	epoch  time.Time
+	src    source
+	clock  engine.Clock
 
 	// stats come last, behind padding, off the cache lines that hits read.
 	stats counters
@@ -109,10 +101,10 @@ type entry struct {
 	// invalidation came while it ran.
 	gen uint64
 
-	// The failure state outlives the token it was recorded beside.
-	err      error     // the last fetch error; nil after a success
-	failures int32     // consecutive failed fetches
-	retryAt  time.Time // no fetch before then
+	// Failure is the fetch state: it outlives the token it was recorded
+	// beside. Its RetryAt is set without an error too, when no fresher
+	// token is to be had for a while.
+	engine.Failure
 	// rejections counts the tokens in a row that were rejected young (see
 	// rejectedYoung): from the second, the cache backs off before it
 	// fetches again, so that a server that refuses every token does not
@@ -120,15 +112,8 @@ type entry struct {
 	rejections int32
 }
 
-// fetcher obtains and admits a token for a fetch that began at start, when the
-// entry's generation was gen, on the fetch's detached, bounded context.
-type fetcher func(ctx context.Context, gen uint64, start time.Time) (Token, error)
-
 // never is the freshFor of an entry without a token.
 const never = time.Duration(math.MinInt64)
-
-// flightKey is the only key of a Cache's singleflight group.
-const flightKey = "token"
 
 // maxSkew is how far a token's iat may lie from its local arrival time before
 // the cache warns of clock skew.
@@ -140,12 +125,10 @@ const maxSkew = 30 * time.Second
 func NewCache(opts ...Option) *Cache {
 	c := &Cache{cfg: newConfig(opts)}
 	c.parser = newParser(c.cfg.parseOptions)
-	c.epoch = c.cfg.epoch
-	if c.epoch.IsZero() {
-		c.epoch = c.now()
-	}
+	c.clock = engine.NewClock(c.cfg.clock, c.cfg.epoch)
+	c.src = issuer{}
 	if c.cfg.store != nil {
-		c.rejected = &rejects{}
+		c.src = newShared(&c.cfg, c.parser, c.log)
 	}
 	c.entry.Store(&entry{freshFor: never})
 	return c
@@ -181,8 +164,8 @@ func (c *Cache) Token(ctx context.Context) (Token, error) {
 // With a [SharedStore], the dropped token is never adopted from the store
 // again, and the next fetch deletes it there if the store still holds it.
 func (c *Cache) Invalidate() {
-	if e := c.load(); c.rejected != nil && e.token != "" {
-		c.rejected.add(e.token, e.expiry, c.now())
+	if e := c.load(); e.token != "" {
+		c.src.rejected(e.token, e.expiry, c.now())
 	}
 	// Even without a token: a fetch in flight must not cache what it gets.
 	c.update(func(e *entry) *entry { return e.withoutToken() })
@@ -217,7 +200,7 @@ func (c *Cache) renew(ctx context.Context, token string) (Token, error) {
 		return c.Token(ctx)
 	}
 	t, err := c.wait(ctx, true)
-	if err == nil && t.Value == token && !c.load().backingOff(c.now()) {
+	if err == nil && t.Value == token && !c.load().Waiting(c.now()) {
 		// It joined a fetch that found token fresh and returned it (a
 		// caller that started one just as the last fetch ended): once more,
 		// a forced one.
@@ -229,10 +212,10 @@ func (c *Cache) renew(ctx context.Context, token string) (Token, error) {
 // drop drops the cached token if match reports it should, and reports whether
 // it did; with a store, it remembers the token as rejected.
 func (c *Cache) drop(match func(*entry) bool) bool {
-	if e := c.load(); c.rejected != nil && e.token != "" && match(e) {
+	if e := c.load(); e.token != "" && match(e) {
 		// Before the token leaves the entry, so that no fetch in between
 		// can adopt it from the store again.
-		c.rejected.add(e.token, e.expiry, c.now())
+		c.src.rejected(e.token, e.expiry, c.now())
 	}
 	var dropped, next *entry
 	now := c.now()
@@ -259,46 +242,17 @@ func (c *Cache) drop(match func(*entry) bool) bool {
 		n := *e
 		n.freshFor = never
 		n.rejections = streak
-		n.err = fmt.Errorf("%w: %d in a row, each within %s of its arrival", ErrRejected, streak, rejectWindow)
-		n.failures++
-		n.retryAt = maxTime(n.retryAt, now.Add(retryDelay(int(n.failures), 0, c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())))
+		err := fmt.Errorf("%w: %d in a row, each within %s of its arrival", ErrRejected, streak, rejectWindow)
+		n.Failure = n.Failed(err, now, 0, c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())
 		next = &n
 		return next
 	})
 	if dropped != nil && next.rejections >= 2 {
 		c.stats.fetchErrors.Add(1)
-		c.log(slog.LevelWarn, "jwtcache: the server rejected a token just fetched; backing off", "error", next.err,
-			"retry_in", next.retryAt.Sub(now).Round(time.Millisecond))
+		c.log(slog.LevelWarn, "jwtcache: the server rejected a token just fetched; backing off", "error", next.Err,
+			"retry_in", next.RetryAt.Sub(now).Round(time.Millisecond))
 	}
 	return dropped != nil
-}
-
-// keptRejected reports whether e's token is one that servers rejected young,
-// kept to be served until the rejection backoff ends (see drop): it is never
-// fresh, and a second drop of it changes nothing.
-func (e *entry) keptRejected() bool {
-	return e.token != "" && e.freshFor == never
-}
-
-// rejectWindow is how young a token must be, at most, for its rejection to
-// count toward the rejection backoff: a server that refuses every token
-// refuses it on its first use; one that revokes a token does so later.
-const rejectWindow = 10 * time.Second
-
-// rejectedYoung reports whether e's token, dropped at now, was rejected
-// young: within rejectWindow of its arrival, or within a quarter of its life
-// if that is shorter.
-func (c *Cache) rejectedYoung(e *entry, now time.Time) bool {
-	arrived := c.epoch.Add(e.arrived)
-	return now.Sub(arrived) < min(rejectWindow, e.expiry.Sub(arrived)/4)
-}
-
-// maxTime returns the later of a and b.
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // hit is the first step of every call, the Cache's and a CacheMap's: it
@@ -306,36 +260,21 @@ func maxTime(a, b time.Time) time.Time {
 // the epoch it read to decide, which a CacheMap stamps on the key. A call that
 // is not a hit goes on to get.
 func (c *Cache) hit() (e *entry, now time.Duration, ok bool) {
-	now = c.elapsed()
+	now = c.clock.Elapsed()
 	if e = c.entry.Load(); e != nil && now < e.freshFor {
-		c.countHit(now)
+		c.stats.hits.Hit(now, c.clock.Test())
 		return e, now, true
 	}
 	return nil, now, false
 }
 
-// elapsed returns the time since the cache's epoch. Without a test clock it
-// reads only the monotonic clock (the epoch carries a monotonic reading, so
-// time.Since needs no wall clock read) and makes no indirect call.
-func (c *Cache) elapsed() time.Duration {
-	if c.cfg.clock == nil {
-		return time.Since(c.epoch)
-	}
-	return c.cfg.clock().Sub(c.epoch)
-}
-
 // fresh reports whether e's token is fresh at now.
 func (c *Cache) fresh(e *entry, now time.Time) bool {
-	return now.Sub(c.epoch) < e.freshFor
+	return c.clock.Since(now) < e.freshFor
 }
 
 // now reads the cache's clock.
-func (c *Cache) now() time.Time {
-	if c.cfg.clock != nil {
-		return c.cfg.clock()
-	}
-	return time.Now()
-}
+func (c *Cache) now() time.Time { return c.clock.Now() }
 
 // load returns the current entry, never nil.
 func (c *Cache) load() *entry {
@@ -375,25 +314,24 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 	}
 	now := c.now()
 	e := c.load()
-	if !e.live(now) {
+	switch engine.Plan(now, c.fresh(e, now), c.clock.At(e.waitFor), e.expiry, e.Failure) {
+	case engine.Dry:
 		c.stats.misses.Add(1)
-		if e.throttled(now) {
-			return Token{}, e.backoffError(now)
+		if e.Throttled(now) {
+			return Token{}, e.BackoffError(ErrBackoff, now)
 		}
 		return c.wait(ctx, false)
-	}
-	if c.fresh(e, now) || now.Sub(c.epoch) < e.waitFor || e.err != nil || e.backingOff(now) {
+	case engine.Fresh, engine.Due:
 		// Served at once: fresh (the hit test raced a refresh), in the
 		// refresh window, or in the headroom while the provider fails or
 		// while no fresher token is to be had. Its successor is fetched in
-		// the background if one is due; DoChan runs the fetch on a goroutine
-		// of its own.
+		// the background if one is due.
 		c.stats.hits.Add(1)
-		if e.err != nil {
+		if e.Err != nil {
 			c.stats.servedDuringFailure.Add(1)
 		}
-		if !c.fresh(e, now) && !e.backingOff(now) && !c.fetching.Load() {
-			c.group.DoChan(flightKey, c.fetchFunc(ctx, false))
+		if !c.fresh(e, now) && !e.Waiting(now) && !c.flight.Running() {
+			c.flight.Start(c.fetchFunc(ctx, false))
 		}
 		return e.value(), nil
 	}
@@ -414,349 +352,15 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 // wait joins the fetch in flight, or starts one (forced: even if the token is
 // fresh), and waits for it or for ctx.
 func (c *Cache) wait(ctx context.Context, force bool) (Token, error) {
-	if err := ctx.Err(); err != nil {
-		return Token{}, err
-	}
-	select {
-	case r := <-c.group.DoChan(flightKey, c.fetchFunc(ctx, force)):
-		if r.Err != nil {
-			return Token{}, r.Err
-		}
-		tok := r.Val.(Token)
-		// The fetch checked the token when it arrived; a clock that jumped
-		// since (a test clock, a suspended machine) may have outrun it.
-		if !tok.Expiry.IsZero() && !c.now().Before(tok.Expiry) {
-			return Token{}, fmt.Errorf("%w while the caller waited", ErrExpired)
-		}
-		return tok, nil
-	case <-ctx.Done():
-		return Token{}, ctx.Err()
-	}
-}
-
-// fetchFunc returns the function the singleflight group runs for a fetch
-// started by a caller with context ctx.
-func (c *Cache) fetchFunc(ctx context.Context, force bool) func() (any, error) {
-	return func() (any, error) { return c.fetch(ctx, force) }
-}
-
-// fetch obtains a token through the cache's source and publishes the
-// outcome. The group runs at most one fetch at a time. The fetch keeps ctx's
-// values (a trace, say) but not its cancellation: it serves every caller that
-// joins it, not only the first. Its one context, bounded by the fetch timeout,
-// is the context of everything it does: store calls as well as the token
-// function. A forced fetch runs even if the token is fresh (see renew).
-func (c *Cache) fetch(ctx context.Context, force bool) (tok Token, err error) {
-	c.fetching.Store(true)
-	defer c.fetching.Store(false)
-
-	start := c.now()
-	// A caller that looked at the state just before the previous fetch
-	// published its outcome gets that outcome, not a fetch of its own.
-	e := c.load()
-	if e.live(start) && (c.fresh(e, start) && !force || e.backingOff(start)) {
-		return e.value(), nil
-	} else if e.throttled(start) {
-		return Token{}, e.backoffError(start)
-	}
-	if e.live(start) && (start.Sub(c.epoch) < e.waitFor || e.err != nil) {
-		c.stats.refreshesAhead.Add(1) // callers are served meanwhile
-	}
-	c.stats.fetches.Add(1)
-
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout)
-	defer cancel()
-	defer func() {
-		// A panic must not escape: the group would re-panic it on its own
-		// goroutine and take the process down.
-		if r := recover(); r != nil {
-			tok, err = Token{}, fmt.Errorf("%w: %v", ErrPanic, r)
-		}
-		if err != nil {
-			c.fail(err, c.now())
-		}
-	}()
-	return c.obtain(ctx, e.gen, start)
-}
-
-// obtain is the fetch's source of a token: the token function, wrapped in
-// the store's protocol when there is a store.
-func (c *Cache) obtain(ctx context.Context, gen uint64, start time.Time) (Token, error) {
-	if c.cfg.store != nil {
-		return c.shared(ctx, gen, start, c.issue)
-	}
-	return c.issue(ctx, gen, start)
-}
-
-// issue is the cache's own source: it calls the token function and admits
-// what it returns.
-func (c *Cache) issue(ctx context.Context, gen uint64, start time.Time) (Token, error) {
-	iss, err := c.call(ctx)
+	v, err := c.flight.Wait(ctx, c.fetchFunc(ctx, force))
 	if err != nil {
 		return Token{}, err
 	}
-	return c.admit(iss, gen, start, c.now(), time.Time{})
-}
-
-// call runs the token function on ctx, the fetch's context. It gives up when
-// ctx ends even if the token function ignores it: the call is left to finish
-// on its own goroutine, and the cache, instead of hanging with it, backs off.
-// No new call starts until an abandoned one returns.
-func (c *Cache) call(ctx context.Context) (Issued, error) {
-	if c.abandoned.Load() > 0 {
-		return Issued{}, fmt.Errorf("jwtcache: fetch token: the token function has not returned since a call timed out: %w", context.DeadlineExceeded)
+	tok := v.(Token)
+	// The fetch checked the token when it arrived; a clock that jumped since
+	// (a test clock, a suspended machine) may have outrun it.
+	if !tok.Expiry.IsZero() && !c.now().Before(tok.Expiry) {
+		return Token{}, fmt.Errorf("%w while the caller waited", ErrExpired)
 	}
-	if err := ctx.Err(); err != nil {
-		return Issued{}, fmt.Errorf("jwtcache: fetch token: no time left in the fetch timeout (%s): %w", c.cfg.fetchTimeout, err)
-	}
-	type result struct {
-		iss Issued
-		err error
-	}
-	done := make(chan result, 1)
-	// state goes from running to returned or to abandoned, whichever of the
-	// call and the timeout comes first.
-	const running, returned, abandoned = 0, 1, 2
-	var state atomic.Int32
-	go func() {
-		defer func() {
-			if !state.CompareAndSwap(running, returned) {
-				c.abandoned.Add(-1)
-			}
-		}()
-		defer func() {
-			if r := recover(); r != nil {
-				done <- result{err: fmt.Errorf("%w: %v", ErrPanic, r)}
-			}
-		}()
-		iss, err := c.cfg.tokenFunc(ctx)
-		if err != nil {
-			err = fmt.Errorf("jwtcache: fetch token: %w", err)
-		}
-		done <- result{iss, err}
-	}()
-	select {
-	case r := <-done:
-		return r.iss, r.err
-	case <-ctx.Done():
-		if !state.CompareAndSwap(running, abandoned) {
-			r := <-done // it returned just now
-			return r.iss, r.err
-		}
-		c.abandoned.Add(1)
-		return Issued{}, fmt.Errorf("jwtcache: fetch token: no answer within the fetch timeout (%s): %w", c.cfg.fetchTimeout, ctx.Err())
-	}
-}
-
-// admit checks a token that arrived at received from a fetch begun at start
-// when the entry's generation was gen, and publishes it if it can be cached.
-// A token adopted from a store comes with the expiry the store gave it
-// (stored), which bounds the one its claims give.
-func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time) (Token, error) {
-	raw := iss.Token
-	if raw == "" {
-		return Token{}, ErrEmptyToken
-	}
-	if iss.ExpiresIn < 0 {
-		return Token{}, fmt.Errorf("%w (a lifetime of %s)", ErrExpired, iss.ExpiresIn)
-	}
-	cl, err := c.parser.claims(raw)
-	var expiry time.Time
-	var lifetime time.Duration
-	switch {
-	case err != nil:
-		err = fmt.Errorf("%w: %w", ErrUnparsable, err)
-		if c.cfg.rejectUnparsable || c.parser.strict {
-			return Token{}, err
-		}
-		if iss.ExpiresIn == 0 {
-			c.passThrough(received, "jwtcache: token does not parse; passed through uncached", "error", err)
-			return Token{Value: raw, Scope: iss.Scope}, nil
-		}
-		// An opaque token, with the lifetime the provider gave it.
-	case cl.exp.IsZero():
-		if iss.ExpiresIn == 0 {
-			c.passThrough(received, "jwtcache: token has no exp claim; passed through uncached",
-				"token", tokenID(raw, cl.jti))
-			return Token{Value: raw, Scope: iss.Scope}, nil
-		}
-	default:
-		expiry, lifetime = expiryOf(cl, start, received)
-	}
-	if iss.ExpiresIn > 0 {
-		// Measured from the fetch's start: the provider started counting
-		// later, so this errs on the early side.
-		if given := start.Add(iss.ExpiresIn); expiry.IsZero() || given.Before(expiry) {
-			expiry, lifetime = given, iss.ExpiresIn
-		}
-	}
-	if !stored.IsZero() {
-		// stored carries no monotonic reading: anchor it to received's.
-		expiry = minTime(expiry, received.Add(stored.Sub(received)))
-	}
-	old := c.load()
-	if old.token == raw && old.expiry.Before(expiry) {
-		// The token function handed back the token held (it caches tokens
-		// itself): it is no younger than when it first arrived.
-		expiry = old.expiry
-	}
-	if !received.Before(expiry) {
-		return Token{}, fmt.Errorf("%w (expiry %s)", ErrExpired, expiry.UTC().Format(time.RFC3339))
-	}
-	id := tokenID(raw, cl.jti)
-	if skew := cl.iat.Sub(received); !cl.iat.IsZero() && skew.Abs() > maxSkew {
-		c.log(slog.LevelWarn, "jwtcache: token's iat is far from this host's clock; check clock sync, or whether the token function returns cached tokens",
-			"token", id, "skew", skew.Round(time.Second))
-	}
-	// The schedule divides the life the token has left from the fetch's
-	// start, not its nominal lifetime: a token that arrives with less (a
-	// short-lived one losing a second to iat's truncation, or a stale one) is
-	// still fresh for a while after it arrives.
-	refreshAt, waitAt := schedule(expiry, expiry.Sub(start), c.cfg.headroom, c.cfg.refreshAhead, rand.Float64())
-	// When the token came to be: for a rejection, a token adopted from the
-	// store or handed back again is as young as it was when issued.
-	arrived := received
-	switch {
-	case old.token == raw:
-		arrived = c.epoch.Add(old.arrived)
-	case !stored.IsZero() && !cl.iat.IsZero() && cl.iat.Before(received):
-		arrived = received.Add(cl.iat.Sub(received))
-	}
-	n := &entry{token: raw, scope: iss.Scope, freshFor: refreshAt.Sub(c.epoch), waitFor: waitAt.Sub(c.epoch), expiry: expiry, arrived: arrived.Sub(c.epoch), gen: gen}
-	if old.token == raw || !received.Before(refreshAt) {
-		// No fresher token is to be had now: the token function returned the
-		// one held (it caches tokens itself), or the fetch took so long that
-		// the token arrived due for refresh. Do not ask again on every call:
-		// wait the backoff floor, or a quarter of the token's remaining life
-		// if that is shorter, so that it is still refreshed before it expires.
-		n.retryAt = received.Add(min(c.cfg.backoffMin, expiry.Sub(received)/4))
-	}
-	published := c.update(func(cur *entry) *entry {
-		if cur.gen != gen {
-			return nil
-		}
-		// A streak of rejections goes on only while each token replaces
-		// one rejected young: a token that lived until its refresh ends it.
-		if cur.token == "" || cur.keptRejected() {
-			n.rejections = cur.rejections
-		}
-		return n
-	}) == n
-	if !published {
-		// Invalidated while the fetch ran: the token goes to the callers
-		// that waited for it, and the next call fetches again.
-		c.log(slog.LevelDebug, "jwtcache: token fetched while the cache was invalidated; not cached", "token", id)
-		return n.value(), nil
-	}
-	c.log(slog.LevelDebug, "jwtcache: token fetched", "token", id,
-		"lifetime", lifetime, "expires_in", expiry.Sub(received).Round(time.Millisecond))
-	return n.value(), nil
-}
-
-// passThrough records that a token was handed out uncached: the cache drops
-// what it held (the provider's newest answer wins) and clears its failure
-// state, and warns at most once a minute.
-func (c *Cache) passThrough(now time.Time, msg string, args ...any) {
-	c.update(func(cur *entry) *entry { return &entry{freshFor: never, gen: cur.gen} })
-	last := c.lastWarn.Load()
-	if last != 0 && now.UnixNano()-last < int64(time.Minute) {
-		return
-	}
-	if c.lastWarn.CompareAndSwap(last, now.UnixNano()) {
-		c.log(slog.LevelWarn, msg, args...)
-	}
-}
-
-// fail records a failed fetch and starts the backoff.
-func (c *Cache) fail(err error, now time.Time) {
-	c.stats.fetchErrors.Add(1)
-	e := c.update(func(e *entry) *entry {
-		n := *e
-		n.err = err
-		n.failures++
-		n.retryAt = maxTime(n.retryAt, now.Add(retryDelay(int(n.failures), n.expiry.Sub(now), c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())))
-		return &n
-	})
-	c.log(slog.LevelWarn, "jwtcache: fetch failed", "error", err,
-		"failures", e.failures, "retry_in", e.retryAt.Sub(now).Round(time.Millisecond))
-}
-
-// log emits a record that names the cache (and, in a CacheMap, the key)
-// first.
-func (c *Cache) log(level slog.Level, msg string, args ...any) {
-	ctx := context.Background()
-	if !c.cfg.logger.Enabled(ctx, level) {
-		return
-	}
-	attrs := []any{"cache", c.cfg.name}
-	if c.cfg.key != "" {
-		attrs = append(attrs, "key", c.cfg.key)
-	}
-	c.cfg.logger.Log(ctx, level, msg, append(attrs, args...)...)
-}
-
-// retryDelay returns how long a cache waits, after its nth consecutive failed
-// fetch, before it calls the token function again; left is what its token has
-// left to live (zero or less: it has none), lo and hi are the [Backoff]
-// bounds, and u in [0, 1) draws the jitter. The policy:
-//
-//	state               delay after the nth failure
-//	no live token       uniform in [lo, min(2·lo, hi)]: 1-2s by default
-//	a live token        uniform in [lo, min(hi, lo·2ⁿ⁻¹)], at most left/2, at least lo
-//
-// Without a token, callers are failing: the provider is asked again every 1-2
-// seconds, so that one that answers again serves them within 2 seconds, and
-// it never sees more than one call a second. With a live token, callers are
-// served, so the delay grows (full jitter with a floor), but it is at most
-// half of what the token has left, so the cache tries again before the token
-// expires (if it has at least 2·lo left): a provider that has recovered does
-// not find the cache dry.
-func retryDelay(n int, left, lo, hi time.Duration, u float64) time.Duration {
-	ceil := lo + min(lo, hi-lo) // min(2·lo, hi) without overflowing
-	if left > 0 {
-		ceil = lo
-		for i := 1; i < n && ceil < hi; i++ {
-			ceil = min(ceil, hi/2) * 2 // without overflowing
-		}
-		ceil = min(ceil, hi)
-	}
-	d := lo + time.Duration(u*float64(ceil-lo))
-	if left > 0 {
-		d = max(lo, min(d, left/2))
-	}
-	return d
-}
-
-// live reports whether e holds a token that has not expired at now.
-func (e *entry) live(now time.Time) bool {
-	return e.token != "" && now.Before(e.expiry)
-}
-
-// backingOff reports whether no fetch may start at now.
-func (e *entry) backingOff(now time.Time) bool {
-	return now.Before(e.retryAt)
-}
-
-// throttled reports whether a caller without a token gets the last error at
-// now instead of a fetch.
-func (e *entry) throttled(now time.Time) bool {
-	return e.err != nil && e.backingOff(now)
-}
-
-// backoffError is the error for a caller without a token during backoff.
-func (e *entry) backoffError(now time.Time) error {
-	return fmt.Errorf("%w (%d failures, retry in %s): %w",
-		ErrBackoff, e.failures, e.retryAt.Sub(now).Round(time.Millisecond), e.err)
-}
-
-// value returns e's token. The monotonic reading is stripped from the expiry,
-// so that it compares and prints as a plain wall-clock time.
-func (e *entry) value() Token {
-	return Token{Value: e.token, Expiry: e.expiry.Round(0), Scope: e.scope}
-}
-
-// withoutToken returns a copy of e without its token, with its failure state,
-// one generation on.
-func (e *entry) withoutToken() *entry {
-	return &entry{freshFor: never, gen: e.gen + 1, err: e.err, failures: e.failures, retryAt: e.retryAt, rejections: e.rejections}
+	return tok, nil
 }

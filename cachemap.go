@@ -260,7 +260,7 @@ func (m *CacheMap) miss(ctx context.Context, key string) (Token, error) {
 	// request body, say) and cannot change under the map.
 	key = strings.Clone(key)
 	s := &slot{cache: m.newCache(key)}
-	now := s.cache.elapsed()
+	now := s.cache.clock.Elapsed()
 	s.seen.Store(int64(now))
 	if got, loaded := m.slots.LoadOrStore(hashKey(key), key, s); loaded {
 		s = got
@@ -363,7 +363,7 @@ func (m *CacheMap) evict(pick func(all []candidate) []candidate) bool {
 	}
 	picked := pick(m.all(int(m.n.Load())))
 	m.drop(slices.DeleteFunc(picked, func(c candidate) bool {
-		return c.s.seen.Load() != c.seen || c.s.cache.fetching.Load()
+		return c.s.seen.Load() != c.seen || c.s.cache.flight.Running()
 	}))
 	m.sweeping.Store(false)
 	return true

@@ -89,62 +89,6 @@ func confirmationKey(tok jwt.Token) string {
 // quoted matches quoted text in an error message.
 var quoted = regexp.MustCompile(`"[^"]*"|'[^']{2,}'`)
 
-// expiryOf returns the instant, on the clock that read start and received,
-// from which the token must no longer be handed out, and the token's lifetime.
-// start is when the fetch began, received when the token arrived; the claims
-// must carry exp.
-//
-// Without iat, the expiry is exp read on the local clock. With iat, the token
-// was issued after the fetch started, so it expires no later than
-// start + (exp - iat), whatever the skew between the two hosts' clocks; a
-// second comes off because iat is usually truncated to whole seconds. That
-// bound is too late for a token issued before the fetch (a token function or
-// provider that caches tokens), so where exp on the local clock is earlier,
-// the earlier wins. A token whose exp has passed on the local clock is thus
-// expired, even if the provider's clock lags this host's: an expired token
-// and a lagging clock cannot be told apart, and an expired token is never
-// handed out.
-func expiryOf(c claims, start, received time.Time) (expiry time.Time, lifetime time.Duration) {
-	// exp carries no monotonic reading, so Sub uses the wall clock; Add keeps
-	// received's monotonic reading, so the result is immune to clock steps.
-	local := received.Add(c.exp.Sub(received))
-	if c.iat.IsZero() || !c.exp.After(c.iat) {
-		return local, local.Sub(received)
-	}
-	lifetime = c.exp.Sub(c.iat)
-	return minTime(local, start.Add(lifetime-time.Second)), lifetime
-}
-
-// minTime returns the earlier of a and b.
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-// maxHeadroomShare bounds the headroom: at most a twentieth of a token's local
-// life, so that a short-lived token is not replaced long before it must be.
-const maxHeadroomShare = 20
-
-// schedule returns when a token that expires at expiry, with local life life
-// (from the fetch's start to expiry), enters its refresh window and its
-// headroom. The headroom is the smaller of headroom and life/20. The refresh
-// window opens fraction·life before expiry, less up to a fifth of that by the
-// jitter u in [0, 1), and ends where the headroom begins (it is empty if the
-// headroom is longer). So with the default fraction, 0.25, a token is
-// refreshed no earlier than 0.75 of its local life, whatever its lifetime, and
-// a window of at least 0.15 of its life leaves a slow fetch time to finish
-// before any caller waits. Both instants may lie before now for a token that
-// arrives late in its life.
-func schedule(expiry time.Time, life, headroom time.Duration, fraction, u float64) (refreshAt, waitAt time.Time) {
-	life = max(life, 0) // a clock that stepped back mid-fetch
-	headroom = min(headroom, life/maxHeadroomShare)
-	waitAt = expiry.Add(-headroom)
-	lead := time.Duration(float64(life) * fraction * (1 - u/5))
-	return expiry.Add(-max(lead, headroom)), waitAt
-}
-
 // tokenID names a token in logs without revealing it: its jti claim when it has
 // one (cut at 64 bytes), otherwise the first 12 hex digits of its SHA-256.
 func tokenID(raw, jti string) string {

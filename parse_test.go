@@ -1,7 +1,6 @@
 package jwtcache
 
 import (
-	"math"
 	"testing"
 	"time"
 
@@ -71,39 +70,6 @@ func TestExpiryOf(t *testing.T) {
 	}
 }
 
-func TestSchedule(t *testing.T) {
-	expiry := time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
-	before := func(d time.Duration) time.Time { return expiry.Add(-d) }
-	tests := []struct {
-		name          string
-		life          time.Duration
-		headroom      time.Duration
-		fraction      float64
-		u             float64
-		wantRefreshAt time.Time
-		wantWaitAt    time.Time
-	}{
-		{"an hour, defaults, earliest", time.Hour, 10 * time.Second, 0.25, 0, before(15 * time.Minute), before(10 * time.Second)},
-		{"an hour, defaults, jittered halfway", time.Hour, 10 * time.Second, 0.25, 0.5, before(13*time.Minute + 30*time.Second), before(10 * time.Second)},
-		{"an hour, defaults, latest", time.Hour, 10 * time.Second, 0.25, 1, before(12 * time.Minute), before(10 * time.Second)},
-		{"a day: the headroom is the option's", 24 * time.Hour, 10 * time.Second, 0.25, 0, before(6 * time.Hour), before(10 * time.Second)},
-		{"5s token (4s local life): headroom a twentieth", 4 * time.Second, 10 * time.Second, 0.25, 0, before(time.Second), before(200 * time.Millisecond)},
-		{"a minute: headroom a twentieth", time.Minute, 10 * time.Second, 0.25, 0, before(15 * time.Second), before(3 * time.Second)},
-		{"no refresh-ahead", time.Hour, 10 * time.Second, 0, 0, before(10 * time.Second), before(10 * time.Second)},
-		{"window shorter than the headroom: none", time.Minute, 10 * time.Second, 0.04, 0, before(3 * time.Second), before(3 * time.Second)},
-		{"no headroom", time.Minute, 0, 0.25, 0, before(15 * time.Second), expiry},
-		{"a life gone negative (clock stepped back)", -time.Second, 10 * time.Second, 0.25, 0, expiry, expiry},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			refreshAt, waitAt := schedule(expiry, tt.life, tt.headroom, tt.fraction, tt.u)
-			if !refreshAt.Equal(tt.wantRefreshAt) || !waitAt.Equal(tt.wantWaitAt) {
-				t.Errorf("schedule() = %v, %v; want %v, %v", refreshAt, waitAt, tt.wantRefreshAt, tt.wantWaitAt)
-			}
-		})
-	}
-}
-
 func TestNewParser(t *testing.T) {
 	tests := []struct {
 		name                    string
@@ -124,46 +90,6 @@ func TestNewParser(t *testing.T) {
 					len(p.parse), len(p.validate), p.strict, tt.wantParse, tt.wantValidate, tt.wantStrict)
 			}
 		})
-	}
-}
-
-func TestRetryDelay(t *testing.T) {
-	const lo, hi = time.Second, 30 * time.Second
-	tests := []struct {
-		name      string
-		n         int
-		left      time.Duration
-		u         float64
-		want      time.Duration
-		wantRange [2]time.Duration // when want is 0: any u lands in it
-	}{
-		{name: "dry, first failure, earliest", n: 1, u: 0, want: lo},
-		{name: "dry, first failure, latest", n: 1, u: 0.999999999, want: 2*lo - 1},
-		{name: "dry, tenth failure: still 1-2s", n: 10, wantRange: [2]time.Duration{lo, 2 * lo}},
-		{name: "dry, expired token counts as none", n: 10, left: -time.Minute, wantRange: [2]time.Duration{lo, 2 * lo}},
-		{name: "live, first failure", n: 1, left: time.Hour, want: lo},
-		{name: "live, fourth failure: up to 8s", n: 4, left: time.Hour, u: 0.5, want: lo + 3500*time.Millisecond},
-		{name: "live, many failures: up to the ceiling", n: 1000, left: time.Hour, wantRange: [2]time.Duration{lo, hi}},
-		{name: "live, capped at half of what is left", n: 1000, left: 10 * time.Second, u: 0.999, want: 5 * time.Second},
-		{name: "live, nearly expired: never below the floor", n: 1000, left: 500 * time.Millisecond, u: 0.5, want: lo},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.want != 0 {
-				if got := retryDelay(tt.n, tt.left, lo, hi, tt.u); got != tt.want {
-					t.Errorf("retryDelay(%d, %v, %.3f) = %v; want %v", tt.n, tt.left, tt.u, got, tt.want)
-				}
-				return
-			}
-			for _, u := range []float64{0, 0.25, 0.5, 0.75, 0.999999999} {
-				if got := retryDelay(tt.n, tt.left, lo, hi, u); got < tt.wantRange[0] || got > tt.wantRange[1] {
-					t.Errorf("retryDelay(%d, %v, %.3f) = %v; want %v..%v", tt.n, tt.left, u, got, tt.wantRange[0], tt.wantRange[1])
-				}
-			}
-		})
-	}
-	if d := retryDelay(100, time.Duration(math.MaxInt64), lo, math.MaxInt64, 0.5); d < lo {
-		t.Errorf("retryDelay(100) with no practical ceiling = %v", d)
 	}
 }
 

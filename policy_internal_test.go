@@ -71,7 +71,7 @@ func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 		clk.Advance(step)
 		now := clk.Now()
 		e := c.load()
-		due := c.elapsed() >= e.freshFor && pending == nil && !e.backingOff(now)
+		due := c.clock.Elapsed() >= e.freshFor && pending == nil && !e.Waiting(now)
 		tok, err := c.EnsureToken(cancelled)
 		if err != nil {
 			t.Fatalf("EnsureToken() at %v into the run = %v; want a token without waiting",
@@ -96,7 +96,7 @@ func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 			waitPublished(t, c, old)
 			// The fetch has published; let it leave the group too, or the
 			// next due call may join it as it ends and start none.
-			<-c.group.DoChan(flightKey, func() (any, error) { return nil, nil })
+			c.flight.Wait(context.Background(), func() (any, error) { return nil, nil })
 			starts = append(starts, *pending)
 			lives = append(lives, c.load().expiry.Sub(*pending))
 			pending = nil
@@ -165,7 +165,7 @@ func TestCache_Recovery(t *testing.T) {
 			// barrier waits for a fetch the last call started, if any: the
 			// call registered it in the group before it returned, so this
 			// joins it (or runs a no-op when there is none).
-			barrier := func() { <-c.group.DoChan(flightKey, func() (any, error) { return nil, nil }) }
+			barrier := func() { c.flight.Wait(context.Background(), func() (any, error) { return nil, nil }) }
 
 			var dry, served time.Duration = -1, -1 // first failing call; first served call after up
 			for at := time.Duration(0); at < tt.up+time.Minute; at += 100 * time.Millisecond {

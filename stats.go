@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/seed7aeb0c6e/jwtcache/internal/sample"
+	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 )
 
 // Stats counts what a cache did since it was made. The counters only grow;
@@ -43,14 +43,9 @@ type Stats struct {
 }
 
 // counters are a Cache's statistics. Only hits are counted on the hit path,
-// and only one in 256 of them (see countHit).
+// and only one in 256 of them (see engine.Hits), behind its padding.
 type counters struct {
-	// The padding keeps the counters off the cache lines of the fields a
-	// hit reads (the Cache puts them last), so that a counted hit does not
-	// slow the others.
-	_                   [64]byte
-	hitSamples          atomic.Uint64 // sampled hits, each standing for 256
-	hits                atomic.Uint64 // exact hits: the slow path's, and all with a test clock
+	hits                engine.Hits
 	misses              atomic.Uint64
 	fetches             atomic.Uint64
 	fetchErrors         atomic.Uint64
@@ -58,31 +53,17 @@ type counters struct {
 	servedDuringFailure atomic.Uint64
 }
 
-// countHit counts a hit made at now. With the real clock, it counts one in
-// 256, chosen by package sample from the monotonic reading the hit made
-// anyway, so that parallel hits do not all write one shared counter. With a
-// test clock, it counts every hit, so that tests see exact figures.
-func (c *Cache) countHit(now time.Duration) {
-	if c.cfg.clock != nil {
-		c.stats.hits.Add(1)
-		return
-	}
-	if sample.Hit(now) {
-		c.stats.hitSamples.Add(1)
-	}
-}
-
 // Stats returns the cache's counters. It is safe to call at any time, and
 // costs a few atomic loads.
 func (c *Cache) Stats() Stats {
 	s := Stats{
-		Hits:                c.stats.hits.Load() + c.stats.hitSamples.Load()<<sample.Shift,
+		Hits:                c.stats.hits.Load(),
 		Misses:              c.stats.misses.Load(),
 		Fetches:             c.stats.fetches.Load(),
 		FetchErrors:         c.stats.fetchErrors.Load(),
 		RefreshesAhead:      c.stats.refreshesAhead.Load(),
 		ServedDuringFailure: c.stats.servedDuringFailure.Load(),
-		StoreErrors:         uint64(c.storeErrors.Load()),
+		StoreErrors:         c.src.storeErrors(),
 	}
 	if e := c.entry.Load(); e != nil && e.token != "" {
 		s.Expiry = e.expiry.Round(0)

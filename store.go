@@ -9,7 +9,10 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 )
 
 // Store shares tokens between the caches of a fleet of replicas, so that
@@ -84,13 +87,13 @@ const storeShare = 10
 // share a token. The escaping of names never writes `\@`, so no name reads
 // as a name and a binding, and the keys of caches without one are as they
 // were before bindings.
-func (c *Cache) storeKey() string {
-	name := storeName.Replace(c.cfg.name)
-	if c.cfg.binding != "" {
-		name += `\@` + storeName.Replace(c.cfg.binding)
+func storeKey(cfg *config) string {
+	name := storeName.Replace(cfg.name)
+	if cfg.binding != "" {
+		name += `\@` + storeName.Replace(cfg.binding)
 	}
-	if c.cfg.key != "" {
-		return name + ":" + c.cfg.key
+	if cfg.key != "" {
+		return name + ":" + cfg.key
 	}
 	return name
 }
@@ -98,7 +101,41 @@ func (c *Cache) storeKey() string {
 // storeName escapes a cache's name for its store key.
 var storeName = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 
-// shared runs next, the cache's own source, inside the store's protocol:
+// shared is the store's layer around a Cache's token function, the way
+// oauth2.ReuseTokenSource wraps a TokenSource: a fetch asks it for a token,
+// and it adopts one another replica saved, or takes the lease, calls the
+// token function, saves what it got and releases the lease. It also keeps the
+// tokens servers rejected, so that none is adopted again. It is built once by
+// NewCache; its fields are only read after, but for those that say otherwise.
+type shared struct {
+	store   Store
+	key     string // the cache's key in store (see storeKey)
+	cfg     *config
+	parser  *parser
+	log     func(level slog.Level, msg string, args ...any)
+	rejects rejects
+	errors  atomic.Uint64 // failed store calls
+	warned  engine.Every  // rate-limits the warning of a failed store call
+}
+
+// newShared returns the store layer of a cache configured by cfg.
+func newShared(cfg *config, p *parser, log func(slog.Level, string, ...any)) *shared {
+	return &shared{store: cfg.store, key: storeKey(cfg), cfg: cfg, parser: p, log: log}
+}
+
+func (s *shared) rejected(token string, expiry, now time.Time) { s.rejects.add(token, expiry, now) }
+
+func (s *shared) storeErrors() uint64 { return s.errors.Load() }
+
+// now reads the cache's clock.
+func (s *shared) now() time.Time {
+	if s.cfg.clock != nil {
+		return s.cfg.clock()
+	}
+	return time.Now()
+}
+
+// obtain runs the token function inside the store's protocol:
 // delete the tokens rejected since the last fetch, adopt a token another
 // replica saved, or take the lease, look again, fetch with next, save, and
 // release. A replica that does not get the lease waits for the holder's token,
@@ -106,25 +143,24 @@ var storeName = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 // call fails, the fetch makes no other (but the release of a lease it holds)
 // and fetches on its own, so that a store that hangs costs one store call's
 // time, not the fetch's.
-func (c *Cache) shared(ctx context.Context, gen uint64, start time.Time, next fetcher) (tok Token, err error) {
-	key := c.storeKey()
-	if !c.deleteRejected(ctx, key) {
-		return next(ctx, gen, start)
+func (s *shared) obtain(ctx context.Context, a *attempt) (tok Token, err error) {
+	if !s.deleteRejected(ctx) {
+		return a.issue(ctx)
 	}
-	tok, adopted, ok := c.adopt(ctx, key, gen, start)
+	tok, adopted, ok := s.adopt(ctx, a)
 	if adopted || !ok {
-		return c.orNext(ctx, gen, start, next, tok, adopted)
+		return s.orIssue(ctx, a, tok, adopted)
 	}
-	release, leased, err := c.lease(ctx, key)
+	release, leased, err := s.lease(ctx)
 	if err != nil {
-		c.storeFailed("lease", err)
-		return next(ctx, gen, start)
+		s.failed("lease", err)
+		return a.issue(ctx)
 	}
 	if !leased {
 		var w waited
-		if w, tok, release, err = c.awaitHolder(ctx, key, gen, start); w != leaseTaken {
+		if w, tok, release, err = s.awaitHolder(ctx, a); w != leaseTaken {
 			if w == storeDown {
-				return next(ctx, gen, start)
+				return a.issue(ctx)
 			}
 			return tok, err // adopted, or gave up
 		}
@@ -137,12 +173,12 @@ func (c *Cache) shared(ctx context.Context, gen uint64, start time.Time, next fe
 		r := recover()
 		var keep time.Duration
 		if err != nil || r != nil {
-			keep = retryDelay(1, 0, c.cfg.backoffMin, c.cfg.backoffMax, rand.Float64())
+			keep = engine.RetryDelay(1, 0, s.cfg.backoffMin, s.cfg.backoffMax, rand.Float64())
 		}
-		rctx, cancel := c.afterFetch(ctx)
+		rctx, cancel := s.afterFetch(ctx)
 		defer cancel()
 		if rerr := release(rctx, keep); rerr != nil {
-			c.storeFailed("release", rerr)
+			s.failed("release", rerr)
 		}
 		if r != nil {
 			panic(r) // for fetch to recover as ErrPanic
@@ -150,26 +186,26 @@ func (c *Cache) shared(ctx context.Context, gen uint64, start time.Time, next fe
 	}()
 	// Another replica may have saved a token between the look above and the
 	// lease: adopt it rather than fetch a second one.
-	if tok, adopted, ok = c.adopt(ctx, key, gen, start); adopted || !ok {
-		return c.orNext(ctx, gen, start, next, tok, adopted)
+	if tok, adopted, ok = s.adopt(ctx, a); adopted || !ok {
+		return s.orIssue(ctx, a, tok, adopted)
 	}
-	if tok, err = next(ctx, gen, start); err == nil && !tok.Expiry.IsZero() {
-		sctx, cancel := c.afterFetch(ctx)
+	if tok, err = a.issue(ctx); err == nil && !tok.Expiry.IsZero() {
+		sctx, cancel := s.afterFetch(ctx)
 		defer cancel()
-		if serr := c.cfg.store.Save(sctx, key, tok.Value, tok.Expiry); serr != nil {
-			c.storeFailed("save", serr)
+		if serr := s.store.Save(sctx, s.key, tok.Value, tok.Expiry); serr != nil {
+			s.failed("save", serr)
 		}
 	}
 	return tok, err
 }
 
-// orNext returns tok if it was adopted, and otherwise (the store failed)
-// fetches with next.
-func (c *Cache) orNext(ctx context.Context, gen uint64, start time.Time, next fetcher, tok Token, adopted bool) (Token, error) {
+// orIssue returns tok if it was adopted, and otherwise (the store failed)
+// calls the token function.
+func (s *shared) orIssue(ctx context.Context, a *attempt, tok Token, adopted bool) (Token, error) {
 	if adopted {
 		return tok, nil
 	}
-	return next(ctx, gen, start)
+	return a.issue(ctx)
 }
 
 // waited is how a wait for the lease's holder ended.
@@ -187,8 +223,8 @@ const (
 // its release). It gives up after half the fetch timeout with an error, so
 // that the cache backs off rather than add a call to a provider that the
 // holder is already waiting for.
-func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start time.Time) (waited, Token, func(context.Context, time.Duration) error, error) {
-	patience := c.cfg.fetchTimeout / 2
+func (s *shared) awaitHolder(ctx context.Context, a *attempt) (waited, Token, func(context.Context, time.Duration) error, error) {
+	patience := s.cfg.fetchTimeout / 2
 	giveUp := time.NewTimer(patience)
 	defer giveUp.Stop()
 	tick := time.NewTicker(storePoll)
@@ -201,16 +237,16 @@ func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start t
 		case <-ctx.Done():
 			return gaveUp, Token{}, nil, fmt.Errorf("jwtcache: fetch token: waiting for another replica's token: %w", ctx.Err())
 		}
-		tok, adopted, ok := c.adopt(ctx, key, gen, start)
+		tok, adopted, ok := s.adopt(ctx, a)
 		switch {
 		case adopted:
 			return adoptedHolders, tok, nil, nil
 		case !ok:
 			return storeDown, Token{}, nil, nil
 		}
-		release, leased, err := c.lease(ctx, key)
+		release, leased, err := s.lease(ctx)
 		if err != nil {
-			c.storeFailed("lease", err)
+			s.failed("lease", err)
 			return storeDown, Token{}, nil, nil
 		}
 		if leased {
@@ -219,24 +255,24 @@ func (c *Cache) awaitHolder(ctx context.Context, key string, gen uint64, start t
 	}
 }
 
-// lease tries to take key's lease for as long as a fetch may take.
-func (c *Cache) lease(ctx context.Context, key string) (func(context.Context, time.Duration) error, bool, error) {
-	ctx, cancel := c.storeCall(ctx)
+// lease tries to take the key's lease for as long as a fetch may take.
+func (s *shared) lease(ctx context.Context) (func(context.Context, time.Duration) error, bool, error) {
+	ctx, cancel := s.storeCall(ctx)
 	defer cancel()
-	return c.cfg.store.Lease(ctx, key, c.cfg.fetchTimeout)
+	return s.store.Lease(ctx, s.key, s.cfg.fetchTimeout)
 }
 
 // storeCall returns the context of one store call within the fetch's.
-func (c *Cache) storeCall(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.cfg.fetchTimeout/storeShare)
+func (s *shared) storeCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.fetchTimeout/storeShare)
 }
 
 // afterFetch returns the context of a store call that records the fetch's
 // outcome (Save, and the lease's release): the fetch's values, but time of its
 // own, since a fetch that took all of its timeout still has an outcome to
 // record.
-func (c *Cache) afterFetch(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), c.cfg.fetchTimeout/storeShare)
+func (s *shared) afterFetch(ctx context.Context) (context.Context, context.CancelFunc) {
+	return engine.Detach(ctx, s.cfg.fetchTimeout/storeShare)
 }
 
 // adopt loads the token saved under key and, if it is worth adopting (not the
@@ -246,23 +282,23 @@ func (c *Cache) afterFetch(ctx context.Context) (context.Context, context.Cancel
 // ParseOptions, say) is not adopted, and counted as a store failure. The
 // scope a token was issued with is not shared. A fetch for a claims challenge
 // adopts nothing.
-func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Time) (tok Token, adopted, ok bool) {
+func (s *shared) adopt(ctx context.Context, a *attempt) (tok Token, adopted, ok bool) {
 	if _, claims := ClaimsChallenge(ctx); claims {
 		// A token with the claims is wanted; the saved one may lack them.
 		return Token{}, false, true
 	}
-	sctx, cancel := c.storeCall(ctx)
-	raw, expiry, err := c.cfg.store.Load(sctx, key)
+	sctx, cancel := s.storeCall(ctx)
+	raw, expiry, err := s.store.Load(sctx, s.key)
 	cancel()
 	if errors.Is(err, ErrNotFound) {
 		return Token{}, false, true
 	}
 	if err != nil {
-		c.storeFailed("load", err)
+		s.failed("load", err)
 		return Token{}, false, false
 	}
-	now := c.now()
-	if raw == "" || raw == c.load().token || !now.Before(expiry) || c.rejected.has(raw) {
+	now := s.now()
+	if raw == "" || raw == a.held() || !now.Before(expiry) || s.rejects.has(raw) {
 		return Token{}, false, true
 	}
 	// Due for refresh by the lifetime its claims give (iat to exp), or, for
@@ -270,24 +306,24 @@ func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Ti
 	// latest point the jitter allows, so that replicas adopt rather than
 	// fetch.
 	life := expiry.Sub(now)
-	cl, err := c.parser.claims(raw)
-	if err == nil && cl.jkt != "" && cl.jkt != c.cfg.binding {
+	cl, err := s.parser.claims(raw)
+	if err == nil && cl.jkt != "" && cl.jkt != s.cfg.binding {
 		// Bound to a key this cache does not hold: no request it sends
 		// could prove it.
-		c.storeFailed("adopt", errors.New("the saved token is bound to another key"))
+		s.failed("adopt", errors.New("the saved token is bound to another key"))
 		return Token{}, false, true
 	}
 	if err == nil && !cl.iat.IsZero() && cl.exp.After(cl.iat) {
 		life = cl.exp.Sub(cl.iat)
 	}
-	if refreshAt, _ := schedule(expiry, life, c.cfg.headroom, c.cfg.refreshAhead, 1); !now.Before(refreshAt) {
+	if refreshAt, _ := engine.Schedule(expiry, life, s.cfg.headroom, s.cfg.refreshAhead, 1); !now.Before(refreshAt) {
 		return Token{}, false, true
 	}
 	// The saved expiry is the lifetime the token is adopted with, so that an
 	// opaque token is cached as its saver cached it.
-	tok, err = c.admit(Issued{Token: raw, ExpiresIn: expiry.Sub(start)}, gen, start, now, expiry)
+	tok, err = a.admit(Issued{Token: raw, ExpiresIn: expiry.Sub(a.start)}, now, expiry)
 	if err != nil {
-		c.storeFailed("adopt", err)
+		s.failed("adopt", err)
 		return Token{}, false, true
 	}
 	return tok, true, true
@@ -297,30 +333,25 @@ func (c *Cache) adopt(ctx context.Context, key string, gen uint64, start time.Ti
 // fetch, each only if the store still holds it, and reports whether the store
 // answered. It stops at the first failure: what is left is tried again on the
 // next fetch.
-func (c *Cache) deleteRejected(ctx context.Context, key string) bool {
-	for _, tok := range c.rejected.pending() {
-		sctx, cancel := c.storeCall(ctx)
-		_, err := c.cfg.store.CompareAndDelete(sctx, key, tok)
+func (s *shared) deleteRejected(ctx context.Context) bool {
+	for _, tok := range s.rejects.pending() {
+		sctx, cancel := s.storeCall(ctx)
+		_, err := s.store.CompareAndDelete(sctx, s.key, tok)
 		cancel()
 		if err != nil {
-			c.storeFailed("delete", err)
+			s.failed("delete", err)
 			return false
 		}
-		c.rejected.deleted(tok)
+		s.rejects.deleted(tok)
 	}
 	return true
 }
 
-// storeFailed counts a failed store call and logs it, at most once a minute.
-func (c *Cache) storeFailed(op string, err error) {
-	c.storeErrors.Add(1)
-	now := c.now()
-	last := c.lastStoreWarn.Load()
-	if last != 0 && now.UnixNano()-last < int64(time.Minute) {
-		return
-	}
-	if c.lastStoreWarn.CompareAndSwap(last, now.UnixNano()) {
-		c.log(slog.LevelWarn, "jwtcache: store call failed", "op", op, "error", fmt.Sprint(err))
+// failed counts a failed store call and logs it, at most once a minute.
+func (s *shared) failed(op string, err error) {
+	s.errors.Add(1)
+	if s.warned.Allow(s.now(), time.Minute) {
+		s.log(slog.LevelWarn, "jwtcache: store call failed", "op", op, "error", fmt.Sprint(err))
 	}
 }
 
