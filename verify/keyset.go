@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -12,7 +13,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"golang.org/x/sync/singleflight"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 )
 
 // KeySet caches one issuer's JSON Web Key Set, fetched from its URL (the
@@ -32,9 +34,11 @@ import (
 //
 // However many callers need a fetch at once, one runs, on a context none of
 // them can cancel, bounded by the [FetchTimeout]; a caller whose context ends
-// first returns its error at once. A failed fetch starts a backoff, 1 second
-// doubling to 5 minutes, each delay drawn uniformly from its upper half,
-// during which no fetch starts. While fetches fail, the last good set is
+// first returns its error at once. A failed fetch starts a backoff during
+// which no fetch starts, the root package's Cache's: without a usable set,
+// 1-2 seconds (callers are failing, so a server that answers again serves
+// them at once); with one, growing from 1 second to at most 5 minutes and
+// half of what the set has left to be served. While fetches fail, the last good set is
 // served for the [StaleWindow] past its expiry; after that, Key fails closed
 // with [ErrKeySetStale].
 //
@@ -56,19 +60,16 @@ type KeySet struct {
 	// snap is the current state; it is replaced whole on every change, and
 	// only by fetch, which the group runs one at a time.
 	snap atomic.Pointer[keySetSnapshot]
-	// fetching is true while a fetch runs; it is cleared only after the
-	// fetch has published its snapshot, so that a caller that finds it false
-	// finds that snapshot.
-	fetching atomic.Bool
-	group    singleflight.Group
+	// flight runs the one fetch at a time (the engine's, shared with the
+	// root package's Cache).
+	flight engine.Flight
 
-	// url, client, cfg and epoch are written once by NewKeySet and only read
-	// after. epoch is the origin of keySetSnapshot.freshFor; from the real
-	// clock, it carries a monotonic reading.
+	// url, client, cfg and clock are written once by NewKeySet and only read
+	// after. clock's epoch is the origin of keySetSnapshot.freshFor.
 	url    string
 	client *http.Client
 	cfg    keySetConfig
-	epoch  time.Time
+	clock  engine.Clock
 
 	// stats come last, behind padding, off the cache lines that hits read.
 	stats keySetCounters
@@ -96,11 +97,10 @@ type keySetSnapshot struct {
 	expiry             time.Time     // from then, lookups wait for a fetch
 	staleUntil         time.Time     // from then, the set is never served
 
-	// The fetch state outlives the set it was recorded beside.
 	attemptAt time.Time // when the last fetch started
-	err       error     // the last fetch error; nil after a success
-	failures  int       // consecutive failed fetches
-	retryAt   time.Time // no fetch before then
+	// Failure is the fetch state: it outlives the set it was recorded
+	// beside.
+	engine.Failure
 }
 
 // keySetReason is why a fetch is started: a fetch that finds, once it runs,
@@ -114,9 +114,6 @@ const (
 
 // ksNever is the freshFor of a snapshot without keys.
 const ksNever = time.Duration(math.MinInt64)
-
-// ksFlightKey is the only key of a KeySet's singleflight group.
-const ksFlightKey = "jwks"
 
 // NewKeySet returns a key set fetched from rawURL, configured by opts. It
 // fetches nothing until the first call of [KeySet.Key], and starts no
@@ -143,7 +140,7 @@ func NewKeySet(rawURL string, opts ...KeySetOption) (*KeySet, error) {
 		return nil, err
 	}
 	s.url = u.String()
-	s.epoch = s.now()
+	s.clock = engine.NewClock(s.cfg.clock, time.Time{})
 	s.snap.Store(&keySetSnapshot{freshFor: ksNever})
 	return s, nil
 }
@@ -158,7 +155,7 @@ func NewKeySet(rawURL string, opts ...KeySetOption) (*KeySet, error) {
 // [ErrKeySetStale]. The key returned is shared by every caller and must not
 // be modified.
 func (s *KeySet) Key(ctx context.Context, kid string) (jwk.Key, error) {
-	now := s.elapsed()
+	now := s.clock.Elapsed()
 	if p := s.snap.Load(); now < p.freshFor {
 		if k, ok := p.keys[kid]; ok {
 			s.countHit(now)
@@ -178,7 +175,7 @@ func (s *KeySet) Key(ctx context.Context, kid string) (jwk.Key, error) {
 // [KeyPresence].
 func (s *KeySet) HasKey(kid string) bool {
 	p := s.snap.Load()
-	if s.elapsed() < p.freshFor {
+	if s.clock.Elapsed() < p.freshFor {
 		// Fresh, as on a hit of Key: one monotonic clock read, nothing due.
 		_, ok := p.keys[kid]
 		return ok
@@ -187,8 +184,8 @@ func (s *KeySet) HasKey(kid string) bool {
 		return false
 	}
 	now := s.now()
-	if !now.Before(p.refreshAt) && !p.backingOff(now) && !s.fetching.Load() {
-		s.group.DoChan(ksFlightKey, s.fetchFunc(context.Background(), ksDue))
+	if !now.Before(p.refreshAt) && !p.Waiting(now) && !s.flight.Running() {
+		s.flight.Start(s.fetchFunc(context.Background(), ksDue))
 	}
 	if _, ok := p.keys[kid]; !ok {
 		return false
@@ -199,35 +196,45 @@ func (s *KeySet) HasKey(kid string) bool {
 // URL returns the URL the key set is fetched from.
 func (s *KeySet) URL() string { return s.url }
 
-// lookup is the path of every call that is not a hit in a fresh set.
+// lookup is the path of every call that is not a hit in a fresh set. Where
+// the set stands is the engine's rule (engine.Plan), the Cache's: a set is
+// fresh until its refresh is due, served at once until it expires, and in
+// its stale window served while its successor cannot be had.
 func (s *KeySet) lookup(ctx context.Context, kid string) (jwk.Key, error) {
 	s.stats.slow.Add(1)
 	now := s.now()
 	p := s.snap.Load()
-	switch {
-	case p.keys != nil && now.Before(p.expiry):
-		// Fresh (the hit test raced a fetch) or in the refresh window: served
-		// at once, and the first caller in the window starts the refresh,
-		// which DoChan runs on a goroutine of its own.
-		if !now.Before(p.refreshAt) && !p.backingOff(now) && !s.fetching.Load() {
-			s.group.DoChan(ksFlightKey, s.fetchFunc(ctx, ksDue))
+	switch phase := engine.Plan(now, now.Before(p.refreshAt), p.expiry, p.staleUntil, p.Failure); phase {
+	case engine.Fresh, engine.Due:
+		// Fresh (the hit test raced a fetch), in the refresh window, or in
+		// the stale window while the server fails: served at once, and the
+		// first caller once a refresh is due starts it in the background,
+		// on a goroutine of its own.
+		if phase == engine.Due && !p.Waiting(now) && !s.flight.Running() {
+			s.flight.Start(s.fetchFunc(ctx, ksDue))
 		}
+		stale := !now.Before(p.expiry)
 		if k, ok := p.keys[kid]; ok {
 			s.stats.hits.Add(1)
+			if stale {
+				s.stats.staleServes.Add(1)
+			}
 			return k, nil
 		}
+		if stale {
+			s.stats.misses.Add(1)
+			return nil, s.unknownError(kid, p.Err)
+		}
 		return s.unknown(ctx, kid, p, now)
-	case p.keys != nil && now.Before(p.staleUntil):
+	case engine.Waiting:
 		// Expired, but within the stale window: wait for the new set, or
 		// serve this one if the server fails.
-		if !p.backingOff(now) {
-			n, err := s.wait(ctx, ksDue)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if err == nil && n.usable(s.now()) {
-				return s.find(ctx, kid, n)
-			}
+		n, err := s.wait(ctx, ksDue)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil && n.usable(s.now()) {
+			return s.find(ctx, kid, n)
 		}
 		if k, ok := p.keys[kid]; ok {
 			s.stats.hits.Add(1)
@@ -235,36 +242,34 @@ func (s *KeySet) lookup(ctx context.Context, kid string) (jwk.Key, error) {
 			return k, nil
 		}
 		s.stats.misses.Add(1)
-		return nil, s.unknownError(kid, s.snap.Load().err)
-	default:
-		// No set, or one past its stale window.
-		if p.backingOff(now) {
-			return nil, p.staleError(now)
-		}
-		n, err := s.wait(ctx, ksDue)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			// A fetch that started from an expired snapshot (see
-			// [Snapshots]) and failed leaves that set to serve, within its
-			// stale window.
-			if n := s.snap.Load(); n.usable(s.now()) {
-				if k, ok := n.keys[kid]; ok {
-					s.stats.hits.Add(1)
-					s.stats.staleServes.Add(1)
-					return k, nil
-				}
-				s.stats.misses.Add(1)
-				return nil, s.unknownError(kid, err)
-			}
-			return nil, s.snap.Load().staleError(s.now())
-		}
-		if !n.usable(s.now()) {
-			return nil, n.staleError(s.now())
-		}
-		return s.find(ctx, kid, n)
+		return nil, s.unknownError(kid, s.snap.Load().Err)
 	}
+	// No set, or one past its stale window.
+	if p.Throttled(now) {
+		return nil, p.staleError(now)
+	}
+	n, err := s.wait(ctx, ksDue)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A fetch that started from an expired snapshot (see [Snapshots])
+		// and failed leaves that set to serve, within its stale window.
+		if n := s.snap.Load(); n.usable(s.now()) {
+			if k, ok := n.keys[kid]; ok {
+				s.stats.hits.Add(1)
+				s.stats.staleServes.Add(1)
+				return k, nil
+			}
+			s.stats.misses.Add(1)
+			return nil, s.unknownError(kid, err)
+		}
+		return nil, s.snap.Load().staleError(s.now())
+	}
+	if !n.usable(s.now()) {
+		return nil, n.staleError(s.now())
+	}
+	return s.find(ctx, kid, n)
 }
 
 // find looks kid up in p, which a fetch has just published or kept, and goes
@@ -282,7 +287,7 @@ func (s *KeySet) find(ctx context.Context, kid string, p *keySetSnapshot) (jwk.K
 // and looks again in its set.
 func (s *KeySet) unknown(ctx context.Context, kid string, p *keySetSnapshot, now time.Time) (jwk.Key, error) {
 	s.stats.misses.Add(1)
-	if !s.fetching.Load() && (p.backingOff(now) || now.Sub(p.attemptAt) < s.cfg.minRefreshInterval) {
+	if !s.flight.Running() && (p.Throttled(now) || now.Sub(p.attemptAt) < s.cfg.minRefreshInterval) {
 		// Not due. A fetch may have ended since p was loaded: its set is
 		// published by now, since fetching is cleared after it.
 		if n := s.snap.Load(); n != p && n.usable(now) {
@@ -315,21 +320,17 @@ func (s *KeySet) unknownError(kid string, cause error) error {
 }
 
 // wait joins the fetch in flight, or starts one for reason, and waits for it
-// or for ctx. It returns the snapshot the fetch left, and the fetch's error.
+// or for ctx. It returns the snapshot the fetch left (nil when ctx ended
+// first), and the fetch's error.
 func (s *KeySet) wait(ctx context.Context, reason keySetReason) (*keySetSnapshot, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	select {
-	case r := <-s.group.DoChan(ksFlightKey, s.fetchFunc(ctx, reason)):
-		p, _ := r.Val.(*keySetSnapshot)
-		if p == nil {
-			p = s.snap.Load()
+	v, err := s.flight.Wait(ctx, s.fetchFunc(ctx, reason))
+	if v == nil {
+		if ctx.Err() != nil {
+			return nil, err
 		}
-		return p, r.Err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		return s.snap.Load(), err
 	}
+	return v.(*keySetSnapshot), err
 }
 
 // fetchFunc returns the function the singleflight group runs for a fetch
@@ -339,17 +340,14 @@ func (s *KeySet) fetchFunc(ctx context.Context, reason keySetReason) func() (any
 }
 
 // fetch fetches the set, unless another fetch has done its work since the
-// caller looked, and publishes the outcome. The group runs one fetch at a
-// time, so fetch is the snapshot's only writer. The fetch keeps ctx's values
-// but not its cancellation: it serves every caller that joins it.
-func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnapshot, err error) {
-	s.fetching.Store(true)
-	defer s.fetching.Store(false)
-
+// caller looked, and publishes the outcome. The flight runs one fetch at a
+// time, so fetch is the snapshot's only writer. Its context keeps ctx's
+// values but not its cancellation: it serves every caller that joins it.
+func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (*keySetSnapshot, error) {
 	start := s.now()
 	cur := s.snap.Load()
-	if cur.backingOff(start) {
-		return cur, cur.backoffError(start)
+	if cur.Throttled(start) {
+		return cur, cur.BackoffError(errBackingOff, start)
 	}
 	switch {
 	case reason == ksUnknown && cur.keys != nil && start.Sub(cur.attemptAt) < s.cfg.minRefreshInterval:
@@ -357,18 +355,21 @@ func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnaps
 	case reason == ksDue && cur.keys != nil && start.Before(cur.refreshAt):
 		return cur, nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.fetchTimeout)
+	ctx, cancel := engine.Detach(ctx, s.cfg.fetchTimeout)
 	defer cancel()
-	defer func() {
-		// A panic must not escape: the group would re-panic it on its own
-		// goroutine and take the process down.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: panic: %v", ErrKeySetRefused, r)
-		}
-		if err != nil {
-			p = s.fail(err, s.now())
-		}
-	}()
+	p, err := engine.Protect(func() (*keySetSnapshot, error) { return s.refresh(ctx, cur, start) }, keySetPanic)
+	if err != nil {
+		return s.fail(err, s.now()), err
+	}
+	return p, nil
+}
+
+// keySetPanic is the error of a fetch that panicked.
+func keySetPanic(v any) error { return fmt.Errorf("%w: panic: %v", ErrKeySetRefused, v) }
+
+// refresh is the fetch proper, on the fetch's context: from the fleet's
+// snapshot when the KeySet has no set yet, then from the URL.
+func (s *KeySet) refresh(ctx context.Context, cur *keySetSnapshot, start time.Time) (*keySetSnapshot, error) {
 	if cur.keys == nil && s.cfg.snapshots != nil {
 		// No set yet: start from the fleet's snapshot, if there is a usable
 		// one, and fetch only if it has expired.
@@ -387,7 +388,7 @@ func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (p *keySetSnaps
 	if err != nil {
 		return nil, err
 	}
-	p = s.publish(&attempt, res, s.now())
+	p := s.publish(&attempt, res, s.now())
 	if s.cfg.snapshots != nil {
 		s.save(ctx, p)
 	}
@@ -422,7 +423,7 @@ func (s *KeySet) publish(cur *keySetSnapshot, res keySetResponse, now time.Time)
 	n.expiry = now.Add(ttl)
 	n.staleUntil = n.expiry.Add(s.cfg.staleWindow)
 	n.refreshAt = ksRefreshAt(now, ttl, rand.Float64())
-	n.freshFor = n.refreshAt.Sub(s.epoch)
+	n.freshFor = s.clock.Since(n.refreshAt)
 	s.snap.Store(n)
 	s.log(slog.LevelDebug, "verify: key set fetched", "keys", len(n.keys),
 		"not_modified", res.notModified, "ttl", ttl)
@@ -439,12 +440,10 @@ func (s *KeySet) fail(err error, now time.Time) *keySetSnapshot {
 		msg = "verify: key set refused"
 	}
 	n := *s.snap.Load()
-	n.err = err
-	n.failures++
-	n.retryAt = now.Add(ksRetryDelay(n.failures, rand.Float64()))
+	n.Failure = n.Failed(err, now, n.staleUntil.Sub(now), ksBackoffMin, ksBackoffMax, rand.Float64())
 	s.snap.Store(&n)
-	s.log(slog.LevelWarn, msg, "error", err, "failures", n.failures,
-		"retry_in", n.retryAt.Sub(now).Round(time.Millisecond))
+	s.log(slog.LevelWarn, msg, "error", err, "failures", n.Failures,
+		"retry_in", n.RetryAt.Sub(now).Round(time.Millisecond))
 	return &n
 }
 
@@ -457,68 +456,39 @@ func (s *KeySet) log(level slog.Level, msg string, args ...any) {
 	s.cfg.logger.Log(ctx, level, msg, append([]any{"url", s.url}, args...)...)
 }
 
-// elapsed returns the time since the key set's epoch. Without a test clock it
-// reads only the monotonic clock and makes no indirect call.
-func (s *KeySet) elapsed() time.Duration {
-	if s.cfg.clock == nil {
-		return time.Since(s.epoch)
-	}
-	return s.cfg.clock().Sub(s.epoch)
-}
-
 // now reads the key set's clock.
-func (s *KeySet) now() time.Time {
-	if s.cfg.clock != nil {
-		return s.cfg.clock()
-	}
-	return time.Now()
-}
+func (s *KeySet) now() time.Time { return s.clock.Now() }
 
 // ksRefreshAt returns when a set confirmed at confirmed, for ttl, is due for
-// refresh: from 75-80% of its lifetime, u in [0, 1) drawing where, so that
-// replicas do not fetch together.
+// refresh: from 75-80% of its lifetime, u in [0, 1) drawing where (0: the
+// latest), so that replicas do not fetch together (engine.Schedule, with a
+// Cache's default fraction and no headroom).
 func ksRefreshAt(confirmed time.Time, ttl time.Duration, u float64) time.Time {
-	return confirmed.Add(time.Duration(float64(ttl) * (0.8 - 0.05*u)))
+	refreshAt, _ := engine.Schedule(confirmed.Add(ttl), ttl, 0, refreshAhead, 1-u)
+	return refreshAt
 }
 
-// ksRetryDelay returns how long a key set waits, after its nth consecutive
-// failed fetch, before it fetches again; u in [0, 1) draws the jitter. The
-// delay is uniform in the upper half of min(1s·2ⁿ⁻¹, 5min): 0.5-1s after the
-// first failure, 2.5-5 minutes from the tenth.
-func ksRetryDelay(n int, u float64) time.Duration {
-	ceil := ksBackoffMin
-	for i := 1; i < n && ceil < ksBackoffMax; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, ksBackoffMax)
-	return ceil/2 + time.Duration(u*float64(ceil/2))
-}
+// refreshAhead is the share of a set's lifetime before its expiry from which
+// it is refreshed in the background, as a Cache's token is by default.
+const refreshAhead = 0.25
+
+// errBackingOff is what the error of a fetch that did not start because of
+// the backoff wraps, besides the last error.
+var errBackingOff = errors.New("verify: key set: backing off")
 
 // usable reports whether p holds a set that may be served at now.
 func (p *keySetSnapshot) usable(now time.Time) bool {
 	return p.keys != nil && now.Before(p.staleUntil)
 }
 
-// backingOff reports whether no fetch may start at now.
-func (p *keySetSnapshot) backingOff(now time.Time) bool {
-	return p.err != nil && now.Before(p.retryAt)
-}
-
-// backoffError is the error of a fetch that did not start at now because of
-// the backoff.
-func (p *keySetSnapshot) backoffError(now time.Time) error {
-	return fmt.Errorf("verify: key set: backing off (%d failures, retry in %s): %w",
-		p.failures, p.retryAt.Sub(now).Round(time.Millisecond), p.err)
-}
-
 // staleError is the error for a caller with no usable set at now.
 func (p *keySetSnapshot) staleError(now time.Time) error {
 	var why error
 	switch {
-	case p.backingOff(now):
-		why = p.backoffError(now)
-	case p.err != nil:
-		why = p.err
+	case p.Throttled(now):
+		why = p.BackoffError(errBackingOff, now)
+	case p.Err != nil:
+		why = p.Err
 	default:
 		return ErrKeySetStale
 	}

@@ -223,8 +223,8 @@ func (s *KeySet) warm(ctx context.Context, cur *keySetSnapshot, now time.Time) *
 		s.log(slog.LevelWarn, "verify: key set snapshot ignored", "error", err)
 		return nil
 	}
-	n.attemptAt, n.err, n.failures, n.retryAt = cur.attemptAt, cur.err, cur.failures, cur.retryAt
-	n.freshFor = n.refreshAt.Sub(s.epoch)
+	n.attemptAt, n.Failure = cur.attemptAt, cur.Failure
+	n.freshFor = s.clock.Since(n.refreshAt)
 	s.snap.Store(n)
 	s.stats.snapshotLoads.Add(1)
 	s.log(slog.LevelInfo, "verify: key set started from a snapshot", "keys", len(n.keys),

@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/seed7aeb0c6e/jwtcache/internal/sample"
+	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 )
 
 // KeySetStats is what a [KeySet] did since it was made, and the state of its
@@ -63,14 +63,9 @@ type KeySetStats struct {
 }
 
 // keySetCounters are a KeySet's statistics. Only hits are counted on the hit
-// path, and only one in 256 of them (see countHit).
+// path, and only one in 256 of them (see engine.Hits), behind its padding.
 type keySetCounters struct {
-	// The padding keeps the counters off the cache lines of the fields a hit
-	// reads (the KeySet puts them last), so that a counted hit does not slow
-	// the others.
-	_             [64]byte
-	hitSamples    atomic.Uint64 // sampled hits, each standing for 256
-	hits          atomic.Uint64 // exact hits: the slow path's, and all with a test clock
+	hits          engine.Hits   // sampled on the hit path, exact off it
 	slow          atomic.Uint64 // calls that took the slow path
 	misses        atomic.Uint64
 	refreshes     atomic.Uint64
@@ -85,30 +80,24 @@ type keySetCounters struct {
 	storeErrors     atomic.Uint64
 }
 
-// countHit counts a hit made at now. With the real clock, it counts one in
-// 256, chosen by a hash of the monotonic reading the hit made anyway, so that
-// parallel hits do not all write one shared counter; the hash is the root
-// package's (MurmurHash3's 64-bit finalizer), whose avalanche keeps the
-// estimate within a few percent for the near-arithmetic readings of a busy
-// loop. With a test clock, it counts every hit.
+// countHit counts a hit in a fresh set that read now. With a test clock, it
+// counts it as a slow call too, so that Requests is exact.
 func (s *KeySet) countHit(now time.Duration) {
-	if s.cfg.clock != nil {
-		s.stats.hits.Add(1)
-		s.stats.slow.Add(1) // so that Requests is exact too
-		return
-	}
-	if sample.Hit(now) {
-		s.stats.hitSamples.Add(1)
+	s.stats.hits.Hit(now, s.clock.Test())
+	if s.clock.Test() {
+		s.stats.slow.Add(1)
 	}
 }
 
 // Stats returns the key set's counters and state. It is safe to call at any
 // time, and costs a few atomic loads.
 func (s *KeySet) Stats() KeySetStats {
-	sampled := s.stats.hitSamples.Load() << sample.Shift
+	hits := s.stats.hits.Load()
 	st := KeySetStats{
-		Requests:      s.stats.slow.Load() + sampled,
-		Hits:          s.stats.hits.Load() + sampled,
+		// A hit counted exactly took the slow path (or was counted as one);
+		// a sampled one did not.
+		Requests:      s.stats.slow.Load() + hits - s.stats.hits.Exact(),
+		Hits:          hits,
 		Misses:        s.stats.misses.Load(),
 		Refreshes:     s.stats.refreshes.Load(),
 		RefreshErrors: s.stats.refreshErrors.Load(),
@@ -121,7 +110,7 @@ func (s *KeySet) Stats() KeySetStats {
 		StoreErrors:     s.stats.storeErrors.Load(),
 	}
 	p := s.snap.Load()
-	st.Err = p.err
+	st.Err = p.Err
 	if p.keys != nil {
 		st.Keys = len(p.keys)
 		st.LastRefresh = p.confirmed.Round(0)

@@ -384,7 +384,7 @@ func TestKeySet_NoSetYet(t *testing.T) {
 	}
 	src.fail(0)
 	src.set(ksDoc(t, "k1"), nil)
-	clk.Advance(time.Second) // the first backoff is at most 1s
+	clk.Advance(2 * time.Second) // without a set, each backoff is 1-2s (engine.RetryDelay, as a Cache's)
 	if _, err := s.Key(ctx, "k1"); err != nil {
 		t.Fatalf("Key() after the backoff error = %v", err)
 	}

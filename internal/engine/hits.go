@@ -56,3 +56,6 @@ func Sampled(now time.Duration) bool {
 	x ^= x >> 33
 	return x>>(64-SampleShift) == 0
 }
+
+// Exact returns the hits counted one by one, without the sampled ones.
+func (h *Hits) Exact() uint64 { return h.exact.Load() }
