@@ -14,7 +14,7 @@
 //
 // A [Transport] puts the token on outgoing HTTP requests (Bearer, or DPoP
 // through a [Scheme]) and acts on what servers answer: the challenges of
-// their WWW-Authenticate headers ([ParseChallenges]), with at most one retry.
+// their WWW-Authenticate headers, with at most one retry.
 //
 // Every type in this package is safe for concurrent use.
 package jwtcache
