@@ -1,6 +1,7 @@
 package jwtcache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/challenge"
 	"github.com/seed7aeb0c6e/jwtcache/internal/loopback"
 )
 
@@ -27,7 +29,8 @@ import (
 // with that error, unsent.
 //
 // It reads the challenges of a 401 or 403 response's WWW-Authenticate header
-// (see [ParseChallenges]) and sends a request again at most once:
+// (RFC 9110, section 11.6.1), by the rule that package jwtgrpc's client
+// interceptors follow too, and sends a request again at most once:
 //   - invalid_token (RFC 6750), or a 401 that says nothing more: the token is
 //     dropped, if it is still the cached one, and the request is sent again
 //     with a fresh token, if one different from the rejected one is to be had;
@@ -51,13 +54,13 @@ import (
 type Transport struct {
 	base   http.RoundTripper
 	scheme Scheme
-	token  func(*http.Request) (string, error)
-	// invalidate drops a token the server rejected, if it is still the
-	// cached one, so that a burst of 401s causes one fetch.
-	invalidate func(*http.Request, string) bool
-	// renew fetches a successor of a token, which stays cached until one
-	// arrives (see Cache.renew).
-	renew      func(*http.Request, string) (string, error)
+	// The source of the tokens: cache for NewTransport; m and key for
+	// NewMapTransport, whose requests each get the source of their key (a
+	// mapKey), the key function called once per request. Written by the
+	// constructor and only read after.
+	cache      *Cache
+	m          *CacheMap
+	key        func(*http.Request) (string, error)
 	hosts      []string // normalized, see Hosts
 	restricted bool     // Hosts was given: only hosts may get the token
 	plainHTTP  bool     // InsecureAllowPlainHTTP
@@ -150,46 +153,18 @@ func InsecureAllowPlainHTTP() TransportOption {
 // NewTransport returns a transport that sends c's token on requests made
 // through base. A nil base is [http.DefaultTransport].
 func NewTransport(c *Cache, base http.RoundTripper, opts ...TransportOption) *Transport {
-	t := newTransport(base, opts,
-		func(r *http.Request) (string, error) { return c.EnsureToken(r.Context()) },
-		func(_ *http.Request, tok string) bool { return c.InvalidateToken(tok) })
-	t.renew = func(r *http.Request, tok string) (string, error) {
-		next, err := c.renew(r.Context(), tok)
-		return next.Value, err
-	}
-	return t
+	return newTransport(&Transport{base: base, cache: c}, opts)
 }
 
 // NewMapTransport returns a transport that sends, on each request made through
 // base, the token of the key that key returns for it: a tenant from the
-// request's context, say. An error from key fails the request, unsent. A nil
-// base is [http.DefaultTransport].
+// request's context, say. key is called once per request; an error from it
+// fails the request, unsent. A nil base is [http.DefaultTransport].
 func NewMapTransport(m *CacheMap, key func(*http.Request) (string, error), base http.RoundTripper, opts ...TransportOption) *Transport {
-	t := newTransport(base, opts,
-		func(r *http.Request) (string, error) {
-			k, err := key(r)
-			if err != nil {
-				return "", fmt.Errorf("jwtcache: key for request: %w", err)
-			}
-			return m.EnsureToken(r.Context(), k)
-		},
-		func(r *http.Request, tok string) bool {
-			k, err := key(r)
-			return err == nil && m.InvalidateToken(k, tok)
-		})
-	t.renew = func(r *http.Request, tok string) (string, error) {
-		k, err := key(r)
-		if err != nil {
-			return "", fmt.Errorf("jwtcache: key for request: %w", err)
-		}
-		next, err := m.renew(r.Context(), k, tok)
-		return next.Value, err
-	}
-	return t
+	return newTransport(&Transport{base: base, m: m, key: key}, opts)
 }
 
-func newTransport(base http.RoundTripper, opts []TransportOption, token func(*http.Request) (string, error), invalidate func(*http.Request, string) bool) *Transport {
-	t := &Transport{base: base, token: token, invalidate: invalidate}
+func newTransport(t *Transport, opts []TransportOption) *Transport {
 	for _, o := range opts {
 		if o != nil {
 			o.applyTransport(t)
@@ -210,7 +185,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	tok, err := t.token(req)
+	if t.m == nil {
+		return roundTrip(t, req, cacheSource{t.cache})
+	}
+	k, err := t.key(req)
+	if err != nil {
+		closeBody(req)
+		return nil, fmt.Errorf("jwtcache: key for request: %w", err)
+	}
+	return roundTrip(t, req, mapKey{t.m, k})
+}
+
+// roundTrip sends req with a token of src, a request that may carry one,
+// and acts on the answer by the rule of challenge.Handle. It takes src by
+// type, as Handle does, so that a mapKey is not boxed for each request.
+func roundTrip[S challenge.Source](t *Transport, req *http.Request, src S) (*http.Response, error) {
+	ctx := req.Context()
+	tok, err := src.Token(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -219,42 +210,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := tok
-	switch act, c := t.judge(resp, again); act {
-	case pass:
+	status := statusOf(resp.StatusCode)
+	if status == challenge.Other {
 		return resp, nil
-	case refuse:
+	}
+	// A refusal: Handle drops a rejected token (unless another request
+	// already has), fetches a successor for a claims challenge (the token
+	// stays cached meanwhile: other requests may not need the claims), and
+	// says whether to send the request again, with which token: only if the
+	// body can be sent again, and the token differs from the one refused.
+	// Otherwise the caller gets the response as it came.
+	v, next, ok := challenge.Handle(ctx, src, status, again, resp.Header.Values("Www-Authenticate"), tok, replayable(req))
+	if v.Action == challenge.Refuse {
 		drain(resp)
-		return nil, newChallengeError(resp.StatusCode, c, tok)
-	case refetch:
-		// The server rejected the token. Drop it (unless another request
-		// already has), and retry once with a fresh one if the body can be
-		// sent again. Otherwise, or if no different token is to be had, the
-		// caller gets the response as it came.
-		t.invalidate(req, tok)
-		if !replayable(req) {
-			return resp, nil
-		}
-		if next, err = t.token(req); err != nil || next == tok {
-			return resp, nil
-		}
-	case renew:
-		// A claims challenge: the token is good, but lacks claims. It stays
-		// cached (other requests may not need them) until a successor,
-		// fetched with the claims, arrives; if none does, the caller gets
-		// the response as it came.
-		if !replayable(req) {
-			return resp, nil
-		}
-		claims, _ := claimsOf(c)
-		r := req.WithContext(withClaimsChallenge(req.Context(), claims))
-		if next, err = t.renew(r, tok); err != nil || next == tok {
-			return resp, nil
-		}
-	case resend:
-		if !replayable(req) {
-			return resp, nil
-		}
+		return nil, newChallengeError(resp.StatusCode, v.Challenge, tok)
+	}
+	if !ok {
+		return resp, nil
 	}
 	body := req.Body
 	if req.GetBody != nil {
@@ -264,12 +236,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	drain(resp)
 	// The last try: what it answers, the caller gets (the Scheme still
-	// sees it, to pick up a rotated nonce). A token it rejects is dropped,
-	// but not replaced here: never a second retry.
+	// sees it, to pick up a rotated nonce). A token it rejects is dropped
+	// (Handle, told the request cannot be sent again), but not replaced
+	// here: never a second retry.
 	resp, _, err = t.send(req, body, next)
 	if err == nil {
-		if act, _ := t.judge(resp, false); act == refetch {
-			t.invalidate(req, next)
+		if status := statusOf(resp.StatusCode); status != challenge.Other {
+			challenge.Handle(ctx, src, status, false, resp.Header.Values("Www-Authenticate"), next, false)
 		}
 	}
 	return resp, err
@@ -293,53 +266,54 @@ func (t *Transport) send(req *http.Request, body io.ReadCloser, tok string) (*ht
 	return resp, t.scheme.Observe(r, resp), nil
 }
 
-// action is what the transport does with a response.
-type action int
-
-const (
-	pass    action = iota // hand the response to the caller
-	refetch               // drop the token, send again with a fresh one
-	resend                // send again with the same token (the scheme's nonce)
-	refuse                // hand the caller a ChallengeError instead
-	renew                 // fetch a successor with the claims asked for, send again with it
-)
-
-// judge decides what to do with resp, and returns the challenge that decided
-// it. again is the scheme's verdict (see Scheme.Observe).
-func (t *Transport) judge(resp *http.Response, again bool) (action, Challenge) {
-	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
-		return pass, Challenge{}
+// statusOf returns what the challenge rule reads of an HTTP status.
+func statusOf(code int) challenge.Status {
+	switch code {
+	case http.StatusUnauthorized:
+		return challenge.Unauthorized
+	case http.StatusForbidden:
+		return challenge.Forbidden
 	}
-	if again {
-		return resend, Challenge{}
-	}
-	c := tokenChallenge(ParseChallenges(resp.Header))
-	switch c.Params["error"] {
-	case codeInsufficientScope, codeInsufficientUserAuth:
-		return refuse, c
-	case codeUseDPoPNonce:
-		return pass, c // a nonce the scheme did not take: nothing to retry with
-	case codeInsufficientClaims:
-		if _, ok := claimsOf(c); ok {
-			return renew, c
-		}
-		return pass, c
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		return refetch, c
-	}
-	return pass, c
+	return challenge.Other
 }
 
-// tokenChallenge returns the first challenge of the schemes of access tokens
-// (Bearer, DPoP) with an error code; the zero Challenge if there is none.
-func tokenChallenge(cs []Challenge) Challenge {
-	for _, c := range cs {
-		if (c.Is("Bearer") || c.Is("DPoP")) && c.Params["error"] != "" {
-			return c
-		}
-	}
-	return Challenge{}
+// cacheSource is a Cache as the challenge rule's Source. Cache cannot be one
+// itself: the Source's method names are exported (its interface is another
+// package's), and Cache has its own Token and Invalidate, of other
+// signatures, and keeps renew out of its API.
+type cacheSource struct{ c *Cache }
+
+func (s cacheSource) Token(ctx context.Context) (string, error) { return s.c.EnsureToken(ctx) }
+
+func (s cacheSource) Invalidate(token string) bool { return s.c.InvalidateToken(token) }
+
+func (s cacheSource) Renew(ctx context.Context, token string) (string, error) {
+	t, err := s.c.renew(ctx, token)
+	return t.Value, err
+}
+
+// mapKey is one key of a CacheMap as the challenge rule's Source: the source
+// of a request of NewMapTransport, its key resolved once.
+type mapKey struct {
+	m   *CacheMap
+	key string
+}
+
+func (s mapKey) Token(ctx context.Context) (string, error) { return s.m.EnsureToken(ctx, s.key) }
+
+func (s mapKey) Invalidate(token string) bool { return s.m.InvalidateToken(s.key, token) }
+
+func (s mapKey) Renew(ctx context.Context, token string) (string, error) {
+	t, err := s.m.renew(ctx, s.key, token)
+	return t.Value, err
+}
+
+func init() {
+	// jwtgrpc's interceptors follow the challenge rule on a Cache or a
+	// CacheMap too, and renew on a claims challenge: through these, not
+	// through an exported renew (see challenge.RenewCache).
+	challenge.RenewCache = (*Cache).renew
+	challenge.RenewMap = (*CacheMap).renew
 }
 
 // secure returns ErrInsecureRequest, with the request's host, unless req is

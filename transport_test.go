@@ -371,6 +371,73 @@ func TestMapTransport(t *testing.T) {
 	}
 }
 
+// scriptedBase answers the requests sent through it with its answers, in
+// order (a status and a WWW-Authenticate value), then 200 OK.
+type scriptedBase struct {
+	answers [][2]string
+	sent    atomic.Int64
+}
+
+func (b *scriptedBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: req}
+	if i := int(b.sent.Add(1)) - 1; i < len(b.answers) {
+		resp.StatusCode = map[string]int{"401": 401, "403": 403}[b.answers[i][0]]
+		if v := b.answers[i][1]; v != "" {
+			resp.Header.Set("WWW-Authenticate", v)
+		}
+	}
+	return resp, nil
+}
+
+// TestMapTransport_KeyOncePerRequest: the key function runs once per
+// request, whatever the server answers and the transport does about it.
+func TestMapTransport_KeyOncePerRequest(t *testing.T) {
+	const claims = `Bearer error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ=="`
+	tests := []struct {
+		name      string
+		answers   [][2]string
+		sent      int
+		fetched   int64
+		wantError bool
+	}{
+		{"200", nil, 1, 1, false},
+		{"401, retried", [][2]string{{"401", `Bearer error="invalid_token"`}}, 2, 2, false},
+		{"401 to the retry too", [][2]string{{"401", ""}, {"401", ""}}, 2, 2, false},
+		{"claims challenge, renewed", [][2]string{{"401", claims}}, 2, 2, false},
+		{"insufficient_scope", [][2]string{{"403", `Bearer error="insufficient_scope"`}}, 1, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var fetches, keys atomic.Int64
+			m := jwtcache.NewCacheMap(jwtcache.Logger(nil), jwtcache.MapIssueFunction(func(_ context.Context, key string) (jwtcache.Issued, error) {
+				return jwtcache.Issued{Token: key + "-" + itoa(fetches.Add(1)), ExpiresIn: time.Hour}, nil
+			}))
+			key := func(*http.Request) (string, error) {
+				keys.Add(1)
+				return "acme", nil
+			}
+			base := &scriptedBase{answers: tt.answers}
+			req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
+			resp, err := jwtcache.NewMapTransport(m, key, base).RoundTrip(req)
+			if (err != nil) != tt.wantError {
+				t.Fatalf("RoundTrip() error = %v; want an error: %v", err, tt.wantError)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if got := keys.Load(); got != 1 {
+				t.Errorf("key function called %d times; want 1", got)
+			}
+			if got := base.sent.Load(); got != int64(tt.sent) || fetches.Load() != tt.fetched {
+				t.Errorf("sent %d requests, fetched %d tokens; want %d and %d", got, fetches.Load(), tt.sent, tt.fetched)
+			}
+		})
+	}
+}
+
 // TestTransport_RetriesOn401WithAStore has two replicas share a store while
 // the server revokes their token: each recovers on its 401 retry, and the
 // second adopts the first's replacement instead of fetching its own.

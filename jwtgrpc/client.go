@@ -2,6 +2,7 @@ package jwtgrpc
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -10,16 +11,31 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/challenge"
 )
 
 // UnaryClientInterceptor returns an interceptor that sends the credentials'
 // token on each unary call (taken with the call's context, as
 // [Credentials.GetRequestMetadata] takes it), and retries once a call that
-// the server refuses with [codes.Unauthenticated]: it drops the token it sent
-// from the cache, if that is still the cached one (so that a burst of
-// refusals of one token causes one fetch), and sends the call again with a
-// fresh token, if the cache has or can fetch, within the call's context, one
-// different from the refused one. Otherwise, and whatever the second
+// the server refuses with [codes.Unauthenticated], by the rule of
+// jwtcache's [jwtcache.Transport], reading the challenges of the
+// "www-authenticate" metadata of the refusal's trailer and header, where a
+// server sends one (RFC 6750's error codes, as an HTTP server sends them in
+// a WWW-Authenticate header):
+//   - invalid_token, or a refusal that says nothing more: it drops the token
+//     it sent from the cache, if that is still the cached one (so that a
+//     burst of refusals of one token causes one fetch), and sends the call
+//     again with a fresh token, if the cache has or can fetch, within the
+//     call's context, one different from the refused one;
+//   - insufficient_claims with a claims parameter (a claims challenge): it
+//     fetches a successor of the token with the claims (see
+//     [jwtcache.ClaimsChallenge]), the token staying cached meanwhile, and
+//     sends the call again with it;
+//   - insufficient_scope or insufficient_user_authentication: no token of
+//     the cache can do better, and the call is not sent again.
+//
+// Otherwise (a [codes.PermissionDenied] included), and whatever the second
 // attempt's outcome, the caller gets the server's answer; a call is never
 // sent more than twice. Call options apply to both attempts.
 //
@@ -36,13 +52,15 @@ func (c *Credentials) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		ctx = context.WithValue(ctx, interceptedKey{}, c)
-		tok, err := c.ensureToken(ctx)
+		src, tok, err := c.token(ctx)
 		if err != nil {
 			return err
 		}
 		sent := c.callCredentials(tok)
-		err = invoker(ctx, method, req, reply, cc, withCredentials(opts, sent)...)
-		fresh, ok := c.renew(ctx, err, sent)
+		// The refusal's metadata, for its challenges: grpc-go writes them
+		// into sent (allocated for the call anyway) as the call ends.
+		err = invoker(ctx, method, req, reply, cc, withCredentials(opts, sent, grpc.Header(&sent.header), grpc.Trailer(&sent.trailer))...)
+		fresh, ok := retry(ctx, src, err, sent, sent.trailer, sent.header, true)
 		if !ok {
 			return err
 		}
@@ -53,14 +71,16 @@ func (c *Credentials) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 // StreamClientInterceptor returns an interceptor that sends the credentials'
 // token on each streaming call, as [Credentials.UnaryClientInterceptor] does
 // on unary calls, and retries a stream that the server refuses with
-// [codes.Unauthenticated] only while nothing has gone either way on it yet:
+// [codes.Unauthenticated], by the same rule, only while nothing has gone
+// either way on it yet:
 // it opens the stream again, once, with a fresh token, if the stream could
 // not be opened, or if its first RecvMsg fails before any SendMsg or
 // CloseSend, any message received, or any header received (Header returning
 // metadata). Once something was sent, the stream is not replayed (the
 // interceptor keeps no copy of the messages, and the server may have acted on
 // them): the caller gets the refusal, and the refused token is dropped from
-// the cache all the same, so that the caller's next stream gets a fresh one.
+// the cache all the same (but on a claims challenge, which keeps it), so that
+// the caller's next stream gets a fresh one.
 //
 // So a bidirectional stream whose client reads first (one that waits for the
 // server's greeting) is retried, and a server-streaming call opened by
@@ -73,43 +93,57 @@ func (c *Credentials) StreamClientInterceptor() grpc.StreamClientInterceptor {
 			return streamer(ctx, desc, cc, method, opts...)
 		}
 		ctx = context.WithValue(ctx, interceptedKey{}, c)
-		tok, err := c.ensureToken(ctx)
+		src, tok, err := c.token(ctx)
 		if err != nil {
 			return nil, err
 		}
 		sent := c.callCredentials(tok)
 		s, err := streamer(ctx, desc, cc, method, withCredentials(opts, sent)...)
 		if err != nil {
-			fresh, ok := c.renew(ctx, err, sent)
+			// No stream, no metadata: a refusal that says nothing more.
+			fresh, ok := retry(ctx, src, err, sent, nil, nil, true)
 			if !ok {
 				return nil, err
 			}
 			// Retried already: the new stream needs no watching.
 			return streamer(ctx, desc, cc, method, withCredentials(opts, c.callCredentials(fresh))...)
 		}
-		return &clientStream{c: c, ctx: ctx, open: func(st *callCredentials) (grpc.ClientStream, error) {
+		return &clientStream{c: c, ctx: ctx, src: src, open: func(st *callCredentials) (grpc.ClientStream, error) {
 			return streamer(ctx, desc, cc, method, withCredentials(opts, st)...)
 		}, cur: s, sent: sent}, nil
 	}
 }
 
-// renew decides, after a call sent with the token of sent ended with err,
-// whether to send it again: only if the server refused the token
-// (Unauthenticated, after the token went out) and a different one is to be
-// had. It drops the refused token either way.
-func (c *Credentials) renew(ctx context.Context, err error, sent *callCredentials) (string, bool) {
-	if status.Code(err) != codes.Unauthenticated || !sent.sent.Load() {
-		// Not a refusal of this token: a call that failed before its token
-		// went out (no transport security, say) says nothing of the token.
+// retry acts by the challenge rule (challenge.Handle) on src, after a call
+// sent with the token of sent ended with err, with trailer and header, and
+// returns the token to send it again with, if it is to be sent again (only
+// if replay: nothing went either way on it yet). Only a refusal of the token
+// counts: Unauthenticated (the rule's 401) or PermissionDenied (its 403),
+// after the token went out; a call that failed before (no transport
+// security, say) says nothing of the token.
+func retry(ctx context.Context, src source, err error, sent *callCredentials, trailer, header metadata.MD, replay bool) (string, bool) {
+	var st challenge.Status
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		st = challenge.Unauthorized
+	case codes.PermissionDenied:
+		st = challenge.Forbidden
+	default:
 		return "", false
 	}
-	c.invalidate(ctx, sent.token)
-	fresh, ferr := c.ensureToken(ctx)
-	if ferr != nil || fresh == sent.token {
+	if !sent.sent.Load() {
 		return "", false
 	}
-	return fresh, true
+	// Servers that refuse a call before its handler answer with trailers
+	// only (grpc-go gives them as the trailer), others may have sent the
+	// challenge with the header.
+	values := slices.Concat(trailer[wwwAuthenticate], header[wwwAuthenticate])
+	_, fresh, ok := challenge.Handle(ctx, src, st, false, values, sent.token, replay)
+	return fresh, ok
 }
+
+// wwwAuthenticate is the metadata key of a refusal's challenges.
+const wwwAuthenticate = "www-authenticate"
 
 // callCredentials returns the call credentials that carry tok.
 func (c *Credentials) callCredentials(tok string) *callCredentials {
@@ -124,6 +158,9 @@ type callCredentials struct {
 	// sent is set once GetRequestMetadata handed the token to the
 	// transport, so that a call refused before that does not drop it.
 	sent atomic.Bool
+	// header and trailer are a unary call's, which grpc-go writes as the
+	// call ends, before the invoker returns; read only after.
+	header, trailer metadata.MD
 }
 
 var _ credentials.PerRPCCredentials = (*callCredentials)(nil)
@@ -143,10 +180,11 @@ func (cc *callCredentials) RequireTransportSecurity() bool {
 // clientStream is a stream that a StreamClientInterceptor may open again,
 // once, as its doc says.
 type clientStream struct {
-	// c, ctx and open are written once by the interceptor and only read
-	// after; open opens the stream again with other credentials.
+	// c, ctx, src and open are written once by the interceptor and only
+	// read after; open opens the stream again with other credentials.
 	c    *Credentials
 	ctx  context.Context
+	src  source
 	open func(*callCredentials) (grpc.ClientStream, error)
 
 	mu sync.Mutex
@@ -219,7 +257,7 @@ func (s *clientStream) RecvMsg(m any) error {
 
 // reopen opens the stream again after cur, sent with the token of sent,
 // failed with err, if nothing went either way on it and it was not opened
-// again before; it drops a refused token either way.
+// again before; it drops a refused token either way (see retry).
 func (s *clientStream) reopen(cur grpc.ClientStream, sent *callCredentials, err error) (grpc.ClientStream, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -229,13 +267,12 @@ func (s *clientStream) reopen(cur grpc.ClientStream, sent *callCredentials, err 
 		// token costs a fetch per call, not two.
 		return nil, false
 	}
-	if s.used {
-		if status.Code(err) == codes.Unauthenticated && sent.sent.Load() {
-			s.c.invalidate(s.ctx, sent.token)
-		}
-		return nil, false
+	if code := status.Code(err); code != codes.Unauthenticated && code != codes.PermissionDenied {
+		return nil, false // the end of the stream (io.EOF), or another error: no metadata to read
 	}
-	fresh, ok := s.c.renew(s.ctx, err, sent)
+	// The stream has ended: Header does not block.
+	header, _ := cur.Header()
+	fresh, ok := retry(s.ctx, s.src, err, sent, cur.Trailer(), header, !s.used)
 	if !ok {
 		return nil, false
 	}
@@ -261,8 +298,9 @@ func ownCredentials(ctx context.Context, opts []grpc.CallOption) bool {
 	return hasAuthorization(ctx)
 }
 
-// withCredentials returns opts and the call credentials st, in a new slice:
-// appending to opts could write into the caller's array.
-func withCredentials(opts []grpc.CallOption, st *callCredentials) []grpc.CallOption {
-	return append(opts[:len(opts):len(opts)], grpc.PerRPCCredentials(st))
+// withCredentials returns opts, the call credentials st and more, in a new
+// slice: appending to opts could write into the caller's array.
+func withCredentials(opts []grpc.CallOption, st *callCredentials, more ...grpc.CallOption) []grpc.CallOption {
+	out := make([]grpc.CallOption, 0, len(opts)+1+len(more))
+	return append(append(append(out, opts...), grpc.PerRPCCredentials(st)), more...)
 }

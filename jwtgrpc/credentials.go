@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/challenge"
 )
 
 // Credentials are gRPC per-RPC credentials that send a token from a
@@ -63,12 +64,13 @@ import (
 // The zero Credentials have no cache: every call fails with
 // [codes.Internal]. Use [NewCredentials] or [NewMapCredentials].
 type Credentials struct {
-	// token, invalidate, plaintextLoopback and reuse are written once by
-	// the constructor and only read after.
-	token func(ctx context.Context) (string, error)
-	// invalidate drops a token the server refused, if it is still the
-	// cached one, so that a burst of refusals causes one fetch.
-	invalidate        func(ctx context.Context, token string) bool
+	// All fields but last are written once by the constructor and only
+	// read after. The source of the tokens: cache for NewCredentials; m and
+	// key for NewMapCredentials, whose calls each get the source of their
+	// key, the key function called once per call (see Credentials.token).
+	cache             *jwtcache.Cache
+	m                 *jwtcache.CacheMap
+	key               func(context.Context) (string, error)
 	plaintextLoopback bool
 	// reuse is set for a lone Cache, whose calls send one token at a time:
 	// last then keeps its header value, so that they share one string. A
@@ -114,13 +116,7 @@ func InsecureAllowPlaintextLoopback() CredentialsOption {
 // by opts. A nil cache makes credentials that fail every call with
 // [codes.Internal].
 func NewCredentials(cache *jwtcache.Cache, opts ...CredentialsOption) *Credentials {
-	c := &Credentials{}
-	if cache != nil {
-		c.reuse = true
-		c.token = cache.EnsureToken
-		c.invalidate = func(_ context.Context, tok string) bool { return cache.InvalidateToken(tok) }
-	}
-	return c.apply(opts)
+	return (&Credentials{cache: cache, reuse: true}).apply(opts)
 }
 
 // NewMapCredentials returns credentials that send, on each call, the token of
@@ -132,17 +128,7 @@ func NewCredentials(cache *jwtcache.Cache, opts ...CredentialsOption) *Credentia
 func NewMapCredentials(m *jwtcache.CacheMap, key func(context.Context) (string, error), opts ...CredentialsOption) *Credentials {
 	c := &Credentials{}
 	if m != nil && key != nil {
-		c.token = func(ctx context.Context) (string, error) {
-			k, err := key(ctx)
-			if err != nil {
-				return "", fmt.Errorf("%w: %w", errKey, err)
-			}
-			return m.EnsureToken(ctx, k)
-		}
-		c.invalidate = func(ctx context.Context, tok string) bool {
-			k, err := key(ctx)
-			return err == nil && m.InvalidateToken(k, tok)
-		}
+		c.m, c.key = m, key
 	}
 	return c.apply(opts)
 }
@@ -169,7 +155,7 @@ func (c *Credentials) GetRequestMetadata(ctx context.Context, _ ...string) (map[
 	if err := c.checkTransport(ctx); err != nil {
 		return nil, err
 	}
-	tok, err := c.ensureToken(ctx)
+	_, tok, err := c.token(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -183,18 +169,70 @@ func (c *Credentials) RequireTransportSecurity() bool {
 	return c == nil || !c.plaintextLoopback
 }
 
-// ensureToken returns a token for a call with context ctx, or the call's
-// status error.
-func (c *Credentials) ensureToken(ctx context.Context) (string, error) {
-	if c == nil || c.token == nil {
-		return "", tokenError(ctx, errNoSource)
+// token returns the source of a call with context ctx and a token from it,
+// or the call's status error.
+func (c *Credentials) token(ctx context.Context) (source, string, error) {
+	src := source{c: c}
+	switch {
+	case c == nil || (c.cache == nil && c.m == nil):
+		return src, "", tokenError(ctx, errNoSource)
+	case c.m != nil:
+		k, err := c.key(ctx)
+		if err != nil {
+			return src, "", tokenError(ctx, fmt.Errorf("%w: %w", errKey, err))
+		}
+		src.key = k
 	}
-	tok, err := c.token(ctx)
+	tok, err := src.Token(ctx)
 	if err != nil {
-		return "", tokenError(ctx, err)
+		return src, "", tokenError(ctx, err)
 	}
-	return tok, nil
+	return src, tok, nil
 }
+
+// source is the token source of a call, as the challenge rule acts on it
+// (challenge.Source): the Credentials' Cache, or their CacheMap's key for
+// the call, resolved once. Its methods return the cache's errors as they are.
+type source struct {
+	c   *Credentials
+	key string // for a CacheMap
+}
+
+func (s source) Token(ctx context.Context) (string, error) {
+	if s.c.m != nil {
+		return s.c.m.EnsureToken(ctx, s.key)
+	}
+	return s.c.cache.EnsureToken(ctx)
+}
+
+func (s source) Invalidate(token string) bool {
+	if s.c.m != nil {
+		return s.c.m.InvalidateToken(s.key, token)
+	}
+	return s.c.cache.InvalidateToken(token)
+}
+
+func (s source) Renew(ctx context.Context, token string) (string, error) {
+	var t jwtcache.Token
+	var err error
+	if s.c.m != nil {
+		t, err = renewMap(s.c.m, ctx, s.key, token)
+	} else {
+		t, err = renewCache(s.c.cache, ctx, token)
+	}
+	return t.Value, err
+}
+
+// renewCache and renewMap are jwtcache's unexported (*Cache).renew and
+// (*CacheMap).renew, which it hands to the packages under it through
+// challenge.RenewCache and challenge.RenewMap (see there) rather than
+// export them: so that a claims challenge renews a token here as it does in
+// jwtcache's Transport. They are asserted as this package is initialized,
+// after jwtcache, which sets them: a mismatch of their types fails at once.
+var (
+	renewCache = challenge.RenewCache.(func(*jwtcache.Cache, context.Context, string) (jwtcache.Token, error))
+	renewMap   = challenge.RenewMap.(func(*jwtcache.CacheMap, context.Context, string, string) (jwtcache.Token, error))
+)
 
 // checkTransport returns nil if a call with context ctx may carry a token:
 // its connection has privacy and integrity (as grpc-go's own check decides,

@@ -7,11 +7,13 @@
 // send it without transport security, and fail a call that gets no token
 // with a status code a client can act on; their interceptors
 // ([Credentials.UnaryClientInterceptor], [Credentials.StreamClientInterceptor])
-// also drop a token the server refused and retry the call once. On the server
-// side, [UnaryServerInterceptor] and [StreamServerInterceptor] verify each
-// call's bearer token with a [verify.Verifier] and hand its claims to the
-// handler through [verify.FromContext]. It never fetches or caches tokens
-// itself: the root package does that.
+// also act on a refusal by the rule of jwtcache's Transport (a fresh token
+// for a refused one, a successor with the claims of a claims challenge) and
+// retry the call once. On the server side, [UnaryServerInterceptor] and
+// [StreamServerInterceptor] verify each call's bearer token with a
+// [verify.Verifier] and hand its claims to the handler through
+// [verify.FromContext]. It never fetches or caches tokens itself: the root
+// package does that.
 //
 // Every type in this package is safe for concurrent use.
 package jwtgrpc

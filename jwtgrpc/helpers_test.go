@@ -15,7 +15,9 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +31,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/seed7aeb0c6e/jwtcache"
@@ -57,9 +60,13 @@ type idp struct {
 	now func() time.Time
 
 	mu sync.Mutex
-	// guards err and gate
+	// guards err, gate and claims
 	err  error         // returned by every call while set
 	gate chan struct{} // while set, calls wait for it to close
+	// claims are those of each call's claims challenge, if it had one
+	// (jwtcache.ClaimsChallenge), in order; such a call's token has a jti
+	// ending in "+claims".
+	claims []string
 	// started receives the subject of each call as it starts, if there is
 	// room: tests that need to know a fetch began read it.
 	started chan string
@@ -146,7 +153,21 @@ func (p *idp) issue(ctx context.Context, sub string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return p.mint(sub, time.Hour), nil
+	jti := strconv.FormatInt(p.seq.Add(1), 10)
+	if claims, ok := jwtcache.ClaimsChallenge(ctx); ok {
+		p.mu.Lock()
+		p.claims = append(p.claims, claims)
+		p.mu.Unlock()
+		jti += "+claims"
+	}
+	return mint(p.key, p.now(), sub, jti, time.Hour), nil
+}
+
+// claimsAsked returns the claims of the calls that had a claims challenge.
+func (p *idp) claimsAsked() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.claims)
 }
 
 // fail makes every call fail with err from now on; nil ends it.
@@ -213,9 +234,18 @@ type server struct {
 	logs     syncBuffer   // the server interceptors' log
 
 	mu sync.Mutex
-	// guards revoked and revokeAll
+	// guards revoked, revokeAll and challenge
 	revoked   map[string]bool // by jti
 	revokeAll bool
+	challenge challengeConfig
+}
+
+// challengeConfig makes the server refuse, with a challenge, the tokens that
+// were not fetched with a claims challenge.
+type challengeConfig struct {
+	code     codes.Code // the refusal's code; nothing is refused if OK (zero)
+	value    string     // the www-authenticate value
+	inHeader bool       // sent with the header, not the trailer
 }
 
 // serverConfig varies the test server.
@@ -286,7 +316,16 @@ func (s *server) refuseAll(all bool) {
 	s.revokeAll = all
 }
 
-// check returns the Unauthenticated error of a call whose claims were revoked.
+// challengeUnclaimed makes the server refuse the tokens not fetched with a
+// claims challenge, by cfg.
+func (s *server) challengeUnclaimed(cfg challengeConfig) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.challenge = cfg
+}
+
+// check returns the Unauthenticated error of a call whose claims were
+// revoked, or the error and challenge of challengeUnclaimed.
 func (s *server) check(ctx context.Context) error {
 	c, ok := verify.FromContext(ctx)
 	if !ok {
@@ -297,6 +336,18 @@ func (s *server) check(ctx context.Context) error {
 	if s.revokeAll || s.revoked[c.ID()] {
 		s.refused.Add(1)
 		return status.Error(codes.Unauthenticated, "token revoked")
+	}
+	if ch := s.challenge; ch.code != codes.OK && !strings.HasSuffix(c.ID(), "+claims") {
+		s.refused.Add(1)
+		md := metadata.Pairs("www-authenticate", ch.value)
+		send := grpc.SetTrailer
+		if ch.inHeader {
+			send = grpc.SendHeader
+		}
+		if err := send(ctx, md); err != nil {
+			return status.Errorf(codes.Internal, "send the challenge: %v", err)
+		}
+		return status.Error(ch.code, "token refused")
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/challenge"
 )
 
 // DPoP proves possession of a private key on token requests and on the
@@ -385,8 +386,8 @@ func (d *DPoP) Observe(req *http.Request, resp *http.Response) bool {
 	if !d.keepNonce(req.URL, resp.Header) || resp.StatusCode != http.StatusUnauthorized {
 		return false
 	}
-	for _, c := range jwtcache.ParseChallenges(resp.Header) {
-		if c.Is("DPoP") && c.Params["error"] == "use_dpop_nonce" {
+	for _, c := range challenge.Parse(resp.Header.Values("Www-Authenticate")) {
+		if c.Is("DPoP") && c.Params["error"] == challenge.CodeUseDPoPNonce {
 			return true
 		}
 	}
