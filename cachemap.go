@@ -13,14 +13,6 @@ import (
 	"github.com/seed7aeb0c6e/jwtcache/internal/shardmap"
 )
 
-// MapTokenFunc fetches a new token for key. It has the contract of
-// [TokenFunc], per key: calls for different keys may run at the same time.
-type MapTokenFunc func(ctx context.Context, key string) (string, error)
-
-// MapIssueFunc fetches a new token for key, with what the provider said of
-// it. It has the contract of [IssueFunc], per key.
-type MapIssueFunc func(ctx context.Context, key string) (Issued, error)
-
 // CacheMap is a [Cache] per key, for multi-tenant services: a key is a tenant
 // id, or a tenant and an audience written as one string. A key's Cache is
 // created on its first use with [NewCache] and the map's [Option]s, and behaves
@@ -67,7 +59,7 @@ type slot struct {
 type mapConfig struct {
 	name        string
 	named       bool // a MapName (or Name) was given
-	tokenFunc   MapIssueFunc
+	tokenFunc   func(ctx context.Context, key string) (Issued, error)
 	maxKeys     int
 	idleTimeout time.Duration
 	cacheOpts   []Option
@@ -100,11 +92,13 @@ func MapName(name string) MapOption {
 }
 
 // MapTokenFunction sets the function that fetches a new token for a key; it
-// replaces any [TokenFunction] or [IssueFunction] given to the map. A map
+// has the contract of [TokenFunc], per key: calls for different keys may run
+// at the same time. It replaces any [TokenFunction] or [IssueFunction] given
+// to the map. A map
 // without one returns [ErrNoTokenFunction] from every call. Of
 // MapTokenFunction and [MapIssueFunction], the later wins. The default is
 // none.
-func MapTokenFunction(f MapTokenFunc) MapOption {
+func MapTokenFunction(f func(ctx context.Context, key string) (string, error)) MapOption {
 	return mapOptionFunc(func(m *mapConfig) {
 		m.tokenFunc = nil
 		if f != nil {
@@ -120,7 +114,7 @@ func MapTokenFunction(f MapTokenFunc) MapOption {
 // [MapTokenFunction] does, for a function that also says how long the token
 // lives and what scope it carries (see [Issued]). Of the two, the later wins.
 // The default is none.
-func MapIssueFunction(f MapIssueFunc) MapOption {
+func MapIssueFunction(f func(ctx context.Context, key string) (Issued, error)) MapOption {
 	return mapOptionFunc(func(m *mapConfig) { m.tokenFunc = f })
 }
 

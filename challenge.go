@@ -2,25 +2,12 @@ package jwtcache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/seed7aeb0c6e/jwtcache/internal/challenge"
 	"github.com/seed7aeb0c6e/jwtcache/internal/clean"
 )
-
-// ErrInsufficientScope is what a [ChallengeError] is, with [errors.Is], when
-// the server said the token lacks a scope it needs (RFC 6750's
-// insufficient_scope): a new token of the same request would lack it too, so
-// the transport returns this error instead of fetching one.
-var ErrInsufficientScope = errors.New("jwtcache: the token's scope is insufficient")
-
-// ErrInsufficientUserAuthentication is what a [ChallengeError] is, with
-// [errors.Is], when the server asked for a stronger or more recent
-// authentication of a user (RFC 9470's insufficient_user_authentication),
-// which no token function of a cache can perform.
-var ErrInsufficientUserAuthentication = errors.New("jwtcache: the server asks for a stronger user authentication")
 
 // ChallengeError is the error of a [Transport] whose request a server refused
 // with a challenge that no token of the cache can satisfy (see

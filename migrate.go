@@ -50,10 +50,3 @@ func MapRejectUnparsable(reject bool) MapOption {
 func MapLogger(l *slog.Logger) MapOption {
 	return Logger(l)
 }
-
-// ErrNotImplemented is [ErrNoTokenFunction], under the name jwtcache-go gave
-// the error of a cache built without a token function. It is the same value,
-// and returned unwrapped, so both == and [errors.Is] match it.
-//
-// Deprecated: use [ErrNoTokenFunction].
-var ErrNotImplemented = ErrNoTokenFunction

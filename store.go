@@ -54,11 +54,6 @@ type Store interface {
 	Lease(ctx context.Context, key string, ttl time.Duration) (release func(ctx context.Context, keep time.Duration) error, ok bool, err error)
 }
 
-// ErrNotFound is what a [Store]'s Load wraps when it holds no token for a
-// key. The cache takes any other error from Load (a value the store cannot
-// read back, say) as a miss too, but logs and counts it as a store failure.
-var ErrNotFound = errors.New("jwtcache: no token in the store")
-
 // SharedStore makes the cache share its tokens through s (see [Store]). Its
 // tokens are saved under its [Name] (a CacheMap's, with the key), which must
 // be given: two caches of different tokens under one name would hand out each

@@ -2,7 +2,6 @@ package jwtcache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -95,11 +94,6 @@ func (bearer) Authorize(req *http.Request, token string) error {
 }
 
 func (bearer) Observe(*http.Request, *http.Response) bool { return false }
-
-// ErrInsecureRequest is the error of a [Transport] asked to put a token on a
-// request that is not HTTPS to a host other than a loopback one: the token
-// would cross the network in the clear. [InsecureAllowPlainHTTP] allows it.
-var ErrInsecureRequest = errors.New("jwtcache: a token is sent over HTTPS only (or plain HTTP to a loopback host)")
 
 // TransportOption configures a [Transport].
 type TransportOption interface {

@@ -46,8 +46,8 @@ type snapshot struct {
 }
 
 var (
-	_ jwtcache.IssueFunc    = (*Client)(nil).Issue
-	_ jwtcache.MapIssueFunc = (*Client)(nil).IssueKey
+	_ jwtcache.IssueFunc                                     = (*Client)(nil).Issue
+	_ func(context.Context, string) (jwtcache.Issued, error) = (*Client)(nil).IssueKey
 )
 
 // New returns a Client of the provider whose issuer identifier is issuer
@@ -164,7 +164,7 @@ func (c *Client) IssueFor(ctx context.Context, r Request) (jwtcache.Issued, erro
 }
 
 // IssueKey is [Client.IssueFor] for the Request whose [Request.Key] key is,
-// as [ParseKey] reads it: a [jwtcache.MapIssueFunc], for a
+// as [ParseKey] reads it: a function for [jwtcache.MapIssueFunction], for a
 // [jwtcache.CacheMap] keyed by Request.Key, which caches a token for each set
 // of audiences, scopes and resources. A key that does not parse is an error,
 // and no request is made.
