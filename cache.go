@@ -110,6 +110,9 @@ type entry struct {
 	// fetches again, so that a server that refuses every token does not
 	// make it fetch one per request.
 	rejections int32
+	// claims is the claimsHash of the claims challenge token was fetched
+	// for; 0 for none.
+	claims uint64
 }
 
 // never is the freshFor of an entry without a token.
@@ -195,18 +198,36 @@ func (c *Cache) InvalidateToken(token string) bool {
 // cached and backs off, as a failed refresh does: during the backoff, renew
 // returns token without a fetch. If the cache holds another token, or none,
 // renew returns what a call would.
+//
+// For a claims challenge (the claims on ctx), renew returns a token fetched
+// with those claims: one that joins a fetch without them (a refresh already
+// under way) waits for it to end and then fetches with them, so that a burst
+// of challenges of one token makes one fetch with the claims.
 func (c *Cache) renew(ctx context.Context, token string) (Token, error) {
-	if c.load().token != token {
+	claims, _ := ClaimsChallenge(ctx)
+	if e := c.load(); e.token != token && (claims == "" || e.claims == claimsHash(claims)) {
+		// Replaced since it was sent, by a token fetched as this renewal
+		// would fetch it.
 		return c.Token(ctx)
 	}
-	t, err := c.wait(ctx, true)
-	if err == nil && t.Value == token && !c.load().Waiting(c.now()) {
-		// It joined a fetch that found token fresh and returned it (a
-		// caller that started one just as the last fetch ended): once more,
-		// a forced one.
-		t, err = c.wait(ctx, true)
+	// At most three flights: one under way that did not serve us, one that
+	// started between it and ours, and ours.
+	var f flown
+	var err error
+	for range 3 {
+		if f, err = c.waitFlown(ctx, token); err != nil || f.claims == claims && f.tok.Value != token {
+			return f.tok, err
+		}
+		if c.load().Waiting(c.now()) {
+			// The fetch failed (or found no fresher token to be had):
+			// token stays, and so does the backoff.
+			return f.tok, nil
+		}
+		// It joined a fetch without the claims, or one that found token
+		// fresh and returned it (a caller that started one just as the last
+		// fetch ended): once more, a renewal with them.
 	}
-	return t, err
+	return f.tok, err
 }
 
 // drop drops the cached token if match reports it should, and reports whether
@@ -320,7 +341,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 		if e.Throttled(now) {
 			return Token{}, e.BackoffError(ErrBackoff, now)
 		}
-		return c.wait(ctx, false)
+		return c.wait(ctx)
 	case engine.Fresh, engine.Due:
 		// Served at once: fresh (the hit test raced a refresh), in the
 		// refresh window, or in the headroom while the provider fails or
@@ -331,7 +352,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 			c.stats.servedDuringFailure.Add(1)
 		}
 		if !c.fresh(e, now) && !e.Waiting(now) && !c.flight.Running() {
-			c.flight.Start(c.fetchFunc(ctx, false))
+			c.flight.Start(c.fetchFunc(ctx, ""))
 		}
 		return e.value(), nil
 	}
@@ -339,7 +360,7 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 	// fresh token, but if the fetch fails, the old one is still good until
 	// it expires.
 	c.stats.misses.Add(1)
-	t, err := c.wait(ctx, false)
+	t, err := c.wait(ctx)
 	if err != nil && ctx.Err() == nil {
 		if cur := c.load(); cur.live(c.now()) {
 			c.stats.servedDuringFailure.Add(1)
@@ -349,18 +370,24 @@ func (c *Cache) get(ctx context.Context) (Token, error) {
 	return t, err
 }
 
-// wait joins the fetch in flight, or starts one (forced: even if the token is
-// fresh), and waits for it or for ctx.
-func (c *Cache) wait(ctx context.Context, force bool) (Token, error) {
-	v, err := c.flight.Wait(ctx, c.fetchFunc(ctx, force))
+// wait joins the fetch in flight, or starts one, and waits for it or for ctx.
+func (c *Cache) wait(ctx context.Context) (Token, error) {
+	f, err := c.waitFlown(ctx, "")
+	return f.tok, err
+}
+
+// waitFlown is wait, with the claims the token was fetched for; a fetch it
+// starts renews renewOf if that is not "" (see Cache.fetch).
+func (c *Cache) waitFlown(ctx context.Context, renewOf string) (flown, error) {
+	v, err := c.flight.Wait(ctx, c.fetchFunc(ctx, renewOf))
 	if err != nil {
-		return Token{}, err
+		return flown{}, err
 	}
-	tok := v.(Token)
+	f := v.(flown)
 	// The fetch checked the token when it arrived; a clock that jumped since
 	// (a test clock, a suspended machine) may have outrun it.
-	if !tok.Expiry.IsZero() && !c.now().Before(tok.Expiry) {
-		return Token{}, fmt.Errorf("%w while the caller waited", ErrExpired)
+	if !f.tok.Expiry.IsZero() && !c.now().Before(f.tok.Expiry) {
+		return flown{}, fmt.Errorf("%w while the caller waited", ErrExpired)
 	}
-	return tok, nil
+	return f, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -450,3 +451,89 @@ func TestChallenge_ClaimsPerKeyAndStore(t *testing.T) {
 		t.Errorf("acme's token is %q; want the one fetched with the claims", tok)
 	}
 }
+
+// TestChallenge_ClaimsDuringRefresh: a claims challenge that comes while a
+// refresh without the claims is under way, or just after such a refresh
+// replaced the challenged token, is met with a token fetched with the claims
+// (issue 18: it got the refresh's token, and its 401). A burst of such
+// challenges makes one fetch with the claims.
+func TestChallenge_ClaimsDuringRefresh(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		endsFirst bool // the refresh ends before the challenges come back
+	}{{"refresh under way", false}, {"refresh just ended", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			var n, withClaims atomic.Int64
+			gate := make(chan struct{})
+			started := make(chan struct{}, 1)
+			issue := claimsIssuer(&n)
+			c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.Clock(clk.Now), jwtcache.IssueFunction(func(ctx context.Context) (jwtcache.Issued, error) {
+				if _, ok := jwtcache.ClaimsChallenge(ctx); ok {
+					withClaims.Add(1)
+				} else if n.Load() > 0 {
+					started <- struct{}{}
+					<-gate // the refresh, held until the test lets it end
+				}
+				return issue(ctx)
+			}))
+			first, err := c.EnsureToken(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(50 * time.Minute) // the refresh window: the next call starts a refresh
+			if _, err := c.EnsureToken(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			const burst = 5
+			var sent atomic.Int64
+			var once sync.Once
+			srv := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				if sent.Add(1) == burst && tt.endsFirst {
+					// The refresh ends and replaces the challenged token
+					// before the challenges come back.
+					once.Do(func() { close(gate) })
+					for tok, _ := c.EnsureToken(context.Background()); tok == first; tok, _ = c.EnsureToken(context.Background()) {
+						runtime.Gosched()
+					}
+				}
+				return (&claimsServer{}).RoundTrip(req)
+			})
+			tr := jwtcache.NewTransport(c, srv)
+			errs := make(chan error, burst)
+			for range burst {
+				go func() {
+					req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
+					resp, err := tr.RoundTrip(req)
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							err = errors.New(resp.Status)
+						}
+					}
+					errs <- err
+				}()
+			}
+			if !tt.endsFirst {
+				for sent.Load() < burst { // every request challenged, the refresh still held
+					runtime.Gosched()
+				}
+				once.Do(func() { close(gate) })
+			}
+			for range burst {
+				if err := <-errs; err != nil {
+					t.Errorf("RoundTrip(): %v; want 200 with a token fetched with the claims", err)
+				}
+			}
+			if got := withClaims.Load(); got != 1 {
+				t.Errorf("fetches with the claims = %d; want 1 for the burst", got)
+			}
+		})
+	}
+}
+
+// roundTripFunc adapts a function to http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -11,10 +11,22 @@ import (
 	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 )
 
-// fetchFunc returns the function the singleflight group runs for a fetch
-// started by a caller with context ctx.
-func (c *Cache) fetchFunc(ctx context.Context, force bool) func() (any, error) {
-	return func() (any, error) { return c.fetch(ctx, force) }
+// fetchFunc returns the function the flight runs for a fetch started by a
+// caller with context ctx. Its value is a flown.
+func (c *Cache) fetchFunc(ctx context.Context, renewOf string) func() (any, error) {
+	return func() (any, error) {
+		tok, claims, err := c.fetch(ctx, renewOf)
+		return flown{tok, claims}, err
+	}
+}
+
+// flown is the outcome of a fetch, as the callers that joined it see it.
+type flown struct {
+	tok Token
+	// claims are those of the claims challenge the token was fetched for
+	// (see ClaimsChallenge); "" for a fetch without, or one that called no
+	// source and returned the token held.
+	claims string
 }
 
 // fetch obtains a token through the cache's source and publishes the
@@ -22,16 +34,23 @@ func (c *Cache) fetchFunc(ctx context.Context, force bool) func() (any, error) {
 // values (a trace, say) but not its cancellation: it serves every caller that
 // joins it, not only the first. Its one context, bounded by the fetch timeout,
 // is the context of everything it does: store calls as well as the token
-// function. A forced fetch runs even if the token is fresh (see renew).
-func (c *Cache) fetch(ctx context.Context, force bool) (Token, error) {
+// function. A renewal of a token (renewOf, see renew) runs even if the token
+// is fresh, unless the cache holds another already, fetched for the same
+// claims challenge as the renewal's.
+func (c *Cache) fetch(ctx context.Context, renewOf string) (Token, string, error) {
 	start := c.now()
+	claims, _ := ClaimsChallenge(ctx)
 	// A caller that looked at the state just before the previous fetch
 	// published its outcome gets that outcome, not a fetch of its own.
 	e := c.load()
-	if e.live(start) && (c.fresh(e, start) && !force || e.Waiting(start)) {
-		return e.value(), nil
-	} else if e.Throttled(start) {
-		return Token{}, e.BackoffError(ErrBackoff, start)
+	renewed := renewOf != "" && e.token != renewOf && e.claims == claimsHash(claims)
+	switch {
+	case e.live(start) && renewed:
+		return e.value(), claims, nil
+	case e.live(start) && (c.fresh(e, start) && renewOf == "" || e.Waiting(start)):
+		return e.value(), "", nil
+	case e.Throttled(start):
+		return Token{}, "", e.BackoffError(ErrBackoff, start)
 	}
 	if e.live(start) && (c.clock.Since(start) < e.waitFor || e.Err != nil) {
 		c.stats.refreshesAhead.Add(1) // callers are served meanwhile
@@ -40,12 +59,12 @@ func (c *Cache) fetch(ctx context.Context, force bool) (Token, error) {
 
 	ctx, cancel := engine.Detach(ctx, c.cfg.fetchTimeout)
 	defer cancel()
-	a := &attempt{c: c, gen: e.gen, start: start}
+	a := &attempt{c: c, gen: e.gen, start: start, claims: claimsHash(claims)}
 	tok, err := engine.Protect(func() (Token, error) { return c.src.obtain(ctx, a) }, panicError)
 	if err != nil {
 		c.fail(err, c.now())
 	}
-	return tok, err
+	return tok, claims, err
 }
 
 // panicError is the error of a fetch that panicked.
@@ -67,9 +86,24 @@ type source interface {
 // attempt is one fetch, as its source sees it: it calls the token function
 // and admits tokens into the cache. It is used by one fetch only.
 type attempt struct {
-	c     *Cache
-	gen   uint64    // the entry's generation when the fetch began
-	start time.Time // when the fetch began
+	c      *Cache
+	gen    uint64    // the entry's generation when the fetch began
+	start  time.Time // when the fetch began
+	claims uint64    // claimsHash of the fetch's claims challenge
+}
+
+// claimsHash is what an entry keeps of the claims challenge its token was
+// fetched for: an FNV-1a hash, 0 for none.
+func claimsHash(claims string) uint64 {
+	if claims == "" {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for i := range len(claims) {
+		h ^= uint64(claims[i])
+		h *= 1099511628211
+	}
+	return h | 1
 }
 
 // issue calls the token function and admits what it returns.
@@ -78,12 +112,12 @@ func (a *attempt) issue(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	return a.c.admit(iss, a.gen, a.start, a.c.now(), time.Time{})
+	return a.c.admit(a, iss, a.c.now(), time.Time{})
 }
 
 // admit admits a token that arrived at received (see Cache.admit).
 func (a *attempt) admit(iss Issued, received, stored time.Time) (Token, error) {
-	return a.c.admit(iss, a.gen, a.start, received, stored)
+	return a.c.admit(a, iss, received, stored)
 }
 
 // held returns the token the cache holds; "" for none.
@@ -118,11 +152,13 @@ func (c *Cache) call(ctx context.Context) (Issued, error) {
 	return Issued{}, fmt.Errorf("jwtcache: fetch token: %w", err)
 }
 
-// admit checks a token that arrived at received from a fetch begun at start
-// when the entry's generation was gen, and publishes it if it can be cached.
+// admit checks a token that arrived at received from the fetch a, and
+// publishes it if it can be cached (unless the cache was invalidated since
+// a began).
 // A token adopted from a store comes with the expiry the store gave it
 // (stored), which bounds the one its claims give.
-func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time) (Token, error) {
+func (c *Cache) admit(a *attempt, iss Issued, received, stored time.Time) (Token, error) {
+	gen, start := a.gen, a.start
 	raw := iss.Token
 	if raw == "" {
 		return Token{}, ErrEmptyToken
@@ -192,7 +228,7 @@ func (c *Cache) admit(iss Issued, gen uint64, start, received, stored time.Time)
 	case !stored.IsZero() && !cl.iat.IsZero() && cl.iat.Before(received):
 		arrived = received.Add(cl.iat.Sub(received))
 	}
-	n := &entry{token: raw, scope: iss.Scope, freshFor: c.clock.Since(refreshAt), waitFor: c.clock.Since(waitAt), expiry: expiry, arrived: c.clock.Since(arrived), gen: gen}
+	n := &entry{token: raw, scope: iss.Scope, freshFor: c.clock.Since(refreshAt), waitFor: c.clock.Since(waitAt), expiry: expiry, arrived: c.clock.Since(arrived), gen: gen, claims: a.claims}
 	if old.token == raw || !received.Before(refreshAt) {
 		// No fresher token is to be had now: the token function returned the
 		// one held (it caches tokens itself), or the fetch took so long that
