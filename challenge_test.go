@@ -509,7 +509,7 @@ func TestChallenge_ClaimsDuringRefresh(t *testing.T) {
 					if err == nil {
 						resp.Body.Close()
 						if resp.StatusCode != http.StatusOK {
-							err = errors.New(resp.Status)
+							err = errors.New("status " + itoa(int64(resp.StatusCode)))
 						}
 					}
 					errs <- err
