@@ -6,6 +6,14 @@ import "errors"
 // token function, a [Store] or a server come back wrapped in them or beside
 // them, never holding a token.
 var (
+	// ErrInvalid is what an error for a value that cannot be meant wraps: an
+	// option out of its range, a nil argument. It names the option or the
+	// argument and the value. Constructors that return errors return it;
+	// the others (NewCache, NewCacheMap, NewTransport) log it at once and
+	// return it from every call, so that a mistake is loud, never deep in a
+	// request.
+	ErrInvalid = errors.New("jwtcache: invalid configuration")
+
 	// ErrNoTokenFunction is returned by every call of a [Cache] built without a
 	// [TokenFunction], or of a [CacheMap] built without a [MapTokenFunction].
 	ErrNoTokenFunction = errors.New("jwtcache: no token function")

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache/internal/challenge"
+	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 	"github.com/seed7aeb0c6e/jwtcache/internal/loopback"
 )
 
@@ -63,6 +67,13 @@ type Transport struct {
 	hosts      []string // normalized, see Hosts
 	restricted bool     // Hosts was given: only hosts may get the token
 	plainHTTP  bool     // InsecureAllowPlainHTTP
+	// err is the misuse found at construction (a nil cache, say), which
+	// every request returns, unsent.
+	err error
+	// logger is the cache's (or the map's keys'); dropped rate-limits its
+	// warnings of requests sent without their token.
+	logger  *slog.Logger
+	dropped dropLog
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -109,8 +120,9 @@ func (f transportOptionFunc) applyTransport(t *Transport) { f(t) }
 // ("api.example.com") matches it on any port, a host and port
 // ("api.example.com:8443", "[::1]:8443") only on that port. Names are compared
 // without regard to case or a trailing dot. Requests for other hosts are sent
-// without a token; Hosts with no host (an empty list from configuration, say)
-// lets no request have one. The default is every host the transport is used
+// without a token (their servers will likely answer 401), and a warning
+// naming the host is logged, at most once a minute per host; Hosts with no
+// host (an empty list from configuration, say) lets no request have one. The default is every host the transport is used
 // for; a client that may reach other hosts (through links, redirects, or user
 // input) should name them.
 func Hosts(hosts ...string) TransportOption {
@@ -145,17 +157,36 @@ func InsecureAllowPlainHTTP() TransportOption {
 }
 
 // NewTransport returns a transport that sends c's token on requests made
-// through base. A nil base is [http.DefaultTransport].
+// through base. A nil base is [http.DefaultTransport]. A nil c is a mistake:
+// the transport logs it at once, and every request fails, unsent, with an
+// error wrapping [ErrInvalid].
 func NewTransport(c *Cache, base http.RoundTripper, opts ...TransportOption) *Transport {
-	return newTransport(&Transport{base: base, cache: c}, opts)
+	t := &Transport{base: base, cache: c}
+	if c == nil {
+		t.err = fmt.Errorf("%w: NewTransport given a nil *Cache", ErrInvalid)
+	} else {
+		t.logger = c.cfg.logger
+	}
+	return newTransport(t, opts)
 }
 
 // NewMapTransport returns a transport that sends, on each request made through
 // base, the token of the key that key returns for it: a tenant from the
 // request's context, say. key is called once per request; an error from it
-// fails the request, unsent. A nil base is [http.DefaultTransport].
+// fails the request, unsent. A nil base is [http.DefaultTransport]. A nil m
+// or key is a mistake: the transport logs it at once, and every request
+// fails, unsent, with an error wrapping [ErrInvalid].
 func NewMapTransport(m *CacheMap, key func(*http.Request) (string, error), base http.RoundTripper, opts ...TransportOption) *Transport {
-	return newTransport(&Transport{base: base, m: m, key: key}, opts)
+	t := &Transport{base: base, m: m, key: key}
+	switch {
+	case m == nil:
+		t.err = fmt.Errorf("%w: NewMapTransport given a nil *CacheMap", ErrInvalid)
+	case key == nil:
+		t.err = fmt.Errorf("%w: NewMapTransport given a nil key function", ErrInvalid)
+	default:
+		t.logger = newConfig(m.cfg.cacheOpts).logger
+	}
+	return newTransport(t, opts)
 }
 
 func newTransport(t *Transport, opts []TransportOption) *Transport {
@@ -167,12 +198,26 @@ func newTransport(t *Transport, opts []TransportOption) *Transport {
 	if t.scheme == nil {
 		t.scheme = bearer{}
 	}
+	if t.logger == nil {
+		t.logger = slog.Default()
+	}
+	if t.err != nil {
+		t.logger.Error(t.err.Error())
+	}
 	return t
 }
 
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Header.Get("Authorization") != "" || !t.allowed(req) {
+	if t.err != nil {
+		closeBody(req)
+		return nil, t.err
+	}
+	if req.Header.Get("Authorization") != "" {
+		return t.transport().RoundTrip(req)
+	}
+	if why := t.denied(req); why != "" {
+		t.dropped.warn(t.logger, req.URL, why)
 		return t.transport().RoundTrip(req)
 	}
 	if err := t.secure(req); err != nil {
@@ -339,33 +384,66 @@ func (t *Transport) transport() http.RoundTripper {
 	return http.DefaultTransport
 }
 
-// allowed reports whether req may carry the token: its host is one of the
-// transport's hosts (if Hosts was given), and, if req follows redirects, every
-// request of the chain had req's scheme, host and port. The client sets
-// req.Response on a redirected request, and the base transport sets that
-// response's Request to the request before; a chain it cannot follow to its
-// start gets no token.
-func (t *Transport) allowed(req *http.Request) bool {
+// denied says why req may not carry the token, or "" if it may: its host
+// must be one of the transport's hosts (if Hosts was given), and, if req
+// follows redirects, every request of the chain must have had req's scheme,
+// host and port. The client sets req.Response on a redirected request, and
+// the base transport sets that response's Request to the request before; a
+// chain it cannot follow to its start gets no token.
+func (t *Transport) denied(req *http.Request) string {
 	if req.URL == nil {
-		return false
+		return "the request has no URL"
 	}
 	want := origin(req.URL)
 	for r := req; r.Response != nil; r = r.Response.Request {
 		prev := r.Response.Request
 		if prev == nil || prev.URL == nil || origin(prev.URL) != want {
-			return false
+			return "a redirect led to another origin"
 		}
 	}
 	if !t.restricted {
-		return true
+		return ""
 	}
 	hostPort, name := canonicalHost(req.URL), normalizeHost(req.URL.Hostname())
 	for _, h := range t.hosts {
 		if h == hostPort || h == name {
-			return true
+			return ""
 		}
 	}
-	return false
+	return "the host is not among the transport's Hosts"
+}
+
+// dropLog rate-limits the warnings of requests sent without their token:
+// one a minute per host, for the last maxDropHosts hosts.
+type dropLog struct {
+	mu    sync.Mutex // guards hosts
+	hosts map[string]*engine.Every
+}
+
+// maxDropHosts bounds the hosts a dropLog remembers; past it, it starts
+// afresh (so a client of many hosts may warn more often, never unboundedly).
+const maxDropHosts = 256
+
+// warn logs, at most once a minute for u's host, that a request to u was
+// sent without the token, and why.
+func (d *dropLog) warn(l *slog.Logger, u *url.URL, why string) {
+	host := "?"
+	if u != nil {
+		host = u.Host
+	}
+	d.mu.Lock()
+	if d.hosts == nil || len(d.hosts) >= maxDropHosts {
+		d.hosts = map[string]*engine.Every{}
+	}
+	e := d.hosts[host]
+	if e == nil {
+		e = &engine.Every{}
+		d.hosts[host] = e
+	}
+	d.mu.Unlock()
+	if e.Allow(time.Now(), time.Minute) {
+		l.Warn("jwtcache: request sent without its token", "host", host, "reason", why)
+	}
 }
 
 // origin returns u's scheme, host and port, the port being the scheme's

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -494,4 +496,81 @@ func TestTransport_OneBadEndpoint(t *testing.T) {
 	if n, most := calls.Load(), 3+int64(time.Since(start)/time.Second); n > most {
 		t.Errorf("%d fetches for 200 refusals; want at most %d, one per backoff", n, most)
 	}
+}
+
+// TestTransport_HostsMismatchLogged: a request for a host outside Hosts goes
+// out without the token, and the transport says so, naming the host and the
+// reason, once a minute per host; never the token.
+func TestTransport_HostsMismatchLogged(t *testing.T) {
+	logger, logs := newLogger()
+	c := jwtcache.NewCache(jwtcache.Logger(logger), jwtcache.TokenFunction(func(context.Context) (string, error) {
+		return "opaque-secret-token", nil
+	}))
+	var sent []string
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sent = append(sent, r.Header.Get("Authorization"))
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	})
+	tr := jwtcache.NewTransport(c, base, jwtcache.Hosts("api.example.com"))
+	for _, u := range []string{"https://other.example/a", "https://other.example/b", "https://third.example/", "https://api.example.com/"} {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("RoundTrip(%s) error = %v", u, err)
+		}
+		resp.Body.Close()
+	}
+	if want := []string{"", "", "", "Bearer opaque-secret-token"}; !slices.Equal(sent, want) {
+		t.Errorf("Authorization headers sent = %q; want %q", sent, want)
+	}
+	out := logs.String()
+	if got := logs.count("request sent without its token"); got != 2 {
+		t.Errorf("warnings = %d; want 2 (one per host, once a minute):\n%s", got, out)
+	}
+	for _, want := range []string{"host=other.example", "host=third.example", "not among the transport's Hosts"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "opaque-secret-token") {
+		t.Errorf("log holds the token:\n%s", out)
+	}
+}
+
+// TestTransport_Misuse: a transport given nil where a cache, a map or a key
+// function belongs says so at construction, and fails every request with an
+// error naming the argument, unsent; it never panics in a request.
+func TestTransport_Misuse(t *testing.T) {
+	m := jwtcache.NewCacheMap(jwtcache.Logger(nil))
+	tests := []struct {
+		name string
+		tr   func() *jwtcache.Transport
+		want string
+	}{
+		{"nil cache", func() *jwtcache.Transport { return jwtcache.NewTransport(nil, nil) }, "nil *Cache"},
+		{"nil map", func() *jwtcache.Transport { return jwtcache.NewMapTransport(nil, nil, nil) }, "nil *CacheMap"},
+		{"nil key function", func() *jwtcache.Transport { return jwtcache.NewMapTransport(m, nil, nil) }, "nil key function"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logger, logs := newLogger()
+			defer swapDefaultLogger(logger)()
+			tr := tt.tr()
+			if !strings.Contains(logs.String(), tt.want) {
+				t.Errorf("construction logged %q; want it to name %q", logs.String(), tt.want)
+			}
+			req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
+			_, err := tr.RoundTrip(req)
+			if !errors.Is(err, jwtcache.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("RoundTrip() error = %v; want ErrInvalid naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// swapDefaultLogger makes l slog's default until the returned func is called.
+func swapDefaultLogger(l *slog.Logger) func() {
+	old := slog.Default()
+	slog.SetDefault(l)
+	return func() { slog.SetDefault(old) }
 }
