@@ -111,8 +111,9 @@ type entry struct {
 	// make it fetch one per request.
 	rejections int32
 	// claims is the claimsHash of the claims challenge token was fetched
-	// for; 0 for none.
-	claims uint64
+	// for; 0 for none. 32 bits, beside rejections, to keep the entry at
+	// 144 bytes: a collision costs a claims challenge one renewal.
+	claims uint32
 }
 
 // never is the freshFor of an entry without a token.
@@ -134,6 +135,10 @@ func NewCache(opts ...Option) *Cache {
 		c.src = newShared(&c.cfg, c.parser, c.log)
 	}
 	c.entry.Store(&entry{freshFor: never})
+	if c.cfg.err != nil && c.cfg.key == "" {
+		// A CacheMap has said so already, and builds no key's Cache.
+		c.log(slog.LevelError, c.cfg.invalidity().Error())
+	}
 	return c
 }
 
@@ -327,6 +332,9 @@ func (c *Cache) update(fn func(*entry) *entry) *entry {
 
 // get is the path of every call that is not a hit.
 func (c *Cache) get(ctx context.Context) (Token, error) {
+	if err := c.cfg.invalidity(); err != nil {
+		return Token{}, err
+	}
 	if c.cfg.tokenFunc == nil {
 		return Token{}, ErrNoTokenFunction // the zero Cache too
 	}

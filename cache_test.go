@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"strings"
 	"sync"
@@ -179,7 +180,7 @@ func TestCache_Lifecycle(t *testing.T) {
 	})
 
 	t.Run("headroom waits for a fresh token", func(t *testing.T) {
-		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(0))
+		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(jwtcache.Off))
 		first := mustToken(t, c)
 		clk.Advance(96 * time.Second) // the headroom: the last 4.95s of 99s
 		if got := mustToken(t, c); got == first {
@@ -191,7 +192,7 @@ func TestCache_Lifecycle(t *testing.T) {
 	})
 
 	t.Run("headroom keeps the old token when the fetch fails", func(t *testing.T) {
-		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(0))
+		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(jwtcache.Off))
 		first := mustToken(t, c)
 		p.setFail(errors.New("idp down"))
 		clk.Advance(96 * time.Second) // the headroom: the last 4.95s of 99s
@@ -206,7 +207,7 @@ func TestCache_Lifecycle(t *testing.T) {
 	})
 
 	t.Run("expired token is never served", func(t *testing.T) {
-		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(0))
+		c, p, clk := newTestCache(life, jwtcache.RefreshAhead(jwtcache.Off))
 		mustToken(t, c)
 		p.setFail(errors.New("idp down"))
 		clk.Advance(100 * time.Second)
@@ -220,7 +221,7 @@ func TestCache_ShortLifetime(t *testing.T) {
 	// A token that lives 4s, under the 10s headroom, is still served: its
 	// local expiry is 3s (a second off for iat's truncation), and the
 	// headroom is capped at half of that, 1.5s.
-	c, p, clk := newTestCache(4*time.Second, jwtcache.RefreshAhead(0))
+	c, p, clk := newTestCache(4*time.Second, jwtcache.RefreshAhead(jwtcache.Off))
 	first := mustToken(t, c)
 	for range 9 {
 		clk.Advance(100 * time.Millisecond)
@@ -258,7 +259,7 @@ func TestCache_ClockSkew(t *testing.T) {
 			logger, logs := newLogger()
 			var calls atomic.Int64
 			c := jwtcache.NewCache(
-				jwtcache.Clock(clk.Now), jwtcache.Logger(logger), jwtcache.RefreshAhead(0),
+				jwtcache.Clock(clk.Now), jwtcache.Logger(logger), jwtcache.RefreshAhead(jwtcache.Off),
 				jwtcache.TokenFunction(func(context.Context) (string, error) {
 					calls.Add(1)
 					return mintAt(clk.Now().Add(tt.skew), 5*time.Minute), nil
@@ -676,16 +677,89 @@ func TestCache_NothingSecretInErrors(t *testing.T) {
 	}
 }
 
-func TestCache_OptionClamps(t *testing.T) {
-	// Out-of-range values are clamped, never a panic or a cache that
-	// refetches on every call.
-	c, p, clk := newTestCache(time.Minute,
-		jwtcache.Headroom(-time.Second), jwtcache.RefreshAhead(-1), jwtcache.Backoff(-1, -1),
-		jwtcache.FetchTimeout(-1), nil)
+// TestOptionBounds: one rule for every option that takes a number: zero is
+// the default, Off turns the feature off, and a value that cannot be meant
+// is an error wrapping ErrInvalid that names the option and the value,
+// returned by every call of the Cache or CacheMap (which fetches nothing) and
+// logged once, at construction.
+func TestOptionBounds(t *testing.T) {
+	tests := []struct {
+		opt  jwtcache.MapOption
+		want string // in the error; "" for a valid option
+	}{
+		{jwtcache.Headroom(-time.Second), "Headroom(-1s)"},
+		{jwtcache.Headroom(0), ""},
+		{jwtcache.Headroom(jwtcache.Off), ""},
+		{jwtcache.RefreshAhead(-0.5), "RefreshAhead(-0.5)"},
+		{jwtcache.RefreshAhead(0.75), "RefreshAhead(0.75)"},
+		{jwtcache.RefreshAhead(math.NaN()), "RefreshAhead(NaN)"},
+		{jwtcache.RefreshAhead(0), ""},
+		{jwtcache.RefreshAhead(0.5), ""},
+		{jwtcache.RefreshAhead(jwtcache.Off), ""},
+		{jwtcache.Backoff(-1, time.Second), "Backoff(-1ns, 1s)"},
+		{jwtcache.Backoff(time.Second, -1), "Backoff(1s, -1ns)"},
+		{jwtcache.Backoff(time.Minute, time.Second), "Backoff(1m0s, 1s)"},
+		{jwtcache.Backoff(0, 500*time.Millisecond), "Backoff(0s, 500ms)"},
+		{jwtcache.Backoff(0, 0), ""},
+		{jwtcache.Backoff(time.Minute, 0), ""},
+		{jwtcache.FetchTimeout(-time.Second), "FetchTimeout(-1s)"},
+		{jwtcache.FetchTimeout(0), ""},
+		{jwtcache.MaxKeys(-2), "MaxKeys(-2)"},
+		{jwtcache.MaxKeys(0), ""},
+		{jwtcache.MaxKeys(jwtcache.Off), ""},
+		{jwtcache.IdleTimeout(-time.Minute), "IdleTimeout(-1m0s)"},
+		{jwtcache.IdleTimeout(0), ""},
+		{jwtcache.IdleTimeout(jwtcache.Off), ""},
+		{jwtcache.MapHeadroom(-time.Second), "Headroom(-1s)"},
+	}
+	for _, tt := range tests {
+		name := tt.want
+		if name == "" {
+			name = fmt.Sprintf("valid %T %v", tt.opt, tt.opt)
+		}
+		t.Run(name, func(t *testing.T) {
+			logger, logs := newLogger()
+			var calls atomic.Int64
+			tf := func(context.Context, string) (string, error) { calls.Add(1); return mintAt(time.Now(), time.Hour), nil }
+			m := jwtcache.NewCacheMap(jwtcache.Logger(logger), jwtcache.MapTokenFunction(tf), tt.opt)
+			_, err := m.EnsureToken(context.Background(), "acme")
+			if o, ok := tt.opt.(jwtcache.Option); ok {
+				c := jwtcache.NewCache(jwtcache.Logger(logger), jwtcache.TokenFunction(func(ctx context.Context) (string, error) { return tf(ctx, "") }), o)
+				if _, cerr := c.EnsureToken(context.Background()); (cerr == nil) != (err == nil) {
+					t.Errorf("Cache: EnsureToken() error = %v; the map's is %v", cerr, err)
+				}
+			}
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("EnsureToken() error = %v; want none", err)
+				}
+				return
+			}
+			if !errors.Is(err, jwtcache.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("EnsureToken() error = %v; want ErrInvalid naming %s", err, tt.want)
+			}
+			if calls.Load() != 0 {
+				t.Errorf("token function called %d times; want none", calls.Load())
+			}
+			want := 1 // the map's
+			if _, ok := tt.opt.(jwtcache.Option); ok {
+				want++ // and the Cache's
+			}
+			if got := logs.count(tt.want); got != want {
+				t.Errorf("construction logged the error %d times; want %d, once each:\n%s", got, want, logs)
+			}
+		})
+	}
+}
+
+// TestCache_Off: Off turns headroom and refresh-ahead off: a token is served
+// until it expires, and refetched only then.
+func TestCache_Off(t *testing.T) {
+	c, p, clk := newTestCache(time.Minute, jwtcache.Headroom(jwtcache.Off), jwtcache.RefreshAhead(jwtcache.Off))
 	first := mustToken(t, c)
 	clk.Advance(58 * time.Second) // no headroom, no refresh-ahead: still served
 	if got := mustToken(t, c); got != first || p.calls.Load() != 1 {
-		t.Errorf("token refetched with headroom and refresh-ahead clamped to zero")
+		t.Errorf("token refetched with headroom and refresh-ahead off")
 	}
 }
 

@@ -65,6 +65,16 @@ type mapConfig struct {
 	cacheOpts   []Option
 	epoch       time.Time     // shared by every key's Cache
 	stampEvery  time.Duration // how stale a slot's stamp may get before a hit renews it
+	// err is the first option found invalid, the map's or its keys'
+	// Caches'; a map with one returns it from every call.
+	err error
+}
+
+// check records err, the first invalid option of m.
+func (m *mapConfig) check(err error) {
+	if m.err == nil && err != nil {
+		m.err = err
+	}
 }
 
 // MapOption configures a [CacheMap]. Every [Option] is a MapOption too, and
@@ -121,20 +131,39 @@ func MapIssueFunction(f func(ctx context.Context, key string) (Issued, error)) M
 // MaxKeys bounds how many keys the map holds. When a new key takes it past n,
 // the least recently used tenth of the keys is dropped (by a last-use stamp
 // kept to the second, not an exact LRU list); under concurrent inserts the map
-// may briefly hold a few more than n. Zero or less means no bound, for callers
-// whose keys are few and known. The default is 10,000.
+// may briefly hold a few more than n. [Off] means no bound, for callers whose
+// keys are few and known; another negative n is an error. The default (0) is
+// 10,000.
 func MaxKeys(n int) MapOption {
-	return mapOptionFunc(func(m *mapConfig) { m.maxKeys = n })
+	return mapOptionFunc(func(m *mapConfig) {
+		switch {
+		case n == Off:
+			m.maxKeys = 0
+		case n < 0:
+			m.check(invalid("MaxKeys", n, "a negative bound cannot be meant; give 0 for the default, 10000, or Off for none"))
+		case n > 0:
+			m.maxKeys = n
+		}
+	})
 }
 
 // IdleTimeout drops a key not asked for during d, with its token. The map
 // sweeps its keys on its callers' goroutines, at most every d/4, so a key goes
 // between d and about 1.25·d after its last use (later if the map is not
 // called at all); last uses are kept to the second, or to d/8 if that is
-// finer. Zero or less keeps idle keys until MaxKeys evicts them. The default
-// is an hour.
+// finer. [Off] keeps idle keys until MaxKeys evicts them; another negative d
+// is an error. The default (0) is an hour.
 func IdleTimeout(d time.Duration) MapOption {
-	return mapOptionFunc(func(m *mapConfig) { m.idleTimeout = d })
+	return mapOptionFunc(func(m *mapConfig) {
+		switch {
+		case d == Off:
+			m.idleTimeout = 0
+		case d < 0:
+			m.check(invalid("IdleTimeout", d, "a negative timeout cannot be meant; give 0 for the default, 1h, or Off to keep idle keys"))
+		case d > 0:
+			m.idleTimeout = d
+		}
+	})
 }
 
 // NewCacheMap returns a map configured by opts. Options that are [Option]s
@@ -155,8 +184,13 @@ func NewCacheMap(opts ...MapOption) *CacheMap {
 	// Every key's Cache measures time from the map's epoch, so that the
 	// time a hit reads also stamps the key's slot.
 	cfg.epoch = time.Now()
-	if clock := newConfig(cfg.cacheOpts).clock; clock != nil {
-		cfg.epoch = clock()
+	keys := newConfig(cfg.cacheOpts)
+	if keys.clock != nil {
+		cfg.epoch = keys.clock()
+	}
+	cfg.check(keys.invalidity())
+	if cfg.err != nil {
+		keys.logger.Error(cfg.err.Error(), "cache", cfg.name)
 	}
 	return &CacheMap{cfg: cfg}
 }
@@ -247,6 +281,9 @@ func (m *CacheMap) get(ctx context.Context, key string, s *slot) (Token, error) 
 // as its Cache does. No lock is held: building a Cache fetches nothing, and
 // two callers that add the key at once agree on one Cache.
 func (m *CacheMap) miss(ctx context.Context, key string) (Token, error) {
+	if m.cfg.err != nil {
+		return Token{}, m.cfg.err
+	}
 	if key == "" {
 		return Token{}, ErrEmptyKey
 	}

@@ -137,7 +137,7 @@ func TestCacheMap_BadInput(t *testing.T) {
 func TestCacheMap_CacheOptions(t *testing.T) {
 	logger, logs := newLogger()
 	m, p, clk := newTestMap(time.Minute,
-		jwtcache.Headroom(0), jwtcache.RefreshAhead(0), jwtcache.Logger(logger),
+		jwtcache.Headroom(jwtcache.Off), jwtcache.RefreshAhead(jwtcache.Off), jwtcache.Logger(logger),
 		jwtcache.Name("ignored"), jwtcache.MapName("billing"))
 	for _, key := range []string{"a", "b"} {
 		first := mustMapToken(t, m, key)
@@ -337,7 +337,7 @@ func TestCacheMap_HitDoesNotAllocate(t *testing.T) {
 }
 
 func TestCacheMap_Unbounded(t *testing.T) {
-	m, _, clk := newTestMap(time.Hour, jwtcache.MaxKeys(0), jwtcache.IdleTimeout(0))
+	m, _, clk := newTestMap(time.Hour, jwtcache.MaxKeys(jwtcache.Off), jwtcache.IdleTimeout(jwtcache.Off))
 	for i := range 300 {
 		mustMapToken(t, m, "k"+strconv.Itoa(i))
 		clk.Advance(time.Hour / 2)
@@ -358,7 +358,7 @@ func TestCacheMap_MemoryPerKey(t *testing.T) {
 	// Every key gets the same pre-minted token, so that only the map's own
 	// memory is measured; the token's bytes are shared.
 	tok := mintAt(clk.Now(), time.Hour)
-	m := jwtcache.NewCacheMap(jwtcache.Clock(clk.Now), jwtcache.Logger(nil), jwtcache.MaxKeys(0),
+	m := jwtcache.NewCacheMap(jwtcache.Clock(clk.Now), jwtcache.Logger(nil), jwtcache.MaxKeys(jwtcache.Off),
 		jwtcache.MapTokenFunction(func(context.Context, string) (string, error) { return tok, nil }))
 	names := make([]string, keys)
 	for i := range names {
@@ -448,7 +448,7 @@ func mapKey(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i
 func warmMap(b *testing.B, n int) (*jwtcache.CacheMap, string) {
 	b.Helper()
 	tok := mint(b, time.Now(), time.Hour)
-	m := jwtcache.NewCacheMap(jwtcache.MaxKeys(0), jwtcache.Logger(nil),
+	m := jwtcache.NewCacheMap(jwtcache.MaxKeys(jwtcache.Off), jwtcache.Logger(nil),
 		jwtcache.MapTokenFunction(func(context.Context, string) (string, error) { return tok, nil }))
 	for i := range n {
 		if _, err := m.EnsureToken(context.Background(), mapKey(i)); err != nil {

@@ -364,7 +364,7 @@ func TestFaults_ClockJump(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(0))
+			c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(jwtcache.Off))
 			x := &expiries{}
 			ctx := context.Background()
 			if _, err := c.Token(ctx); err != nil {
@@ -426,7 +426,7 @@ func TestFaults_ClockJumpDuringFetch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(0))
+			c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(jwtcache.Off))
 			p.set(func(_ context.Context, now time.Time, n int64) (string, error) {
 				tok := mintAt(now, time.Hour)
 				if n == 1 {
@@ -622,7 +622,7 @@ func TestFaults_ClockJumpWhileWaiting(t *testing.T) {
 func TestFaults_ClockRandomWalk(t *testing.T) {
 	errIDP := errors.New("flaky idp")
 	rng := mrand.New(mrand.NewPCG(3, 4))
-	c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(0))
+	c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(jwtcache.Off))
 	clk.Advance(time.Hour) // the walk stays after the cache's creation
 	var flaky atomic.Bool
 	p.set(func(_ context.Context, now time.Time, _ int64) (string, error) {

@@ -89,19 +89,19 @@ type attempt struct {
 	c      *Cache
 	gen    uint64    // the entry's generation when the fetch began
 	start  time.Time // when the fetch began
-	claims uint64    // claimsHash of the fetch's claims challenge
+	claims uint32    // claimsHash of the fetch's claims challenge
 }
 
 // claimsHash is what an entry keeps of the claims challenge its token was
-// fetched for: an FNV-1a hash, 0 for none.
-func claimsHash(claims string) uint64 {
+// fetched for: a 32-bit FNV-1a hash, 0 for none.
+func claimsHash(claims string) uint32 {
 	if claims == "" {
 		return 0
 	}
-	h := uint64(14695981039346656037)
+	h := uint32(2166136261)
 	for i := range len(claims) {
-		h ^= uint64(claims[i])
-		h *= 1099511628211
+		h ^= uint32(claims[i])
+		h *= 16777619
 	}
 	return h | 1
 }

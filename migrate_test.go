@@ -100,7 +100,7 @@ func TestMigrate_MapOptionTwins(t *testing.T) {
 // probeHeadroom fetches a 10-minute token, then asks again 30 seconds before
 // it expires: inside a one-minute headroom, outside the default 10 seconds.
 func probeHeadroom(t *testing.T, opt jwtcache.MapOption) string {
-	m, p, clk := newTestMap(10*time.Minute, jwtcache.RefreshAhead(0), opt)
+	m, p, clk := newTestMap(10*time.Minute, jwtcache.RefreshAhead(jwtcache.Off), opt)
 	mustMapToken(t, m, "acme")
 	clk.Advance(9*time.Minute + 30*time.Second)
 	mustMapToken(t, m, "acme")

@@ -2,6 +2,7 @@ package jwtcache
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"time"
@@ -86,6 +87,38 @@ type config struct {
 	// Set by a CacheMap for its keys' Caches.
 	key   string    // logged beside the name
 	epoch time.Time // shared, so that the map can read the keys' clock
+
+	// err is the first option found invalid (see invalid); a cache with one
+	// returns it from every call. A pointer, to keep each key of a CacheMap
+	// small: nil for a valid configuration.
+	err *error
+}
+
+// Off, given to an option that takes a number (RefreshAhead, Headroom,
+// MaxKeys, IdleTimeout, and those of packages verify and provider that say
+// so), turns its feature off. It is the one negative value such options
+// take: another negative duration, size or fraction is an error wrapping
+// [ErrInvalid], and zero is the option's default.
+const Off = -1
+
+// invalid returns the error of an option given a value that cannot be meant.
+func invalid(option string, value any, want string) error {
+	return fmt.Errorf("%w: %s(%v): %s", ErrInvalid, option, value, want)
+}
+
+// check records err, the first invalid option of c.
+func (c *config) check(err error) {
+	if c.err == nil {
+		c.err = &err
+	}
+}
+
+// invalidity returns the first invalid option of c, or nil.
+func (c *config) invalidity() error {
+	if c.err == nil {
+		return nil
+	}
+	return *c.err
 }
 
 // discard is the logger of a cache given a nil Logger; shared, so that the
@@ -111,22 +144,6 @@ func newConfig(opts []Option) config {
 	}
 	if c.logger == nil {
 		c.logger = discard
-	}
-	c.headroom = max(c.headroom, 0)
-	switch {
-	case math.IsNaN(c.refreshAhead):
-		c.refreshAhead = defaultRefreshAhead
-	case c.refreshAhead < 0:
-		c.refreshAhead = 0
-	case c.refreshAhead > maxRefreshAhead:
-		c.refreshAhead = maxRefreshAhead
-	}
-	if c.backoffMin <= 0 {
-		c.backoffMin = defaultBackoffMin
-	}
-	c.backoffMax = max(c.backoffMax, c.backoffMin)
-	if c.fetchTimeout <= 0 {
-		c.fetchTimeout = defaultFetchTimeout
 	}
 	return c
 }
@@ -224,9 +241,19 @@ func Logger(l *slog.Logger) Option {
 // the token has left from the fetch's start, so that short-lived tokens are
 // not replaced long before they must be: 200ms for a 5-second token (4 seconds
 // of local life), 3 seconds for a one-minute token. A negative headroom is
-// taken as zero. The default is 10 seconds.
+// An error for a negative d but [Off], which leaves none: callers are
+// served a token until it expires. The default (0) is 10 seconds.
 func Headroom(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.headroom = d })
+	return optionFunc(func(c *config) {
+		switch {
+		case d == Off:
+			c.headroom = 0
+		case d < 0:
+			c.check(invalid("Headroom", d, "a negative headroom cannot be meant; give 0 for the default, 10s, or Off for none"))
+		case d > 0:
+			c.headroom = d
+		}
+	})
 }
 
 // RefreshAhead sets, as a fraction of the token's local life (the life it has
@@ -237,11 +264,20 @@ func Headroom(d time.Duration) Option {
 // replicas that fetched together do not refresh together. With the default,
 // 0.25, a token is replaced between 0.75 and 0.8 of its local life, whatever
 // its lifetime (five seconds or a day), and a fetch that takes up to 15% of the
-// life still finishes before any caller waits. Zero turns refresh-ahead off
-// (callers then wait for a fresh token in the headroom); a negative fraction is
-// taken as zero, one above 0.5 as 0.5. The default is 0.25.
+// life still finishes before any caller waits. [Off] turns refresh-ahead off
+// (callers then wait for a fresh token in the headroom); a fraction outside
+// (0, 0.5] is an error. The default (0) is 0.25.
 func RefreshAhead(fraction float64) Option {
-	return optionFunc(func(c *config) { c.refreshAhead = fraction })
+	return optionFunc(func(c *config) {
+		switch {
+		case fraction == Off:
+			c.refreshAhead = 0
+		case math.IsNaN(fraction) || fraction < 0 || fraction > maxRefreshAhead:
+			c.check(invalid("RefreshAhead", fraction, "a fraction of the token's life in (0, 0.5]; 0 for the default, 0.25, or Off for none"))
+		case fraction > 0:
+			c.refreshAhead = fraction
+		}
+	})
 }
 
 // Backoff sets the bounds of the delay after a failed fetch, during which the
@@ -255,20 +291,40 @@ func RefreshAhead(fraction float64) Option {
 // token has left and at least minDelay, so that the cache tries again before
 // the token expires. During backoff, callers get the cached token while it has
 // not expired, and the last error, wrapped in [ErrBackoff], when it has. A
-// minDelay of zero or less is taken as the default, a maxDelay below minDelay
-// as minDelay. The defaults are 1 second and 30 seconds.
+// zero bound is its default; a negative one, or a maxDelay below minDelay, is
+// an error. The defaults are 1 second and 30 seconds (or minDelay, if more).
 func Backoff(minDelay, maxDelay time.Duration) Option {
-	return optionFunc(func(c *config) { c.backoffMin, c.backoffMax = minDelay, maxDelay })
+	return optionFunc(func(c *config) {
+		lo, hi := minDelay, maxDelay
+		if lo == 0 {
+			lo = defaultBackoffMin
+		}
+		if hi == 0 {
+			hi = max(defaultBackoffMax, lo)
+		}
+		if minDelay < 0 || maxDelay < 0 || hi < lo {
+			c.check(invalid("Backoff", fmt.Sprintf("%v, %v", minDelay, maxDelay), "bounds of 0 (the default) or more, the second no less than the first"))
+			return
+		}
+		c.backoffMin, c.backoffMax = lo, hi
+	})
 }
 
 // FetchTimeout bounds each fetch: the call of the token function and, with a
 // [SharedStore], the store calls before it (each of which gets at most a tenth
 // of it). The fetch runs on a context detached from the caller that started
 // it, so that one caller giving up does not fail the others waiting for the
-// same fetch; this timeout is what ends a fetch that hangs. Zero or less is
-// taken as the default. The default is 15 seconds.
+// same fetch; this timeout is what ends a fetch that hangs. A negative d is
+// an error. The default (0) is 15 seconds.
 func FetchTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.fetchTimeout = d })
+	return optionFunc(func(c *config) {
+		switch {
+		case d < 0:
+			c.check(invalid("FetchTimeout", d, "a negative timeout cannot be meant; give 0 for the default, 15s"))
+		case d > 0:
+			c.fetchTimeout = d
+		}
+	})
 }
 
 // Clock replaces the system clock, for tests. With a clock set, every expiry
