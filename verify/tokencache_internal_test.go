@@ -5,12 +5,12 @@ import (
 	"testing"
 )
 
-// TestVerifierCache_Key: a cache's key of a token is the same every time, and
+// TestTokenCache_Key: a cache's key of a token is the same every time, and
 // differs for another token, for another cache (whose secret key is its own),
 // and, where GCM is refused, is the token's SHA-256.
-func TestVerifierCache_Key(t *testing.T) {
+func TestTokenCache_Key(t *testing.T) {
 	const tok, other = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "eyJhbGciOiJFUzI1NiJ9.e30.c2lo"
-	a, b := newVerifierCache(10), newVerifierCache(10)
+	a, b := newTokenCache(10), newTokenCache(10)
 	if a.mac == nil { // GCM refused (FIPS 140-only mode)
 		if got, want := a.key(tok), sha256.Sum256([]byte(tok)); got != want {
 			t.Errorf("key(tok) without GCM = %x; want its SHA-256 %x", got, want)
