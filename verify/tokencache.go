@@ -5,38 +5,51 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
+	mrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/shardmap"
 	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
 
 // tokenCache is the verified-token cache: the tokens verified, by a keyed
 // hash of their text (see key), which keeps the tokens themselves out of
-// memory, in shards of their own lock, so that concurrent hits do not contend
-// on one.
+// memory. A hit is a lookup in a [shardmap.Map], which takes no lock and
+// writes no shared memory, so that parallel hits of one token scale as the
+// KeySet's lookups do; the writes (a token added, evicted or dropped) copy
+// one shard of the map.
 type tokenCache struct {
-	// shards and mac are written once by newTokenCache and only read
-	// after. mac is nil where GCM is refused (FIPS 140-only mode): keys are
-	// then SHA-256 sums.
-	shards []cacheShard
-	mac    cipher.AEAD
+	// m holds the tokens; its entries are never modified once stored.
+	m shardmap.Map[[sha256.Size]byte, cacheEntry]
+	// mac and max are written once by newTokenCache and only read after.
+	// mac is nil where GCM is refused (FIPS 140-only mode): keys are then
+	// SHA-256 sums.
+	mac cipher.AEAD
+	max int
 	// tags holds the buffers mac.Seal writes a tag to, which would escape
 	// to the heap on every call: the method is called through an interface.
-	tags sync.Pool
+	tags sync.Pool // of *tagBuffer
+
+	mu sync.Mutex // serializes the writers of m and n, add and remove
+	// n is the number of tokens in m, written under mu with m, so that add
+	// never lets it pass max; atomic, so that len reads it without mu.
+	n atomic.Int64
+}
+
+// tagBuffer is a buffer of tokenCache.tags, padded to two cache lines: bare
+// 16-byte buffers share a line with each other and with the small strings
+// (a kid) that hits read, and two processors writing their tags to one line
+// made parallel hits no faster than serial ones.
+type tagBuffer struct {
+	tag [16]byte
+	_   [128 - 16]byte
 }
 
 // cacheNonce is the nonce of every tag of a tokenCache's mac: see key.
 var cacheNonce [12]byte
-
-// cacheShard is a part of a tokenCache.
-type cacheShard struct {
-	mu sync.RWMutex
-	// guards m
-	m   map[[sha256.Size]byte]cacheEntry
-	max int // written once by newTokenCache
-	_   [64]byte
-}
 
 // cacheEntry is a verified token. It is never modified once in the cache.
 type cacheEntry struct {
@@ -44,35 +57,17 @@ type cacheEntry struct {
 	kid    string // of the key that verified it
 }
 
-// cacheShards is the number of shards of a cache of cacheShardMin
-// tokens or more; a smaller cache has one.
-const (
-	cacheShards   = 16
-	cacheShardMin = 16 * cacheShards
-)
-
 // cacheSample is how many tokens eviction compares.
 const cacheSample = 8
 
-// newTokenCache returns a cache of at most size tokens.
+// newTokenCache returns a cache of at most size tokens, size > 0.
 func newTokenCache(size int) *tokenCache {
-	n := 1
-	if size >= cacheShardMin {
-		n = cacheShards
-	}
-	c := &tokenCache{shards: make([]cacheShard, n)}
-	c.tags.New = func() any { return new([16]byte) }
+	c := &tokenCache{max: size}
+	c.tags.New = func() any { return new(tagBuffer) }
 	var k [32]byte
 	_, _ = rand.Read(k[:]) // never fails, says crypto/rand
 	if b, err := aes.NewCipher(k[:]); err == nil {
 		c.mac, _ = cipher.NewGCM(b) // nil in FIPS 140-only mode
-	}
-	for i := range c.shards {
-		c.shards[i].max = size / n
-		if i < size%n {
-			c.shards[i].max++
-		}
-		c.shards[i].m = make(map[[sha256.Size]byte]cacheEntry)
 	}
 	return c
 }
@@ -99,79 +94,86 @@ func (c *tokenCache) key(token string) (k [sha256.Size]byte) {
 	if c.mac == nil {
 		return sha256.Sum256(jose.Bytes(token))
 	}
-	buf := c.tags.Get().(*[16]byte)
-	copy(k[:], c.mac.Seal(buf[:0], cacheNonce[:], nil, jose.Bytes(token)))
+	buf := c.tags.Get().(*tagBuffer)
+	copy(k[:], c.mac.Seal(buf.tag[:0], cacheNonce[:], nil, jose.Bytes(token)))
 	c.tags.Put(buf)
 	return k
 }
 
-// shard returns the shard of the token whose key is sum.
-func (c *tokenCache) shard(sum *[sha256.Size]byte) *cacheShard {
-	return &c.shards[int(sum[0])%len(c.shards)]
+// hash returns the shardmap hash of the token whose key is sum: its first 8
+// bytes, which are uniform (a tag under a secret key, or a SHA-256), with a
+// bit set, as shardmap requires.
+func hash(sum *[sha256.Size]byte) uint64 {
+	return binary.LittleEndian.Uint64(sum[:8]) | 1<<63
 }
 
-// get returns the token whose key is sum.
-func (c *tokenCache) get(sum *[sha256.Size]byte) (cacheEntry, bool) {
-	s := c.shard(sum)
-	s.mu.RLock()
-	e, ok := s.m[*sum]
-	s.mu.RUnlock()
-	return e, ok
+// get returns the token whose key is sum. It takes no lock and writes
+// nothing.
+func (c *tokenCache) get(sum *[sha256.Size]byte) (*cacheEntry, bool) {
+	return c.m.Load(hash(sum), *sum)
 }
 
-// remove drops the token whose key is sum.
-func (c *tokenCache) remove(sum *[sha256.Size]byte) {
-	s := c.shard(sum)
-	s.mu.Lock()
-	delete(s.m, *sum)
-	s.mu.Unlock()
+// remove drops e, the token whose key is sum, unless another entry took its
+// place. It is the path of a hit that fails (an expired token, or one whose
+// key left), once per token: it may take a lock.
+func (c *tokenCache) remove(sum *[sha256.Size]byte, e *cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m.Delete(hash(sum), *sum, e) {
+		c.n.Add(-1)
+	}
 }
 
 // add adds e, the token whose key is sum, and returns its claims; if a
 // concurrent call added the token first, it keeps that entry and returns its
 // claims, so that every caller after the first gets the same. In a full
-// shard, it first drops the tokens, of cacheSample taken at random, that
-// are expired at now with leeway d, or else the one that expires soonest.
-func (c *tokenCache) add(sum *[sha256.Size]byte, e cacheEntry, d time.Duration, now time.Time) *Claims {
-	s := c.shard(sum)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if x, ok := s.m[*sum]; ok {
+// cache, it first drops the tokens, of cacheSample taken at random, that are
+// expired at now with leeway d, or else the one that expires soonest: the
+// eviction is the writer's work, never a reader's.
+func (c *tokenCache) add(sum *[sha256.Size]byte, e *cacheEntry, d time.Duration, now time.Time) *Claims {
+	h := hash(sum)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x, ok := c.m.Load(h, *sum); ok {
 		return x.claims
 	}
-	if len(s.m) >= s.max {
-		var soonest [sha256.Size]byte
-		var soonestAt time.Time
-		dropped, n := false, 0
-		// Map iteration starts at random.
-		for k, x := range s.m {
-			at := x.claims.expiry.Add(d)
-			if !now.Before(at) {
-				delete(s.m, k)
-				dropped = true
-			} else if n == 0 || at.Before(soonestAt) {
-				soonest, soonestAt = k, at
-			}
-			if n++; n == cacheSample {
-				break
-			}
-		}
-		if !dropped {
-			delete(s.m, soonest)
-		}
+	if c.n.Load() >= int64(c.max) {
+		c.evict(d, now)
 	}
-	s.m[*sum] = e
-	return e.claims
+	x, loaded := c.m.LoadOrStore(h, *sum, e)
+	if !loaded {
+		c.n.Add(1)
+	}
+	return x.claims
+}
+
+// evict drops the tokens, of cacheSample from a random one on, that are
+// expired at now with leeway d, or if none is, the one of them that expires
+// soonest. It is called with mu held.
+func (c *tokenCache) evict(d time.Duration, now time.Time) {
+	type entry = shardmap.Entry[[sha256.Size]byte, cacheEntry]
+	var expired []entry
+	var soonest entry
+	var soonestAt time.Time
+	n := 0
+	c.m.RangeFrom(mrand.Uint64(), func(x entry) bool {
+		at := x.Value.claims.expiry.Add(d)
+		switch {
+		case !now.Before(at):
+			expired = append(expired, x)
+		case soonest.Hash == 0 || at.Before(soonestAt):
+			soonest, soonestAt = x, at
+		}
+		n++
+		return n < cacheSample
+	})
+	if len(expired) == 0 && soonest.Hash != 0 {
+		expired = append(expired, soonest)
+	}
+	if len(expired) > 0 {
+		c.n.Add(-int64(len(c.m.DeleteAll(expired))))
+	}
 }
 
 // len returns the number of tokens in c.
-func (c *tokenCache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.m)
-		s.mu.RUnlock()
-	}
-	return n
-}
+func (c *tokenCache) len() int { return int(c.n.Load()) }

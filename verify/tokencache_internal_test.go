@@ -2,7 +2,12 @@ package verify
 
 import (
 	"crypto/sha256"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/shardmap"
 )
 
 // TestTokenCache_Key: a cache's key of a token is the same every time, and
@@ -33,5 +38,38 @@ func TestTokenCache_Key(t *testing.T) {
 	a.mac = nil
 	if got, want := a.key(tok), sha256.Sum256([]byte(tok)); got != want {
 		t.Errorf("key(tok) without GCM = %x; want its SHA-256 %x", got, want)
+	}
+}
+
+// TestTokenCache_CountUnderConcurrency: however adds and removes interleave,
+// the cache never holds more than its bound, and its count is what it holds.
+func TestTokenCache_CountUnderConcurrency(t *testing.T) {
+	const size = 50
+	c := newTokenCache(size)
+	now := time.Unix(1_700_000_000, 0)
+	claims := &Claims{expiry: now.Add(time.Hour)}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				sum := c.key(fmt.Sprintf("token %d-%d", g, i%300))
+				c.add(&sum, &cacheEntry{claims: claims}, 0, now)
+				if i%3 == 0 {
+					if e, ok := c.get(&sum); ok {
+						c.remove(&sum, e)
+					}
+				}
+				if n := c.len(); n > size {
+					t.Errorf("len() = %d; want at most %d", n, size)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	held := 0
+	c.m.Range(func(shardmap.Entry[[sha256.Size]byte, cacheEntry]) bool { held++; return true })
+	if got := c.len(); got != held || got > size {
+		t.Errorf("len() = %d, holding %d; want them equal, at most %d", got, held, size)
 	}
 }

@@ -139,7 +139,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		err := v.checkTimes(e.claims, now)
 		switch {
 		case errors.Is(err, ErrExpired):
-			v.cache.remove(&sum)
+			v.cache.remove(&sum, e)
 			return nil, err
 		case err != nil:
 			return nil, err
@@ -148,13 +148,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		}
 		// Its key has left the key source: verify it afresh, which the key
 		// source refuses unless the key came back.
-		v.cache.remove(&sum)
+		v.cache.remove(&sum, e)
 	}
 	c, kid, err := v.verify(ctx, token, now)
 	if err != nil {
 		return nil, err
 	}
-	return v.cache.add(&sum, cacheEntry{claims: c, kid: kid}, v.cfg.leeway, now), nil
+	return v.cache.add(&sum, &cacheEntry{claims: c, kid: kid}, v.cfg.leeway, now), nil
 }
 
 // Len returns how many verified tokens the verifier remembers, including
