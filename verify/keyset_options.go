@@ -193,21 +193,17 @@ func PinSPKI(pins ...string) KeySetOption {
 	})
 }
 
-// KeySetLogger sets the logger of what a [KeySet] does: fetches (debug),
-// failed and refused ones (warn). Records never carry key material. A nil
-// logger discards. The default discards.
-func KeySetLogger(l *slog.Logger) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.logger = l })
-}
+// KeySetLogger sets the logger of a [KeySet], as [Logger] does.
+//
+// Deprecated: use [Logger], which sets the logger of a Verifier and of a
+// KeySet alike.
+func KeySetLogger(l *slog.Logger) KeySetOption { return Logger(l) }
 
-// KeySetClock replaces the system clock, for tests: every expiry is then
-// computed and checked against what now returns, and every hit is counted
-// exactly (see [KeySetStats]). now must be safe for concurrent use. A nil now
-// restores the default. The default reads the monotonic clock on every hit,
-// and the wall clock only when a fetch ends.
-func KeySetClock(now func() time.Time) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.clock = now })
-}
+// KeySetClock sets the clock of a [KeySet], as [Clock] does.
+//
+// Deprecated: use [Clock], which sets the clock of a Verifier and of a KeySet
+// alike, so that a test moves one clock.
+func KeySetClock(now func() time.Time) KeySetOption { return Clock(now) }
 
 // Snapshots makes the key set share its set through store, the [jwtcache.Store]
 // the token caches use (package redisstore's, say), so that a replica that

@@ -115,13 +115,6 @@ func MaxTokenSize(n int) Option {
 	})
 }
 
-// Clock sets the function that tells the time against which exp, nbf and iat
-// are checked; a test passes a fake one. It must be safe for concurrent use.
-// A nil now is the default. The default is [time.Now].
-func Clock(now func() time.Time) Option {
-	return optionFunc(func(c *config) { c.clock = now })
-}
-
 // CacheSize sets how many verified tokens the verifier remembers, so as to
 // accept them again without checking their signatures (see [Verifier]). A
 // token is dropped when it is found expired, when its key is found gone, or
@@ -136,10 +129,52 @@ func CacheSize(n int) Option {
 	return optionFunc(func(c *config) { c.cacheSize = max(n, 0) })
 }
 
-// Logger sets where [Verifier.Middleware] logs why it refused a request: at
+// SharedOption configures a [Verifier] and a [KeySet] alike: it is both an
+// [Option] and a [KeySetOption], and given to [NewRegistry], it configures
+// every key set of the registry. [Clock] and [Logger] are SharedOptions, so
+// that a program (or a test) sets the clock and the logger of its receiving
+// side once, and passes the same value to [New] and to [NewKeySet].
+type SharedOption interface {
+	Option
+	KeySetOption
+}
+
+// sharedOption is a [SharedOption]: what it does to a Verifier's config and
+// to a KeySet's.
+type sharedOption struct {
+	verifier optionFunc
+	keySet   keySetOptionFunc
+}
+
+func (o sharedOption) apply(c *config)             { o.verifier(c) }
+func (o sharedOption) applyKeySet(c *keySetConfig) { o.keySet(c) }
+
+// Clock sets the clock of a [Verifier] and of a [KeySet] alike, for tests:
+// a Verifier checks exp, nbf and iat against what now returns, and a KeySet
+// computes and checks every expiry of its set against it, and counts every
+// hit exactly (see [KeySetStats]), which costs its hits a shared write. Pass
+// the same Clock to [New] and to [NewKeySet] (or [NewRegistry]), so that a
+// test moves one clock. now must be safe for concurrent use. A nil now
+// restores the default. The default is the system clock: [time.Now] for a
+// Verifier; a KeySet reads the monotonic clock on every hit, and the wall
+// clock only when a fetch ends.
+func Clock(now func() time.Time) SharedOption {
+	return sharedOption{
+		verifier: func(c *config) { c.clock = now },
+		keySet:   func(c *keySetConfig) { c.clock = now },
+	}
+}
+
+// Logger sets the logger of a [Verifier] and of a [KeySet] alike. The
+// Verifier's [Verifier.Middleware] logs why it refused a request: at
 // [slog.LevelDebug] a request without a token, at [slog.LevelInfo] any other,
-// with the error, which never carries the token. A nil l is the default. The
-// default is nil, which logs nothing.
-func Logger(l *slog.Logger) Option {
-	return optionFunc(func(c *config) { c.logger = l })
+// with the error, which never carries the token (and at [slog.LevelWarn] a
+// 503 for want of keys). A KeySet logs its fetches ([slog.LevelDebug]), and
+// those that failed or were refused ([slog.LevelWarn]); its records never
+// carry key material. A nil l is the default. The default logs nothing.
+func Logger(l *slog.Logger) SharedOption {
+	return sharedOption{
+		verifier: func(c *config) { c.logger = l },
+		keySet:   func(c *keySetConfig) { c.logger = l },
+	}
 }
