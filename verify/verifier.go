@@ -44,11 +44,12 @@ type KeyPresence interface {
 // Clients reuse a token for its whole life, so a token once verified is
 // accepted again, until it expires, on a keyed hash of its text (see
 // [CacheSize]) and the time checks, without its signature being checked
-// again, and the same *[Claims] is returned for it. If the key source implements
-// [KeyPresence], a hit also checks that the token's key is still in it, and a
-// token whose key left is verified afresh (and is then refused, unless its
-// key came back); a key source without it cannot withdraw a token already
-// verified before it expires.
+// again, and the same *[Claims] is returned for it. A hit takes no lock and
+// writes no shared memory, so that hits scale with cores. If the key source
+// implements [KeyPresence], a hit also checks that the token's key is still
+// in it, and a token whose key left is verified afresh (and is then refused,
+// unless its key came back); a key source without it cannot withdraw a token
+// already verified before it expires.
 //
 // A Verifier is safe for concurrent use; it starts no goroutine and needs no
 // Close. The zero Verifier is not usable; use [New].
