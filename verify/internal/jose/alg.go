@@ -63,8 +63,8 @@ func Lookup(alg jwa.SignatureAlgorithm) (Alg, bool) {
 // Name returns the algorithm's name, as a token's alg header gives it.
 func (a Alg) Name() jwa.SignatureAlgorithm { return a.name }
 
-// MinRSABits is the smallest RSA key accepted (RFC 7518, section 3.3).
-const MinRSABits = 2048
+// minRSABits is the smallest RSA key accepted (RFC 7518, section 3.3).
+const minRSABits = 2048
 
 // pssOptions are how RFC 7518, section 3.5, salts PSS: as long as the hash.
 var pssOptions = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}
@@ -113,7 +113,7 @@ func (a Alg) Verify(pub any, input string, sig []byte) bool {
 
 // PublicKey returns the public key of key that verifies a, or why key may
 // not verify it: its type, curve or size does not suit a (RFC 7518, section
-// 3: ES256 is P-256 only, RSA at least [MinRSABits]), its own alg, if any, is
+// 3: ES256 is P-256 only, RSA at least 2048 bits), its own alg, if any, is
 // not a, its use, if any, is not signing, or its key_ops, if any, lack
 // "verify". A private key verifies with its public half.
 func (a Alg) PublicKey(key jwk.Key) (any, error) {
@@ -144,8 +144,8 @@ func (a Alg) PublicKey(key jwk.Key) (any, error) {
 	}
 	switch k := raw.(type) {
 	case *rsa.PublicKey:
-		if bits := k.N.BitLen(); bits < MinRSABits {
-			return nil, fmt.Errorf("%d-bit RSA key, less than %d", bits, MinRSABits)
+		if bits := k.N.BitLen(); bits < minRSABits {
+			return nil, fmt.Errorf("%d-bit RSA key, less than %d", bits, minRSABits)
 		}
 		return k, nil
 	case *ecdsa.PublicKey:

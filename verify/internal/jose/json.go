@@ -157,11 +157,12 @@ func Strings(m map[string]json.RawMessage, name string, split bool) ([]string, e
 	return out, nil
 }
 
-// MaxDate is the last NumericDate [Time] accepts: 9999-12-31T23:59:59Z.
-const MaxDate = 253402300799
+// maxDate is the last NumericDate Time accepts: 9999-12-31T23:59:59Z.
+const maxDate = 253402300799
 
 // Time returns the NumericDate claim name of m (seconds since the epoch, RFC
-// 7519, section 2, from 0 to [MaxDate]), in UTC, and whether m has it.
+// 7519, section 2, from 0 to 9999-12-31T23:59:59Z), in UTC, and whether m
+// has it.
 func Time(m map[string]json.RawMessage, name string) (time.Time, bool, error) {
 	raw, ok := m[name]
 	if !ok {
@@ -169,7 +170,7 @@ func Time(m map[string]json.RawMessage, name string) (time.Time, bool, error) {
 	}
 	// A value of a valid JSON object that parses as a float is a number.
 	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil || !(f >= 0 && f <= MaxDate) {
+	if err != nil || !(f >= 0 && f <= maxDate) {
 		return time.Time{}, false, fmt.Errorf("%s claim is not a date", name)
 	}
 	sec, frac := math.Modf(f)
