@@ -55,7 +55,6 @@ func TestKeySetClock_Deprecated(t *testing.T) {
 	src := &ksSource{}
 	src.set(ksDoc(t, "k1"), nil)
 	clk := ksNewClock()
-	//lint:ignore SA1019 the deprecated twin is under test
 	set, err := verify.NewKeySet(ksServe(t, src), verify.KeySetClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +77,6 @@ func TestLogger_OneForVerifierAndKeySet(t *testing.T) {
 		logger := verify.Logger(log.logger())
 		var ksLogger verify.KeySetOption = logger
 		if deprecated {
-			//lint:ignore SA1019 the deprecated twin is under test
 			ksLogger = verify.KeySetLogger(log.logger())
 		}
 		src := &ksSource{}

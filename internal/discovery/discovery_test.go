@@ -202,7 +202,7 @@ func TestFetch_Errors(t *testing.T) {
 		wantErr string
 	}{
 		{"no document at either URL", nil, "/.well-known/oauth-authorization-server (HTTP 404)"},
-		{"failing", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", 503) }, "answered HTTP 503"},
+		{"failing", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) }, "answered HTTP 503"},
 		{"a redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusFound) }, "answered a redirect (HTTP 302)"},
 		{"not JSON", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("<html>")) }, "not a metadata document"},
 		{"not an object", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`["issuer"]`)) }, "not a metadata document"},
