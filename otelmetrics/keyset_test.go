@@ -40,7 +40,7 @@ func TestRegisterKeySet(t *testing.T) {
 	defer srv.Close()
 	// The snapshot store is down: the key set fetches on its own, and counts
 	// the load and the save that failed.
-	ks, err := verify.NewKeySet(srv.URL+"/jwks", verify.KeySetClock(time.Now),
+	ks, err := verify.NewKeySet(srv.URL+"/jwks", verify.Clock(time.Now),
 		verify.Snapshots(downStore{}, "acme", make([]byte, 32)))
 	if err != nil {
 		t.Fatal(err)

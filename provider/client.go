@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/discovery"
 )
 
 // Client obtains tokens from one identity provider, as one client of it. It
@@ -71,7 +72,7 @@ func New(ctx context.Context, issuer string, auth ClientAuth, opts ...Option) (*
 	if auth == nil {
 		return nil, errNoAuth
 	}
-	if err := checkIssuer(issuer); err != nil {
+	if err := discovery.CheckIssuer(issuer); err != nil {
 		return nil, err
 	}
 	c, err := newClient(issuer, auth, opts)
@@ -96,7 +97,7 @@ func NewFromTokenURL(tokenURL string, auth ClientAuth, opts ...Option) (*Client,
 	if auth == nil {
 		return nil, errNoAuth
 	}
-	if err := checkURL("token URL", tokenURL); err != nil {
+	if err := discovery.CheckURL("token URL", tokenURL); err != nil {
 		return nil, err
 	}
 	m := Metadata{TokenEndpoint: tokenURL}

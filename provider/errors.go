@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/discovery"
 )
 
 // ErrIssuerMismatch is returned, naming both, when the issuer in a discovery
@@ -11,12 +13,12 @@ import (
 // counts: https://idp.example and https://idp.example/ are different issuers,
 // and the tokens of one do not validate against the other
 // (https://github.com/coreos/go-oidc/issues/203).
-var ErrIssuerMismatch = errors.New("provider: issuer mismatch")
+var ErrIssuerMismatch = discovery.ErrIssuerMismatch
 
 // ErrInsecureURL is returned for an issuer or an endpoint that is not HTTPS,
 // unless its host is a loopback one (localhost, 127.0.0.0/8, ::1). No request
 // is made to such a URL.
-var ErrInsecureURL = errors.New("provider: not an https URL on a non-loopback host")
+var ErrInsecureURL = discovery.ErrInsecureURL
 
 // ErrAuthMethod is returned by [New] when the provider's metadata lists the
 // client authentication methods its token endpoint supports

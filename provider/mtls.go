@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/discovery"
 )
 
 // Client authentication methods of mutual TLS (RFC 8705, section 2).
@@ -83,7 +84,7 @@ func (a *tlsClientAuth) check(m *Metadata) error {
 		return fmt.Errorf("provider: %s: no certificate function", a.meth)
 	}
 	if alias := m.MTLSEndpointAliases["token_endpoint"]; alias != "" {
-		if err := checkURL("mtls_endpoint_aliases token_endpoint", alias); err != nil {
+		if err := discovery.CheckURL("mtls_endpoint_aliases token_endpoint", alias); err != nil {
 			return err
 		}
 	}

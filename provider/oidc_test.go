@@ -634,7 +634,7 @@ func TestKeyRotation_OIDC(t *testing.T) {
 	var ahead atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
 	expire := func() { ahead.Add(int64(6 * time.Minute)) }
-	keys, err := verify.NewKeySet(c.JWKSURI(), verify.HTTPClient(s.Client(t)), verify.KeySetClock(clock))
+	keys, err := verify.NewKeySet(c.JWKSURI(), verify.HTTPClient(s.Client(t)), verify.Clock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}

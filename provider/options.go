@@ -24,8 +24,9 @@ const (
 	// tried again (at most the TTL), so that a provider whose discovery
 	// endpoint fails is not asked on every token request.
 	metadataRetry = time.Minute
-	// maxResponse bounds what is read of a discovery document or a token
-	// response: either is a few kilobytes.
+	// maxResponse bounds what is read of a token response or a client
+	// assertion file: either is a few kilobytes. A discovery document has
+	// the same bound, discovery.MaxDocument.
 	maxResponse = 1 << 20
 )
 

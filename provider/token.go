@@ -1,11 +1,13 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -436,4 +438,17 @@ func jsonError(err error) error {
 		return fmt.Errorf("%s is a JSON %s, not a %s", typeErr.Field, typeErr.Value, typeErr.Type)
 	}
 	return errors.New("not a JSON object")
+}
+
+// readLimited reads r to its end, or fails if it holds more than maxResponse
+// bytes.
+func readLimited(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxResponse+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxResponse {
+		return nil, fmt.Errorf("the response is larger than %d bytes", maxResponse)
+	}
+	return bytes.TrimSpace(data), nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/seed7aeb0c6e/jwtcache/internal/loopback"
+	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
 
 // keySetResponse is what a fetch brought: a set, or a 304, with how long it
@@ -70,7 +71,7 @@ func (s *KeySet) get(ctx context.Context, cur *keySetSnapshot) (keySetResponse, 
 	case resp.StatusCode != http.StatusOK:
 		return keySetResponse{}, fmt.Errorf("verify: fetch key set: status %d", resp.StatusCode)
 	}
-	if err := ksCheckContentType(resp.Header.Get("Content-Type")); err != nil {
+	if err := checkContentType(resp.Header.Get("Content-Type")); err != nil {
 		return keySetResponse{}, err
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.maxResponseSize+1))
@@ -80,34 +81,34 @@ func (s *KeySet) get(ctx context.Context, cur *keySetSnapshot) (keySetResponse, 
 	if int64(len(body)) > s.cfg.maxResponseSize {
 		return keySetResponse{}, fmt.Errorf("%w: response larger than %d bytes", ErrKeySetRefused, s.cfg.maxResponseSize)
 	}
-	if res.keys, err = ksParse(body); err != nil {
+	if res.keys, err = parseKeySet(body); err != nil {
 		return keySetResponse{}, err
 	}
 	res.doc = body
 	return res, nil
 }
 
-// ksCheckContentType refuses a response that is not JSON.
-func ksCheckContentType(ct string) error {
+// checkContentType refuses a response that is not JSON.
+func checkContentType(ct string) error {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err == nil && (mt == "application/json" || mt == "application/jwk-set+json") {
 		return nil
 	}
-	return fmt.Errorf("%w: content type %s is not JSON", ErrKeySetRefused, ksQuote(ct))
+	return fmt.Errorf("%w: content type %s is not JSON", ErrKeySetRefused, jose.Quote(ct))
 }
 
-// ksParse parses a JWK Set document (RFC 7517, section 5) into a map from kid
-// to key, refusing the whole set if any key is private, symmetric, invalid,
-// or lacks a kid, or if two keys share a kid. Keys of an unknown type are
-// skipped, as section 5 asks. Errors name keys by index and kid, never by
-// their material.
-func ksParse(doc []byte) (map[string]jwk.Key, error) {
+// parseKeySet parses a JWK Set document (RFC 7517, section 5) into a map
+// from kid to key, refusing the whole set if any key is private, symmetric,
+// invalid, or lacks a kid, or if two keys share a kid. Keys of an unknown
+// type are skipped, as section 5 asks. Errors name keys by index and kid,
+// never by their material.
+func parseKeySet(doc []byte) (map[string]jwk.Key, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	d := json.NewDecoder(bytes.NewReader(doc))
 	if err := d.Decode(&set); err != nil {
-		return nil, fmt.Errorf("%w: not a JWK set: %w", ErrKeySetRefused, ksJSONError(err))
+		return nil, fmt.Errorf("%w: not a JWK set: %w", ErrKeySetRefused, jsonError(err))
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: not a JWK set: data after the document", ErrKeySetRefused)
@@ -118,7 +119,7 @@ func ksParse(doc []byte) (map[string]jwk.Key, error) {
 			Kty string `json:"kty"`
 		}
 		if err := json.Unmarshal(raw, &hint); err != nil {
-			return nil, fmt.Errorf("%w: key %d: not a JWK: %w", ErrKeySetRefused, i, ksJSONError(err))
+			return nil, fmt.Errorf("%w: key %d: not a JWK: %w", ErrKeySetRefused, i, jsonError(err))
 		}
 		switch jwa.KeyType(hint.Kty) {
 		case jwa.RSA, jwa.EC, jwa.OKP:
@@ -129,20 +130,20 @@ func ksParse(doc []byte) (map[string]jwk.Key, error) {
 		}
 		k, err := jwk.ParseKey(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%w: key %d: %w", ErrKeySetRefused, i, ksJSONError(err))
+			return nil, fmt.Errorf("%w: key %d: %w", ErrKeySetRefused, i, jsonError(err))
 		}
 		kid := k.KeyID()
 		if kid == "" {
 			return nil, fmt.Errorf("%w: key %d has no kid", ErrKeySetRefused, i)
 		}
 		if private, err := jwk.IsPrivateKey(k); err != nil || private {
-			return nil, fmt.Errorf("%w: key %d (kid %s) is private", ErrKeySetRefused, i, ksQuote(kid))
+			return nil, fmt.Errorf("%w: key %d (kid %s) is private", ErrKeySetRefused, i, jose.Quote(kid))
 		}
 		if err := k.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: key %d (kid %s) is invalid", ErrKeySetRefused, i, ksQuote(kid))
+			return nil, fmt.Errorf("%w: key %d (kid %s) is invalid", ErrKeySetRefused, i, jose.Quote(kid))
 		}
 		if _, dup := keys[kid]; dup {
-			return nil, fmt.Errorf("%w: two keys with kid %s", ErrKeySetRefused, ksQuote(kid))
+			return nil, fmt.Errorf("%w: two keys with kid %s", ErrKeySetRefused, jose.Quote(kid))
 		}
 		keys[kid] = k
 	}
@@ -152,9 +153,9 @@ func ksParse(doc []byte) (map[string]jwk.Key, error) {
 	return keys, nil
 }
 
-// ksJSONError strips what a JSON error may quote of the document: a syntax
+// jsonError strips what a JSON error may quote of the document: a syntax
 // error keeps its offset, a type error its field; anything else is named only.
-func ksJSONError(err error) error {
+func jsonError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -177,16 +178,16 @@ func ksRefused(err error) bool { return errors.Is(err, ErrKeySetRefused) }
 // minTTL. It is zero if h says nothing (the caller then takes minTTL, or for
 // a 304, the set's last lifetime).
 func (c *keySetConfig) ttl(h http.Header, now time.Time) time.Duration {
-	d, ok := ksFreshness(h, now)
+	d, ok := freshness(h, now)
 	if !ok {
 		return 0
 	}
 	return min(max(d, c.minTTL), c.maxTTL)
 }
 
-// ksFreshness returns the freshness lifetime that h gives (RFC 9111, section
+// freshness returns the freshness lifetime that h gives (RFC 9111, section
 // 4.2.1), and whether it gives one.
-func ksFreshness(h http.Header, now time.Time) (time.Duration, bool) {
+func freshness(h http.Header, now time.Time) (time.Duration, bool) {
 	maxAge, sawMaxAge := time.Duration(0), false
 	for _, line := range h.Values("Cache-Control") {
 		for _, dir := range strings.Split(line, ",") {
@@ -271,7 +272,7 @@ func (c *keySetConfig) httpClient() (*http.Client, error) {
 	next := t.TLSClientConfig.VerifyConnection
 	pins := c.pins
 	t.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
-		if err := ksCheckPins(cs, pins); err != nil {
+		if err := checkPins(cs, pins); err != nil {
 			return err
 		}
 		if next != nil {
@@ -283,9 +284,9 @@ func (c *keySetConfig) httpClient() (*http.Client, error) {
 	return &hc, nil
 }
 
-// ksCheckPins checks that the server certificate's SubjectPublicKeyInfo
+// checkPins checks that the server certificate's SubjectPublicKeyInfo
 // hashes to one of pins.
-func ksCheckPins(cs tls.ConnectionState, pins [][sha256.Size]byte) error {
+func checkPins(cs tls.ConnectionState, pins [][sha256.Size]byte) error {
 	if len(cs.PeerCertificates) == 0 {
 		return fmt.Errorf("%w: no server certificate to check the pin", ErrKeySetRefused)
 	}
@@ -298,11 +299,11 @@ func ksCheckPins(cs tls.ConnectionState, pins [][sha256.Size]byte) error {
 	return fmt.Errorf("%w: the server certificate's public key matches no pin", ErrKeySetRefused)
 }
 
-// checkRedirect is a KeySet client's CheckRedirect: at most ksMaxRedirects,
+// checkRedirect is a KeySet client's CheckRedirect: at most maxRedirects,
 // each to a URL the KeySet would accept, and none from https to http.
 func (c *keySetConfig) checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) > ksMaxRedirects {
-		return fmt.Errorf("%w: more than %d redirects", ErrKeySetRefused, ksMaxRedirects)
+	if len(via) > maxRedirects {
+		return fmt.Errorf("%w: more than %d redirects", ErrKeySetRefused, maxRedirects)
 	}
 	if err := c.checkURL(req.URL); err != nil {
 		return fmt.Errorf("redirect: %w", err)

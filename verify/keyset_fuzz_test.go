@@ -26,7 +26,7 @@ func FuzzKeySetDocument(f *testing.F) {
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		tr := &ksTransport{body: doc}
 		s, err := verify.NewKeySet("http://127.0.0.1/jwks",
-			verify.HTTPClient(&http.Client{Transport: tr}), verify.KeySetClock(ksNewClock().Now))
+			verify.HTTPClient(&http.Client{Transport: tr}), verify.Clock(ksNewClock().Now))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -149,7 +149,7 @@ func ksServe(t testing.TB, src http.Handler) string {
 func ksNew(t testing.TB, url string, clk *ksClock, opts ...verify.KeySetOption) *verify.KeySet {
 	t.Helper()
 	if clk != nil {
-		opts = append([]verify.KeySetOption{verify.KeySetClock(clk.Now)}, opts...)
+		opts = append([]verify.KeySetOption{verify.Clock(clk.Now)}, opts...)
 	}
 	s, err := verify.NewKeySet(url, opts...)
 	if err != nil {

@@ -26,15 +26,15 @@ func (f keySetOptionFunc) applyKeySet(c *keySetConfig) { f(c) }
 
 // Defaults, documented on the options that set them.
 const (
-	ksDefaultFetchTimeout       = 10 * time.Second
-	ksDefaultMinTTL             = 5 * time.Minute
-	ksDefaultMaxTTL             = 24 * time.Hour
-	ksDefaultMinRefreshInterval = 10 * time.Second
-	ksDefaultStaleWindow        = time.Hour
-	ksDefaultMaxResponseSize    = 1 << 20
-	ksMaxRedirects              = 3
-	ksBackoffMin                = time.Second
-	ksBackoffMax                = 5 * time.Minute
+	defaultFetchTimeout       = 10 * time.Second
+	defaultMinTTL             = 5 * time.Minute
+	defaultMaxTTL             = 24 * time.Hour
+	defaultMinRefreshInterval = 10 * time.Second
+	defaultStaleWindow        = time.Hour
+	defaultMaxResponseSize    = 1 << 20
+	maxRedirects              = 3
+	ksBackoffMin              = time.Second
+	ksBackoffMax              = 5 * time.Minute
 )
 
 // keySetConfig is the validated configuration of a KeySet. It is written once
@@ -58,12 +58,12 @@ type keySetConfig struct {
 // option documents.
 func newKeySetConfig(opts []KeySetOption) keySetConfig {
 	c := keySetConfig{
-		fetchTimeout:       ksDefaultFetchTimeout,
-		minTTL:             ksDefaultMinTTL,
-		maxTTL:             ksDefaultMaxTTL,
-		minRefreshInterval: ksDefaultMinRefreshInterval,
-		staleWindow:        ksDefaultStaleWindow,
-		maxResponseSize:    ksDefaultMaxResponseSize,
+		fetchTimeout:       defaultFetchTimeout,
+		minTTL:             defaultMinTTL,
+		maxTTL:             defaultMaxTTL,
+		minRefreshInterval: defaultMinRefreshInterval,
+		staleWindow:        defaultStaleWindow,
+		maxResponseSize:    defaultMaxResponseSize,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -71,21 +71,21 @@ func newKeySetConfig(opts []KeySetOption) keySetConfig {
 		}
 	}
 	if c.fetchTimeout <= 0 {
-		c.fetchTimeout = ksDefaultFetchTimeout
+		c.fetchTimeout = defaultFetchTimeout
 	}
 	if c.minTTL <= 0 {
-		c.minTTL = ksDefaultMinTTL
+		c.minTTL = defaultMinTTL
 	}
 	if c.maxTTL <= 0 {
-		c.maxTTL = ksDefaultMaxTTL
+		c.maxTTL = defaultMaxTTL
 	}
 	c.maxTTL = max(c.maxTTL, c.minTTL)
 	if c.minRefreshInterval <= 0 {
-		c.minRefreshInterval = ksDefaultMinRefreshInterval
+		c.minRefreshInterval = defaultMinRefreshInterval
 	}
 	c.staleWindow = max(c.staleWindow, 0)
 	if c.maxResponseSize <= 0 {
-		c.maxResponseSize = ksDefaultMaxResponseSize
+		c.maxResponseSize = defaultMaxResponseSize
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
@@ -193,21 +193,17 @@ func PinSPKI(pins ...string) KeySetOption {
 	})
 }
 
-// KeySetLogger sets the logger of what a [KeySet] does: fetches (debug),
-// failed and refused ones (warn). Records never carry key material. A nil
-// logger discards. The default discards.
-func KeySetLogger(l *slog.Logger) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.logger = l })
-}
+// KeySetLogger sets the logger of a [KeySet], as [Logger] does.
+//
+// Deprecated: use [Logger], which sets the logger of a Verifier and of a
+// KeySet alike.
+func KeySetLogger(l *slog.Logger) KeySetOption { return Logger(l) }
 
-// KeySetClock replaces the system clock, for tests: every expiry is then
-// computed and checked against what now returns, and every hit is counted
-// exactly (see [KeySetStats]). now must be safe for concurrent use. A nil now
-// restores the default. The default reads the monotonic clock on every hit,
-// and the wall clock only when a fetch ends.
-func KeySetClock(now func() time.Time) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.clock = now })
-}
+// KeySetClock sets the clock of a [KeySet], as [Clock] does.
+//
+// Deprecated: use [Clock], which sets the clock of a Verifier and of a KeySet
+// alike, so that a test moves one clock.
+func KeySetClock(now func() time.Time) KeySetOption { return Clock(now) }
 
 // Snapshots makes the key set share its set through store, the [jwtcache.Store]
 // the token caches use (package redisstore's, say), so that a replica that

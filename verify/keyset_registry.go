@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/seed7aeb0c6e/jwtcache/provider"
+	"github.com/seed7aeb0c6e/jwtcache/internal/discovery"
 )
 
 // Registry holds the key sets of many issuers (or tenants), by name, up to a
@@ -66,15 +66,18 @@ func (r *Registry) Register(name, url string) error {
 // RegisterIssuer adds a key set named name, fetched from the jwks_uri of the
 // provider whose issuer identifier is issuer: it fetches the provider's
 // metadata on ctx (OpenID Connect Discovery, or RFC 8414 where there is
-// none: see [provider.Discover]), bounded by the [FetchTimeout], with the
-// registry's [HTTPClient] (without the [PinSPKI] pins, which are the key set
-// server's), and registers its jwks_uri as [Registry.Register] does. It does
-// not fetch the key set.
+// none, following no redirect, as
+// [github.com/seed7aeb0c6e/jwtcache/provider.Discover] does), bounded by the
+// [FetchTimeout], with the registry's [HTTPClient] (without the [PinSPKI]
+// pins, which are the key set server's), and registers its jwks_uri as
+// [Registry.Register] does. It does not fetch the key set.
 //
 // The issuer must be an https URL (http only to a loopback host), on the
 // [AllowedHosts] if given (else the error wraps [ErrKeySetRefused]); the
 // document's issuer must be issuer byte for byte (else the error wraps
-// [provider.ErrIssuerMismatch]), and its jwks_uri secure ([provider.ErrInsecureURL]).
+// [github.com/seed7aeb0c6e/jwtcache/provider.ErrIssuerMismatch]), and its
+// jwks_uri secure (else it wraps
+// [github.com/seed7aeb0c6e/jwtcache/provider.ErrInsecureURL]).
 // It fails as Register does for an empty or registered name and a full
 // registry, before any request, and also if the document has no jwks_uri.
 // The registry is not locked while the metadata is fetched: of two calls
@@ -92,11 +95,7 @@ func (r *Registry) RegisterIssuer(ctx context.Context, name, issuer string) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.fetchTimeout)
 	defer cancel()
-	var opts []provider.Option
-	if r.cfg.client != nil {
-		opts = append(opts, provider.HTTPClient(r.cfg.client))
-	}
-	m, err := provider.Discover(ctx, issuer, opts...)
+	m, err := discovery.Discover(ctx, r.cfg.client, issuer, nil)
 	if err != nil {
 		return fmt.Errorf("verify: register %q: %w", name, err)
 	}

@@ -17,7 +17,7 @@ import (
 
 func TestKeySetRegistry_Bounds(t *testing.T) {
 	url := ksServe(t, &ksSource{body: ksDoc(t, "k1")})
-	r := verify.NewRegistry(2, verify.KeySetClock(ksNewClock().Now))
+	r := verify.NewRegistry(2, verify.Clock(ksNewClock().Now))
 	steps := []struct {
 		op, name, url string
 		wantErr       bool
@@ -133,7 +133,7 @@ func TestKeySetRegistry_RegisterIssuer(t *testing.T) {
 			if tt.issuer != nil {
 				issuer = tt.issuer(issuer)
 			}
-			r := verify.NewRegistry(2, append([]verify.KeySetOption{verify.KeySetClock(ksNewClock().Now)}, tt.opts...)...)
+			r := verify.NewRegistry(2, append([]verify.KeySetOption{verify.Clock(ksNewClock().Now)}, tt.opts...)...)
 			err := r.RegisterIssuer(context.Background(), "acme", issuer)
 			switch {
 			case tt.wantIs == nil && !tt.wantErr && err != nil:

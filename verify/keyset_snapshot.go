@@ -33,20 +33,20 @@ import (
 // whoever can write the store could otherwise put a key of theirs in the
 // set.
 
-// ksSnapshotMinSecret is the shortest secret Snapshots takes.
-const ksSnapshotMinSecret = 32
+// snapshotMinSecret is the shortest secret Snapshots takes.
+const snapshotMinSecret = 32
 
-// ksSnapshotPrefix begins every snapshot; its version is part of the MAC.
-const ksSnapshotPrefix = "jwks1."
+// snapshotPrefix begins every snapshot; its version is part of the MAC.
+const snapshotPrefix = "jwks1."
 
-// ksSnapshotSkew is how far in the future a snapshot's times may be: replicas'
+// snapshotSkew is how far in the future a snapshot's times may be: replicas'
 // clocks differ a little, and a snapshot from further ahead is refused.
-const ksSnapshotSkew = time.Minute
+const snapshotSkew = time.Minute
 
-// ksStoreShare bounds each store call to this fraction of the fetch timeout,
+// storeShare bounds each store call to this fraction of the fetch timeout,
 // as the root package's caches do, so that a store that hangs costs a fetch a
 // tenth of its time.
-const ksStoreShare = 10
+const storeShare = 10
 
 // keySetSnapshots is a KeySet's snapshot store. It is written once by the
 // Snapshots option and only read after.
@@ -56,8 +56,8 @@ type keySetSnapshots struct {
 	mac   []byte // the MAC key, derived from the user's secret
 }
 
-// ksSnapshotWire is a snapshot's payload.
-type ksSnapshotWire struct {
+// snapshotWire is a snapshot's payload.
+type snapshotWire struct {
 	Set          json.RawMessage `json:"set"`       // the JWK Set document as fetched
 	Fetched      int64           `json:"fetched"`   // Unix ms: when the set was last fetched whole
 	Confirmed    int64           `json:"confirmed"` // Unix ms: when it was last fetched or revalidated
@@ -77,8 +77,8 @@ func newKeySetSnapshots(store jwtcache.Store, name string, secret []byte) (*keyS
 		return nil, errors.New("verify: Snapshots: nil store")
 	case name == "":
 		return nil, errors.New("verify: Snapshots: empty name")
-	case len(secret) < ksSnapshotMinSecret:
-		return nil, fmt.Errorf("verify: Snapshots: the secret has %d bytes; at least %d are needed", len(secret), ksSnapshotMinSecret)
+	case len(secret) < snapshotMinSecret:
+		return nil, fmt.Errorf("verify: Snapshots: the secret has %d bytes; at least %d are needed", len(secret), snapshotMinSecret)
 	}
 	// A key of its own, derived from the secret, so that the secret may also
 	// be the store's encryption key without the two uses meeting.
@@ -90,17 +90,17 @@ func newKeySetSnapshots(store jwtcache.Store, name string, secret []byte) (*keyS
 // key is the store key of the snapshot of the key set at url: the name,
 // escaped as the root package escapes a cache's, ':' and the URL.
 func (k *keySetSnapshots) key(url string) string {
-	return ksStoreName.Replace(k.name) + ":" + url
+	return snapshotNameEscaper.Replace(k.name) + ":" + url
 }
 
-// ksStoreName escapes a snapshot name for its store key.
-var ksStoreName = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+// snapshotNameEscaper escapes a snapshot name for its store key.
+var snapshotNameEscaper = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 
 // sum returns the MAC of payload, saved for the key set at url.
 func (k *keySetSnapshots) sum(url string, payload []byte) []byte {
 	h := hmac.New(sha256.New, k.mac)
 	var n [binary.MaxVarintLen64]byte
-	for _, part := range [][]byte{[]byte(ksSnapshotPrefix), []byte(k.name), []byte(url), payload} {
+	for _, part := range [][]byte{[]byte(snapshotPrefix), []byte(k.name), []byte(url), payload} {
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
 		h.Write(part)
 	}
@@ -109,7 +109,7 @@ func (k *keySetSnapshots) sum(url string, payload []byte) []byte {
 
 // seal returns the snapshot of p, the set of the key set at url.
 func (k *keySetSnapshots) seal(url string, p *keySetSnapshot) (string, error) {
-	payload, err := json.Marshal(ksSnapshotWire{
+	payload, err := json.Marshal(snapshotWire{
 		Set:          p.doc,
 		Fetched:      p.fetched.UnixMilli(),
 		Confirmed:    p.confirmed.UnixMilli(),
@@ -121,14 +121,14 @@ func (k *keySetSnapshots) seal(url string, p *keySetSnapshot) (string, error) {
 		return "", fmt.Errorf("verify: key set snapshot: %w", err)
 	}
 	enc := base64.RawURLEncoding
-	return ksSnapshotPrefix + enc.EncodeToString(payload) + "." + enc.EncodeToString(k.sum(url, payload)), nil
+	return snapshotPrefix + enc.EncodeToString(payload) + "." + enc.EncodeToString(k.sum(url, payload)), nil
 }
 
 // open checks the snapshot value, saved for the key set at url, and returns
 // its payload. Its errors wrap errSnapshot, and never quote the value.
-func (k *keySetSnapshots) open(url, value string) (ksSnapshotWire, error) {
-	var w ksSnapshotWire
-	rest, ok := strings.CutPrefix(value, ksSnapshotPrefix)
+func (k *keySetSnapshots) open(url, value string) (snapshotWire, error) {
+	var w snapshotWire
+	rest, ok := strings.CutPrefix(value, snapshotPrefix)
 	if !ok {
 		return w, fmt.Errorf("%w: not a snapshot of this version", errSnapshot)
 	}
@@ -153,7 +153,7 @@ func (k *keySetSnapshots) open(url, value string) (ksSnapshotWire, error) {
 	}
 	d := json.NewDecoder(bytes.NewReader(payload))
 	if err := d.Decode(&w); err != nil {
-		return w, fmt.Errorf("%w: payload: %w", errSnapshot, ksJSONError(err))
+		return w, fmt.Errorf("%w: payload: %w", errSnapshot, jsonError(err))
 	}
 	return w, nil
 }
@@ -164,17 +164,17 @@ func (k *keySetSnapshots) open(url, value string) (ksSnapshotWire, error) {
 // times are from the future. Its lifetime is clamped to c's [MinTTL] and
 // [MaxTTL], and its refresh time jittered afresh; u in [0, 1) draws the
 // jitter.
-func (c *keySetConfig) adopt(w ksSnapshotWire, now time.Time, u float64) (*keySetSnapshot, error) {
+func (c *keySetConfig) adopt(w snapshotWire, now time.Time, u float64) (*keySetSnapshot, error) {
 	if int64(len(w.Set)) > c.maxResponseSize {
 		return nil, fmt.Errorf("%w: set larger than %d bytes", errSnapshot, c.maxResponseSize)
 	}
-	keys, err := ksParse(w.Set)
+	keys, err := parseKeySet(w.Set)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errSnapshot, err)
 	}
 	fetched, confirmed := time.UnixMilli(w.Fetched), time.UnixMilli(w.Confirmed)
 	switch {
-	case confirmed.After(now.Add(ksSnapshotSkew)):
+	case confirmed.After(now.Add(snapshotSkew)):
 		return nil, fmt.Errorf("%w: confirmed at %s, after now", errSnapshot, confirmed.Format(time.RFC3339))
 	case fetched.After(confirmed):
 		return nil, fmt.Errorf("%w: fetched after it was confirmed", errSnapshot)
@@ -262,7 +262,7 @@ func (s *KeySet) storeLoad(ctx context.Context, key string) (value string, err e
 // and turns a panic of the store into an error: a buggy store must not fail
 // a fetch that succeeded.
 func (s *KeySet) storeCall(ctx context.Context, call func(context.Context) error) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.fetchTimeout/ksStoreShare)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.fetchTimeout/storeShare)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {

@@ -36,26 +36,26 @@ func TestKeySet_SnapshotChecks(t *testing.T) {
 		return json.RawMessage(`{"keys":[` + strings.Join(keys, ",") + `]}`)
 	}
 	ms := func(t time.Time) int64 { return t.UnixMilli() }
-	fresh := ksSnapshotWire{Set: set(good), Fetched: ms(now), Confirmed: ms(now), TTL: (10 * time.Minute).Milliseconds()}
-	with := func(f func(w *ksSnapshotWire)) ksSnapshotWire { w := fresh; f(&w); return w }
+	fresh := snapshotWire{Set: set(good), Fetched: ms(now), Confirmed: ms(now), TTL: (10 * time.Minute).Milliseconds()}
+	with := func(f func(w *snapshotWire)) snapshotWire { w := fresh; f(&w); return w }
 	tests := []struct {
 		name string
-		w    ksSnapshotWire
+		w    snapshotWire
 		why  string // in the error; "" for a usable snapshot
 	}{
 		{"usable", fresh, ""},
-		{"private key", with(func(w *ksSnapshotWire) { w.Set = set(private) }), "private"},
-		{"symmetric key", with(func(w *ksSnapshotWire) { w.Set = set(`{"kty":"oct","kid":"h","k":"c2VjcmV0"}`) }), "symmetric"},
-		{"two keys with one kid", with(func(w *ksSnapshotWire) { w.Set = set(good, good) }), "two keys"},
-		{"no keys", with(func(w *ksSnapshotWire) { w.Set = set() }), "no keys"},
-		{"not a set", with(func(w *ksSnapshotWire) { w.Set = json.RawMessage(`"keys"`) }), "not a JWK set"},
-		{"past its stale window", with(func(w *ksSnapshotWire) {
+		{"private key", with(func(w *snapshotWire) { w.Set = set(private) }), "private"},
+		{"symmetric key", with(func(w *snapshotWire) { w.Set = set(`{"kty":"oct","kid":"h","k":"c2VjcmV0"}`) }), "symmetric"},
+		{"two keys with one kid", with(func(w *snapshotWire) { w.Set = set(good, good) }), "two keys"},
+		{"no keys", with(func(w *snapshotWire) { w.Set = set() }), "no keys"},
+		{"not a set", with(func(w *snapshotWire) { w.Set = json.RawMessage(`"keys"`) }), "not a JWK set"},
+		{"past its stale window", with(func(w *snapshotWire) {
 			w.Confirmed, w.Fetched = ms(now.Add(-10*time.Minute-time.Hour)), ms(now.Add(-2*time.Hour))
 		}), "stale window"},
-		{"from the future", with(func(w *ksSnapshotWire) {
+		{"from the future", with(func(w *snapshotWire) {
 			w.Confirmed, w.Fetched = ms(now.Add(2*time.Minute)), ms(now.Add(2*time.Minute))
 		}), "after now"},
-		{"fetched after confirmed", with(func(w *ksSnapshotWire) { w.Fetched = ms(now.Add(time.Second)) }), "fetched after"},
+		{"fetched after confirmed", with(func(w *snapshotWire) { w.Fetched = ms(now.Add(time.Second)) }), "fetched after"},
 	}
 	k := ksTestSnapshots(t)
 	c := newKeySetConfig(nil)
@@ -65,7 +65,7 @@ func TestKeySet_SnapshotChecks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			value := ksSnapshotPrefix + b64(payload) + "." + b64(k.sum(url, payload))
+			value := snapshotPrefix + b64(payload) + "." + b64(k.sum(url, payload))
 			w, err := k.open(url, value)
 			if err != nil {
 				t.Fatalf("open() error = %v; want the MAC accepted", err)
@@ -98,7 +98,7 @@ func TestKeySet_SnapshotClamp(t *testing.T) {
 		{30 * time.Minute, 30 * time.Minute},
 		{1000 * time.Hour, time.Hour},
 	} {
-		n, err := c.adopt(ksSnapshotWire{Set: doc, Fetched: now.UnixMilli(), Confirmed: now.UnixMilli(), TTL: tt.saved.Milliseconds()}, now, 0)
+		n, err := c.adopt(snapshotWire{Set: doc, Fetched: now.UnixMilli(), Confirmed: now.UnixMilli(), TTL: tt.saved.Milliseconds()}, now, 0)
 		if err != nil {
 			t.Fatalf("adopt(ttl %v) error = %v", tt.saved, err)
 		}

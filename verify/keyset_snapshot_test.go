@@ -258,7 +258,7 @@ func TestKeySet_SnapshotExpired(t *testing.T) {
 	store.put("auth:"+url, saved.value, clk.Now().Add(time.Hour))
 	src.fail(http.StatusServiceUnavailable)
 	log := &ksLog{}
-	b := ksNew(t, url, clk, verify.Snapshots(store, "auth", ksSecret), verify.KeySetLogger(log.logger()))
+	b := ksNew(t, url, clk, verify.Snapshots(store, "auth", ksSecret), verify.Logger(log.logger()))
 	if _, err := b.Key(context.Background(), "k1"); !errors.Is(err, verify.ErrKeySetStale) {
 		t.Errorf("Key() error = %v; want ErrKeySetStale (the snapshot is too old to serve)", err)
 	}
@@ -341,7 +341,7 @@ func TestKeySet_SnapshotTampered(t *testing.T) {
 			if opts == nil {
 				opts = []verify.KeySetOption{verify.Snapshots(store, "auth", ksSecret)}
 			}
-			b := ksNew(t, url, clk, append(opts, verify.KeySetLogger(log.logger()))...)
+			b := ksNew(t, url, clk, append(opts, verify.Logger(log.logger()))...)
 			if _, err := b.Key(context.Background(), "k1"); !errors.Is(err, verify.ErrKeySetUnknownKID) {
 				t.Errorf("Key(k1) error = %v; want ErrKeySetUnknownKID (the snapshot ignored)", err)
 			}

@@ -9,20 +9,12 @@ import (
 	"strings"
 )
 
-// Logger sets where [Verifier.Middleware] logs why it refused a request: at
-// [slog.LevelDebug] a request without a token, at [slog.LevelInfo] any other,
-// with the error, which never carries the token. A nil l is the default. The
-// default is nil, which logs nothing.
-func Logger(l *slog.Logger) Option {
-	return verifierOptionFunc(func(c *verifierConfig) { c.logger = l })
-}
-
 // Realm sets the realm that [Verifier.Middleware] names in its
 // WWW-Authenticate challenges (RFC 6750, section 3). It must be printable
 // ASCII without a quote or a backslash, or [New] fails. The default is none:
 // the challenges carry no realm.
 func Realm(realm string) Option {
-	return verifierOptionFunc(func(c *verifierConfig) { c.realm, c.realmSet = realm, true })
+	return optionFunc(func(c *config) { c.realm, c.realmSet = realm, true })
 }
 
 // Middleware returns a handler that admits to next only the requests with a
@@ -60,13 +52,13 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 // other front ends (a gRPC interceptor, say) hand them to theirs. A nil c
 // puts no claims in the copy: FromContext then reports none.
 func NewContext(ctx context.Context, c *Claims) context.Context {
-	return context.WithValue(ctx, verifierClaimsKey{}, c)
+	return context.WithValue(ctx, claimsKey{}, c)
 }
 
 // FromContext returns the claims that [NewContext] (through
 // [Verifier.Middleware], say) put in ctx, and whether there were any.
 func FromContext(ctx context.Context) (*Claims, bool) {
-	c, ok := ctx.Value(verifierClaimsKey{}).(*Claims)
+	c, ok := ctx.Value(claimsKey{}).(*Claims)
 	return c, ok && c != nil
 }
 
@@ -106,7 +98,7 @@ func ParseBearer(values []string) (string, error) {
 		switch ch := token[i]; {
 		case ch == '=':
 			pad = true
-		case pad || !verifierB64Token[ch]:
+		case pad || !b64Token[ch]:
 			return "", fmt.Errorf("%w: character %d of the bearer token is not of a b64token", ErrMalformed, i)
 		}
 	}
@@ -116,8 +108,8 @@ func ParseBearer(values []string) (string, error) {
 	return token, nil
 }
 
-// verifierClaimsKey is the context key of the claims Middleware admitted.
-type verifierClaimsKey struct{}
+// claimsKey is the context key of the claims Middleware admitted.
+type claimsKey struct{}
 
 // refuse answers a request that Middleware refused with err.
 func (v *Verifier) refuse(w http.ResponseWriter, r *http.Request, err error) {
@@ -145,17 +137,17 @@ func (v *Verifier) refuse(w http.ResponseWriter, r *http.Request, err error) {
 // key set it cannot get: about a KeySet's backoff between refresh attempts.
 const retryAfterStale = "5"
 
-// verifierChallenges returns the WWW-Authenticate values of Middleware's
+// challenges returns the WWW-Authenticate values of Middleware's
 // refusals without a token and with a bad one.
-func verifierChallenges(realm string, named bool) (none, invalid string) {
+func challenges(realm string, named bool) (none, invalid string) {
 	if !named {
 		return "Bearer", `Bearer error="invalid_token"`
 	}
 	return `Bearer realm="` + realm + `"`, `Bearer realm="` + realm + `", error="invalid_token"`
 }
 
-// verifierValidRealm reports whether realm can go in a quoted-string as it is.
-func verifierValidRealm(realm string) bool {
+// validRealm reports whether realm can go in a quoted-string as it is.
+func validRealm(realm string) bool {
 	for i := range len(realm) {
 		if ch := realm[i]; ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' {
 			return false
@@ -164,8 +156,8 @@ func verifierValidRealm(realm string) bool {
 	return true
 }
 
-// verifierB64Token holds the characters of a b64token but "=".
-var verifierB64Token = func() (t [256]bool) {
+// b64Token holds the characters of a b64token but "=".
+var b64Token = func() (t [256]bool) {
 	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/" {
 		t[c] = true
 	}

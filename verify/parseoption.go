@@ -9,6 +9,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
 
 // parseKeyTimeout bounds finding a token's key, key set fetch included: jwx
@@ -35,9 +37,9 @@ func ParseOption(keys KeySource, algs ...jwa.SignatureAlgorithm) (jwt.ParseOptio
 	if len(algs) == 0 {
 		return nil, fmt.Errorf("%w: ParseOption: no algorithms allowed", ErrAlgorithm)
 	}
-	allowed := map[jwa.SignatureAlgorithm]verifierAlg{}
+	allowed := map[jwa.SignatureAlgorithm]jose.Alg{}
 	for _, a := range algs {
-		spec, ok := verifierAlgs[a]
+		spec, ok := jose.Lookup(a)
 		if !ok {
 			return nil, fmt.Errorf("%w: ParseOption: %q cannot be verified with a public key", ErrAlgorithm, a.String())
 		}
@@ -49,7 +51,7 @@ func ParseOption(keys KeySource, algs ...jwa.SignatureAlgorithm) (jwt.ParseOptio
 // parseKeys finds the key of a token for jwx.
 type parseKeys struct {
 	keys    KeySource
-	allowed map[jwa.SignatureAlgorithm]verifierAlg // read-only
+	allowed map[jwa.SignatureAlgorithm]jose.Alg // read-only
 }
 
 // FetchKeys implements [jws.KeyProvider].
@@ -70,9 +72,9 @@ func (p *parseKeys) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Si
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnknownKey, err)
 	}
-	pub, err := verifierPublicKey(key, alg, spec)
+	pub, err := spec.PublicKey(key)
 	if err != nil {
-		return fmt.Errorf("%w: key %s: %v", ErrUnknownKey, verifierQuote(kid), err)
+		return fmt.Errorf("%w: key %s: %v", ErrUnknownKey, jose.Quote(kid), err)
 	}
 	sink.Key(alg, pub)
 	return nil

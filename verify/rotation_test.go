@@ -17,9 +17,8 @@ import (
 // No valid token is refused at any step, and a token of A, verified and
 // cached before, is refused once A has left the set.
 func TestKeyRotation(t *testing.T) {
-	ks := ksNewClock()
-	vc := newClock(ks.Now())
-	advance := func(d time.Duration) { ks.Advance(d); vc.Advance(d) }
+	clk := ksNewClock()
+	clock := verify.Clock(clk.Now) // one clock, for the key set and the verifier
 	privA, privB := ksPrivate(t, "A"), ksPrivate(t, "B")
 	pub := func(k jwk.Key) jwk.Key {
 		p, err := k.PublicKey()
@@ -37,10 +36,13 @@ func TestKeyRotation(t *testing.T) {
 	}
 	src := &ksSource{}
 	src.set(ksDocOf(t, pub(privA)), nil)
-	set := ksNew(t, ksServe(t, src), ks)
-	v := newVerifier(t, set, vc)
+	set := ksNew(t, ksServe(t, src), nil, clock)
+	v, err := verify.New(set, verify.Issuer(testIssuer), verify.Audience(testAudience), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	token := func(kid string, k jwk.Key) string {
-		now := vc.Now()
+		now := clk.Now()
 		return sign(t, "ES256", kid, raw(k), nil, claims(map[string]any{"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}))
 	}
 	mustVerify := func(step, tok string) {
@@ -56,7 +58,7 @@ func TestKeyRotation(t *testing.T) {
 	// B is published beside A, and tokens signed with it arrive: the
 	// unknown kid refreshes the set (past its rate limit), and both verify.
 	src.set(ksDocOf(t, pub(privA), pub(privB)), nil)
-	advance(11 * time.Second)
+	clk.Advance(11 * time.Second)
 	b1 := token("B", privB)
 	mustVerify("B published", b1)
 	mustVerify("B published, A again", a1)
@@ -64,7 +66,7 @@ func TestKeyRotation(t *testing.T) {
 	// A is withdrawn. Once the set's TTL (5 minutes, the minimum, since the
 	// server sends no caching headers) has run, the next call refreshes it.
 	src.set(ksDocOf(t, pub(privB)), nil)
-	advance(6 * time.Minute)
+	clk.Advance(6 * time.Minute)
 	mustVerify("A withdrawn, B again", token("B", privB))
 	deadline := time.Now().Add(10 * time.Second)
 	for set.HasKey("A") {

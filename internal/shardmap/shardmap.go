@@ -153,6 +153,27 @@ func (m *Map[K, V]) Range(fn func(e Entry[K, V]) bool) {
 	}
 }
 
+// RangeFrom is [Map.Range] from where the key of hash h would be: from h's
+// shard, wrapping around past the last, and in each shard from h's slot,
+// wrapping around its table. A caller that passes a random h visits the
+// entries from a random one, and so can sample them by stopping early (the
+// order past the start is not random: an entry's successor is its
+// neighbour). fn runs with no lock held.
+func (m *Map[K, V]) RangeFrom(h uint64, fn func(e Entry[K, V]) bool) {
+	for i := range uint64(Shards) {
+		t := m.shards[(h+i)%Shards].t.Load()
+		if t == nil {
+			continue
+		}
+		mask := uint64(len(t.entries) - 1)
+		for j := range uint64(len(t.entries)) {
+			if e := t.entries[(h>>8+j)&mask]; e.Hash != 0 && !fn(e) {
+				return
+			}
+		}
+	}
+}
+
 // rebuild returns a new table sized for n entries holding t's entries but
 // those skip reports (skip may be nil).
 func rebuild[K comparable, V any](t *table[K, V], n int, skip func(*Entry[K, V]) bool) *table[K, V] {

@@ -149,6 +149,58 @@ func TestMap_Random(t *testing.T) {
 	}
 }
 
+// TestMap_RangeFrom: from any hash, RangeFrom visits every entry once,
+// starting in that hash's shard, and stops when told.
+func TestMap_RangeFrom(t *testing.T) {
+	var km Map[string, val]
+	rangeFrom := func(h uint64) []Entry[string, val] {
+		var got []Entry[string, val]
+		km.RangeFrom(h, func(e Entry[string, val]) bool { got = append(got, e); return true })
+		return got
+	}
+	if got := rangeFrom(hash("x")); len(got) != 0 {
+		t.Fatalf("RangeFrom() of an empty Map visits %d entries; want 0", len(got))
+	}
+	want := map[string]bool{}
+	for i := range 3000 {
+		k := "k" + strconv.Itoa(i)
+		km.LoadOrStore(hash(k), k, &val{i})
+		want[k] = true
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20 {
+		h := rng.Uint64()
+		got := rangeFrom(h)
+		seen := map[string]bool{}
+		for _, e := range got {
+			if seen[e.Key] {
+				t.Fatalf("RangeFrom(%#x) visits %q twice", h, e.Key)
+			}
+			seen[e.Key] = true
+		}
+		if len(seen) != len(want) {
+			t.Fatalf("RangeFrom(%#x) visits %d keys; want %d", h, len(seen), len(want))
+		}
+		// 3000 keys in 256 shards leave none empty.
+		if got[0].Hash%Shards != h%Shards {
+			t.Errorf("RangeFrom(%#x) starts in shard %d; want %d", h, got[0].Hash%Shards, h%Shards)
+		}
+	}
+	n := 0
+	km.RangeFrom(rng.Uint64(), func(Entry[string, val]) bool { n++; return n < 5 })
+	if n != 5 {
+		t.Errorf("RangeFrom() with fn false at the 5th entry visits %d; want 5", n)
+	}
+	// The starting entries of many random hashes are many different ones.
+	firsts := map[string]bool{}
+	for range 100 {
+		km.RangeFrom(rng.Uint64(), func(e Entry[string, val]) bool { firsts[e.Key] = true; return false })
+	}
+	if len(firsts) < 50 {
+		t.Errorf("100 RangeFrom() from random hashes start at %d entries; want most of them different", len(firsts))
+	}
+}
+
 // TestMap_Concurrent has readers look up keys that are never deleted while
 // writers insert and delete others; run it with -race.
 func TestMap_Concurrent(t *testing.T) {
