@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/internal/discovery"
@@ -23,9 +22,10 @@ import (
 // A Client is safe for concurrent use. The zero Client is not usable; use
 // [New] or [NewFromTokenURL].
 type Client struct {
-	// issuer is the configured issuer; empty for a Client made by
-	// NewFromTokenURL, which never refreshes its metadata.
-	issuer string
+	// issuer is where the metadata comes from; nil for a Client made by
+	// NewFromTokenURL, whose metadata is static.
+	issuer *Issuer
+	static *Metadata // NewFromTokenURL's
 	auth   ClientAuth
 	// mtls sends the token requests of a ClientAuth that presents a client
 	// certificate; nil for others. Written once by the constructor.
@@ -33,17 +33,21 @@ type Client struct {
 	// cfg is written once by the constructor and only read after.
 	cfg config
 
-	// meta is the metadata in use. The snapshot it points to is never
-	// modified after publication: a refresh publishes a new one.
-	meta atomic.Pointer[snapshot]
-	// refreshing is set while a refresh runs, so that one runs at a time.
-	refreshing atomic.Bool
+	// checked is the metadata last checked usable by this client (the
+	// provider accepts its authentication), beside the Issuer's document it
+	// was checked from; nil before the first. Never modified after it is
+	// published.
+	checked atomic.Pointer[checkedMeta]
 }
 
-// snapshot is the metadata a Client uses, and when to fetch it again.
-type snapshot struct {
-	meta      Metadata
-	refreshAt time.Time // zero: never
+// checkedMeta is metadata a Client checked: doc is the Issuer's document
+// (compared by pointer: a refresh publishes a new one), meta what the Client
+// uses, and err why doc was not usable, in which case meta is the last
+// usable one, if any.
+type checkedMeta struct {
+	doc  *Metadata
+	meta *Metadata
+	err  error
 }
 
 var (
@@ -52,13 +56,18 @@ var (
 )
 
 // New returns a Client of the provider whose issuer identifier is issuer
-// (https://idp.example/realms/acme, say), authenticating with auth. It
-// fetches the provider's metadata on ctx, from the issuer's OpenID Connect
-// Discovery document (<issuer>/.well-known/openid-configuration) or, if there
-// is none (404), from its RFC 8414 metadata (the well-known path
+// (https://idp.example/realms/acme, say), authenticating with auth, and
+// discovers the provider's metadata at once, on ctx: the fail-fast way, for a
+// service that must not start without its provider. (A service that must
+// start while its provider is down uses [NewIssuer] and [Issuer.Client],
+// which discover on the first token request; so do the clients of many
+// tenants of one provider, which share one Issuer.) The metadata comes from
+// the issuer's OpenID Connect Discovery document
+// (<issuer>/.well-known/openid-configuration) or, if there is none (404),
+// from its RFC 8414 metadata (the well-known path
 // /.well-known/oauth-authorization-server inserted before the issuer's
-// path). The metadata is used until the [MetadataTTL] runs out, then fetched
-// again, lazily; it is never fetched for every token. ctx bounds only this
+// path). It is used until the [MetadataTTL] runs out, then refreshed in the
+// background; it is never fetched for every token. ctx bounds only this
 // first fetch: the Client does not keep it.
 //
 // New fails if the issuer or the token endpoint is not HTTPS on a
@@ -72,18 +81,17 @@ func New(ctx context.Context, issuer string, auth ClientAuth, opts ...Option) (*
 	if auth == nil {
 		return nil, errNoAuth
 	}
-	if err := discovery.CheckIssuer(issuer); err != nil {
-		return nil, err
-	}
-	c, err := newClient(issuer, auth, opts)
+	i, err := NewIssuer(issuer, opts...)
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.discover(ctx)
+	c, err := newClient(i, auth, opts)
 	if err != nil {
 		return nil, err
 	}
-	c.meta.Store(&snapshot{meta: m, refreshAt: c.cfg.clock().Add(c.cfg.metadataTTL)})
+	if _, err := c.metadata(ctx); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -104,17 +112,18 @@ func NewFromTokenURL(tokenURL string, auth ClientAuth, opts ...Option) (*Client,
 	if err := auth.check(&m); err != nil {
 		return nil, err
 	}
-	c, err := newClient("", auth, opts)
+	c, err := newClient(nil, auth, opts)
 	if err != nil {
 		return nil, err
 	}
-	c.meta.Store(&snapshot{meta: m})
+	c.static = &m
 	return c, nil
 }
 
-// newClient returns a Client without metadata, with the HTTP client for
-// mutual TLS if auth presents a client certificate.
-func newClient(issuer string, auth ClientAuth, opts []Option) (*Client, error) {
+// newClient returns a Client of issuer (nil: static metadata, set by the
+// caller), with the HTTP client for mutual TLS if auth presents a client
+// certificate.
+func newClient(issuer *Issuer, auth ClientAuth, opts []Option) (*Client, error) {
 	c := &Client{issuer: issuer, auth: auth, cfg: newConfig(opts)}
 	if _, ok := auth.(*tlsClientAuth); ok {
 		var err error
@@ -129,16 +138,36 @@ func newClient(issuer string, auth ClientAuth, opts []Option) (*Client, error) {
 var errNoAuth = errors.New("provider: no client authentication")
 
 // Metadata returns a copy of the provider's metadata that the Client uses,
-// which the caller may modify.
+// which the caller may modify; the zero Metadata before a Client of an
+// [Issuer] has discovered it (see [Issuer.Metadata]).
 func (c *Client) Metadata() Metadata {
-	return c.meta.Load().meta.clone()
+	if m := c.held(); m != nil {
+		return m.clone()
+	}
+	return Metadata{}
 }
 
 // JWKSURI returns the URL of the provider's JSON Web Key Set, for the side
 // that verifies the tokens it issues (package verify's KeySet); empty if the
-// provider names none, or the Client was made by [NewFromTokenURL].
+// provider names none, if the Client was made by [NewFromTokenURL], or if it
+// has not discovered the metadata yet.
 func (c *Client) JWKSURI() string {
-	return c.meta.Load().meta.JWKSURI
+	if m := c.held(); m != nil {
+		return m.JWKSURI
+	}
+	return ""
+}
+
+// held returns the metadata the Client uses, without a request; nil if it
+// has none yet.
+func (c *Client) held() *Metadata {
+	if c.static != nil {
+		return c.static
+	}
+	if k := c.checked.Load(); k != nil {
+		return k.meta
+	}
+	return nil
 }
 
 // Issue asks the provider for a new token with the client credentials grant
@@ -177,26 +206,33 @@ func (c *Client) IssueKey(ctx context.Context, key string) (jwtcache.Issued, err
 	return c.IssueFor(ctx, r)
 }
 
-// metadata returns the metadata to use for a token request made on ctx,
-// refreshing it first if it is due and no other refresh runs.
-func (c *Client) metadata(ctx context.Context) *Metadata {
-	s := c.meta.Load()
-	if s.refreshAt.IsZero() || c.cfg.clock().Before(s.refreshAt) || !c.refreshing.CompareAndSwap(false, true) {
-		return &s.meta
+// metadata returns the metadata to use for a token request made on ctx: the
+// Issuer's document (discovered on ctx if it has none, refreshed in the
+// background once due), as long as the provider accepts the client's
+// authentication by it; a refreshed document that it does not accept leaves
+// the client on the last one it did.
+func (c *Client) metadata(ctx context.Context) (*Metadata, error) {
+	if c.static != nil {
+		return c.static, nil
 	}
-	defer c.refreshing.Store(false)
-	// Another refresh may have ended between the load and the swap.
-	if s = c.meta.Load(); c.cfg.clock().Before(s.refreshAt) {
-		return &s.meta
-	}
-	m, err := c.discover(ctx)
-	now := c.cfg.clock()
+	doc, err := c.issuer.src.Get(ctx)
 	if err != nil {
-		// The old metadata served until now, and will serve a while more.
-		c.meta.Store(&snapshot{meta: s.meta, refreshAt: now.Add(min(c.cfg.metadataTTL, metadataRetry))})
-		return &s.meta
+		return nil, err
 	}
-	n := &snapshot{meta: m, refreshAt: now.Add(c.cfg.metadataTTL)}
-	c.meta.Store(n)
-	return &n.meta
+	k := c.checked.Load()
+	if k == nil || k.doc != doc {
+		n := &checkedMeta{doc: doc, meta: doc}
+		if n.err = c.usable(doc); n.err != nil {
+			n.meta = nil
+			if k != nil {
+				n.meta = k.meta
+			}
+		}
+		c.checked.Store(n)
+		k = n
+	}
+	if k.meta == nil {
+		return nil, k.err
+	}
+	return k.meta, nil
 }

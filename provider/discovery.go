@@ -69,24 +69,12 @@ func Discover(ctx context.Context, issuer string, opts ...Option) (Metadata, err
 	return m, nil
 }
 
-// discover fetches the metadata of c's issuer and checks that the client can
-// use it: it names c's issuer and a token endpoint, every URL the client or
-// a verifier would use is secure, and the provider accepts the client's
-// authentication.
-func (c *Client) discover(ctx context.Context) (Metadata, error) {
-	var m Metadata
-	e, err := discovery.Fetch(ctx, c.cfg.httpClient, c.issuer, &m)
-	if err != nil {
-		return Metadata{}, err
-	}
-	if err := e.Check(c.issuer, true); err != nil {
-		return Metadata{}, err
-	}
+// usable checks that the client can use m, its Issuer's document: the
+// provider accepts the client's authentication and its DPoP key's algorithm.
+func (c *Client) usable(m *Metadata) error {
 	if d := c.cfg.dpop; d != nil && m.DPoPSigningAlgValuesSupported != nil && !slices.Contains(m.DPoPSigningAlgValuesSupported, d.alg) {
-		return Metadata{}, fmt.Errorf("%w: DPoP: %s is not among those the provider accepts (%s)", ErrSigningAlgorithm, d.alg, listOrNone(m.DPoPSigningAlgValuesSupported))
+		return fmt.Errorf("%w: DPoP: %s is not among those the provider accepts (%s)", ErrSigningAlgorithm, d.alg, listOrNone(m.DPoPSigningAlgValuesSupported))
 	}
-	if err := c.auth.check(&m); err != nil {
-		return Metadata{}, err
-	}
-	return m, nil
+	mc := m.clone()
+	return c.auth.check(&mc)
 }

@@ -364,14 +364,30 @@ func TestNewFromTokenURL(t *testing.T) {
 	}
 }
 
+// TestClient_MetadataRefresh: past the TTL, a token request starts a refresh
+// in the background and goes on with the metadata it has; the next uses the
+// new. A refresh that fails keeps the old metadata and backs off, from a
+// second, as a Cache does.
 func TestClient_MetadataRefresh(t *testing.T) {
 	p := newIDP(t, false)
 	clk := newClock()
 	c := p.client(t, basic, provider.MetadataTTL(time.Hour), provider.Clock(clk.Now))
-	issue := func() {
+	issue := func() string {
 		t.Helper()
 		if _, err := c.Issue(t.Context()); err != nil {
 			t.Fatalf("Issue() error = %v", err)
+		}
+		return p.last(t).path
+	}
+	// settle waits for the background refresh to have asked the provider
+	// n times in all.
+	settle := func(n int32) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); p.discoveries.Load() < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("discovery requests = %d; want %d", p.discoveries.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 	steps := []struct {
@@ -379,26 +395,38 @@ func TestClient_MetadataRefresh(t *testing.T) {
 		advance         time.Duration
 		change          func()
 		wantDiscoveries int32
-		wantPath        string // of the token request
+		wantPaths       [2]string // of the token request that finds the state, and of the next
 	}{
-		{"within the TTL: not fetched", 59 * time.Minute, func() { p.set("token_endpoint", p.srv.URL+"/token2") }, 1, "/token"},
-		{"past the TTL: fetched again", 2 * time.Minute, nil, 2, "/token2"},
-		{"a failed refresh keeps the old document", time.Hour + time.Second, func() { p.set("issuer", "https://elsewhere.example") }, 3, "/token2"},
-		{"not tried again within a minute", 59 * time.Second, nil, 3, "/token2"},
-		{"tried again after a minute", 2 * time.Second, func() { p.set("issuer", p.srv.URL); p.set("token_endpoint", p.srv.URL+"/token3") }, 4, "/token3"},
-		{"then the TTL again", 59 * time.Minute, nil, 4, "/token3"},
+		{"within the TTL: not fetched", 59 * time.Minute, func() { p.set("token_endpoint", p.srv.URL+"/token2") }, 1, [2]string{"/token", "/token"}},
+		{"past the TTL: fetched again in the background", 2 * time.Minute, nil, 2, [2]string{"/token", "/token2"}},
+		{"a failed refresh keeps the old document", time.Hour + time.Second, func() { p.set("issuer", "https://elsewhere.example") }, 3, [2]string{"/token2", "/token2"}},
+		{"not tried again within the backoff", 500 * time.Millisecond, nil, 3, [2]string{"/token2", "/token2"}},
+		{"tried again after it", 2 * time.Second, func() { p.set("issuer", p.srv.URL); p.set("token_endpoint", p.srv.URL+"/token3") }, 4, [2]string{"/token2", "/token3"}},
+		{"then the TTL again", 59 * time.Minute, nil, 4, [2]string{"/token3", "/token3"}},
 	}
 	for _, s := range steps {
 		if s.change != nil {
 			s.change()
 		}
 		clk.Advance(s.advance)
-		issue()
+		if got := issue(); got != s.wantPaths[0] {
+			t.Errorf("%s: token request to %s; want %s", s.name, got, s.wantPaths[0])
+		}
+		settle(s.wantDiscoveries)
+		// The refresh has asked; its outcome is published before the flight
+		// ends, which the next request's wait, if any, joins.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			got := issue()
+			if got == s.wantPaths[1] || time.Now().After(deadline) {
+				if got != s.wantPaths[1] {
+					t.Errorf("%s: next token request to %s; want %s", s.name, got, s.wantPaths[1])
+				}
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 		if n := p.discoveries.Load(); n != s.wantDiscoveries {
 			t.Errorf("%s: discovery requests = %d; want %d", s.name, n, s.wantDiscoveries)
-		}
-		if got := p.last(t).path; got != s.wantPath {
-			t.Errorf("%s: token request to %s; want %s", s.name, got, s.wantPath)
 		}
 	}
 }

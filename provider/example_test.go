@@ -105,6 +105,30 @@ func ExampleNew() {
 	// tokens issued: 1
 }
 
+// An Issuer discovers when first needed, so that a service starts while its
+// provider is down; the clients of its tenants share its metadata.
+func ExampleIssuer() {
+	idp := startIDP()
+	defer idp.Close()
+	ctx := context.Background()
+
+	iss, err := provider.NewIssuer(idp.URL) // no request yet
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client, err := iss.Client(provider.ClientSecretBasic("billing", "s3cret"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cache := jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))
+	token, err := cache.EnsureToken(ctx) // discovers, then asks for a token
+	fmt.Println(token, err)
+	// Output:
+	// token-1 <nil>
+}
+
 // A CacheMap keyed by Request.Key holds a token per audience.
 func ExampleClient_IssueKey() {
 	idp := startIDP()

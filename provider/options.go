@@ -20,10 +20,6 @@ const (
 	defaultTimeout     = 10 * time.Second
 	defaultMetadataTTL = 24 * time.Hour
 	defaultMaxLifetime = 24 * time.Hour
-	// metadataRetry is how long a failed refresh of the metadata is not
-	// tried again (at most the TTL), so that a provider whose discovery
-	// endpoint fails is not asked on every token request.
-	metadataRetry = time.Minute
 	// maxResponse bounds what is read of a token response or a client
 	// assertion file: either is a few kilobytes. A discovery document has
 	// the same bound, discovery.MaxDocument.
@@ -94,14 +90,15 @@ func DefaultRequest(r Request) Option {
 	return optionFunc(func(c *config) { c.request = r })
 }
 
-// MetadataTTL sets how long the provider's metadata, fetched by [New], is
-// used before it is fetched again. The refresh is lazy: the first token
-// request after the TTL makes it, on that request's context (so within the
-// cache's fetch timeout, before the token request), while concurrent
-// requests go on with the old metadata; only one refresh runs at a time. A
-// refresh that fails (or that finds the metadata no longer usable) keeps the
-// old metadata, and is tried again a minute later, or after the TTL if that
-// is shorter. Zero or less is taken as the default. The default is 24 hours.
+// MetadataTTL sets how long the provider's metadata is used before it is
+// fetched again. The refresh is lazy and in the background: the first token
+// request after the TTL starts it and goes on with the old metadata, as do
+// the others meanwhile; one refresh runs at a time for all the Clients of an
+// [Issuer]. A refresh that fails keeps the old metadata, and is tried again
+// after a backoff (from 1 second, growing to 5 minutes or the TTL if that is
+// shorter); one that finds the metadata no longer usable by a Client leaves
+// that Client on the old. Zero or less is taken as the default. The default
+// is 24 hours.
 func MetadataTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.metadataTTL = d })
 }

@@ -119,7 +119,10 @@ func withRequest(form url.Values, req Request) url.Values {
 func (c *Client) grant(ctx context.Context, form url.Values, prepare func(*tokenRequest) error) (jwtcache.Issued, error) {
 	certRetried, nonceRetried := false, false
 	for {
-		meta := c.metadata(ctx)
+		meta, err := c.metadata(ctx)
+		if err != nil {
+			return jwtcache.Issued{}, err
+		}
 		r := &tokenRequest{
 			endpoint: meta.TokenEndpoint,
 			form:     form,
