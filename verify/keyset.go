@@ -14,6 +14,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/discovery"
 	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 )
 
@@ -70,6 +71,10 @@ type KeySet struct {
 	client *http.Client
 	cfg    keySetConfig
 	clock  engine.Clock
+	// issuer, for a key set made by NewFromIssuer, discovers url: the
+	// jwks_uri of the issuer's metadata; url is then the issuer's
+	// identifier, which names the set in logs and snapshots.
+	issuer *discovery.Source[discovery.Endpoints]
 
 	// stats come last, behind padding, off the cache lines that hits read.
 	stats keySetCounters
@@ -193,8 +198,17 @@ func (s *KeySet) HasKey(kid string) bool {
 	return now.Before(p.staleUntil)
 }
 
-// URL returns the URL the key set is fetched from.
-func (s *KeySet) URL() string { return s.url }
+// URL returns the URL the key set is fetched from; for a key set of
+// [NewFromIssuer], the jwks_uri it discovered, or "" before it has.
+func (s *KeySet) URL() string {
+	if s.issuer == nil {
+		return s.url
+	}
+	if e, err := s.issuer.Held(); err == nil {
+		return e.JWKSURI
+	}
+	return ""
+}
 
 // lookup is the path of every call that is not a hit in a fresh set. Where
 // the set stands is the engine's rule (engine.Plan), the Cache's: a set is
@@ -453,7 +467,11 @@ func (s *KeySet) log(level slog.Level, msg string, args ...any) {
 	if !s.cfg.logger.Enabled(ctx, level) {
 		return
 	}
-	s.cfg.logger.Log(ctx, level, msg, append([]any{"url", s.url}, args...)...)
+	attr := []any{"url", s.url}
+	if s.issuer != nil {
+		attr = []any{"issuer", s.issuer.Issuer()}
+	}
+	s.cfg.logger.Log(ctx, level, msg, append(attr, args...)...)
 }
 
 // now reads the key set's clock.

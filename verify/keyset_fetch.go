@@ -37,7 +37,11 @@ type keySetResponse struct {
 // get fetches the set, conditionally when cur has one with validators, on
 // ctx, the fetch's.
 func (s *KeySet) get(ctx context.Context, cur *keySetSnapshot) (keySetResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	target, err := s.target(ctx)
+	if err != nil {
+		return keySetResponse{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return keySetResponse{}, fmt.Errorf("verify: fetch key set: %w", err)
 	}

@@ -15,7 +15,12 @@ import (
 // KeySetOption configures a [KeySet]; given to [NewRegistry], it configures
 // every KeySet of the registry. Options are applied in order; a later option
 // overrides an earlier one of the same kind.
+//
+// Every KeySetOption is also an [Option]: given to [NewFromIssuer], it
+// configures the Verifier's key set; given to [New], whose key set is the
+// caller's, it is an error.
 type KeySetOption interface {
+	Option
 	applyKeySet(*keySetConfig)
 }
 
@@ -23,6 +28,11 @@ type KeySetOption interface {
 type keySetOptionFunc func(*keySetConfig)
 
 func (f keySetOptionFunc) applyKeySet(c *keySetConfig) { f(c) }
+
+func (f keySetOptionFunc) apply(c *config) {
+	c.keySet = append(c.keySet, f)
+	c.keySetOnly = true
+}
 
 // Defaults, documented on the options that set them.
 const (
@@ -49,6 +59,7 @@ type keySetConfig struct {
 	allowedHosts       map[string]bool // nil: any host
 	pins               [][sha256.Size]byte
 	logger             *slog.Logger
+	loggerSet          bool // Logger was given; a nil logger then discards
 	clock              func() time.Time
 	snapshots          *keySetSnapshots // nil: none
 	err                error            // the first invalid option
@@ -87,7 +98,10 @@ func newKeySetConfig(opts []KeySetOption) keySetConfig {
 	if c.maxResponseSize <= 0 {
 		c.maxResponseSize = defaultMaxResponseSize
 	}
-	if c.logger == nil {
+	switch {
+	case !c.loggerSet:
+		c.logger = slog.Default()
+	case c.logger == nil:
 		c.logger = slog.New(slog.DiscardHandler)
 	}
 	return c

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Realm sets the realm that [Verifier.Middleware] names in its
@@ -114,16 +115,16 @@ type claimsKey struct{}
 // refuse answers a request that Middleware refused with err.
 func (v *Verifier) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	challenge := v.challengeInvalid
-	level, status := slog.LevelInfo, http.StatusUnauthorized
+	level, status, limit := slog.LevelWarn, http.StatusUnauthorized, &v.refused
 	switch {
 	case errors.Is(err, ErrNoToken):
-		challenge, level = v.challenge, slog.LevelDebug
+		challenge, level, limit = v.challenge, slog.LevelDebug, nil
 	case errors.Is(err, ErrKeySetStale):
-		level, status = slog.LevelWarn, http.StatusServiceUnavailable
+		status, limit = http.StatusServiceUnavailable, &v.stale
 	}
-	if l := v.cfg.logger; l != nil {
+	if l := v.cfg.logger; l.Enabled(r.Context(), level) && (limit == nil || limit.Allow(v.now(), time.Second)) {
 		l.LogAttrs(r.Context(), level, "verify: request refused",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+			slog.Int("status", status), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterStale)

@@ -85,9 +85,9 @@ func TestMiddleware_Logs(t *testing.T) {
 		want    string // in the log
 		wantErr error
 	}{
-		{"expired", "Bearer " + expired, "level=INFO", verify.ErrExpired},
-		{"forged", "Bearer " + forged, "level=INFO", verify.ErrSignature},
-		{"bad header", "Bearer " + expired + "%", "level=INFO", verify.ErrMalformed},
+		{"expired", "Bearer " + expired, "level=WARN", verify.ErrExpired},
+		{"forged", "Bearer " + forged, "level=WARN", verify.ErrSignature},
+		{"bad header", "Bearer " + expired + "%", "level=WARN", verify.ErrMalformed},
 		{"no token", "", "level=DEBUG", verify.ErrNoToken},
 	}
 	for _, tt := range tests {

@@ -46,9 +46,15 @@ type config struct {
 	clock     func() time.Time // nil: time.Now
 	cacheSize int
 	logger    *slog.Logger
+	loggerSet bool // Logger was given; a nil logger then discards
 	realm     string
 	realmSet  bool
 	errs      []error // what the options found wrong, reported by New
+	// keySet are the KeySetOptions given, for NewFromIssuer's key set;
+	// keySetOnly says one of them configures a key set only (not a
+	// SharedOption), which New refuses.
+	keySet     []KeySetOption
+	keySetOnly bool
 }
 
 // Issuer sets the issuer whose tokens are accepted: a token's iss claim must
@@ -146,7 +152,10 @@ type sharedOption struct {
 	keySet   keySetOptionFunc
 }
 
-func (o sharedOption) apply(c *config)             { o.verifier(c) }
+func (o sharedOption) apply(c *config) {
+	o.verifier(c)
+	c.keySet = append(c.keySet, o.keySet)
+}
 func (o sharedOption) applyKeySet(c *keySetConfig) { o.keySet(c) }
 
 // Clock sets the clock of a [Verifier] and of a [KeySet] alike, for tests:
@@ -166,15 +175,17 @@ func Clock(now func() time.Time) SharedOption {
 }
 
 // Logger sets the logger of a [Verifier] and of a [KeySet] alike. The
-// Verifier's [Verifier.Middleware] logs why it refused a request: at
-// [slog.LevelDebug] a request without a token, at [slog.LevelInfo] any other,
-// with the error, which never carries the token (and at [slog.LevelWarn] a
-// 503 for want of keys). A KeySet logs its fetches ([slog.LevelDebug]), and
-// those that failed or were refused ([slog.LevelWarn]); its records never
-// carry key material. A nil l is the default. The default logs nothing.
+// Verifier's [Verifier.Middleware] logs why it refused a request, with the
+// error, which never carries the token: at [slog.LevelWarn] a token it
+// refused (a wrong audience or issuer, a bad signature, an expired token)
+// and a 503 for want of keys, each kind at most once a second; at
+// [slog.LevelDebug] a request without a token. A KeySet logs its fetches
+// ([slog.LevelDebug]), and those that failed or were refused
+// ([slog.LevelWarn]); its records never carry key material. A nil l discards
+// every record. The default is [slog.Default], as the root package's.
 func Logger(l *slog.Logger) SharedOption {
 	return sharedOption{
-		verifier: func(c *config) { c.logger = l },
-		keySet:   func(c *keySetConfig) { c.logger = l },
+		verifier: func(c *config) { c.logger, c.loggerSet = l, true },
+		keySet:   func(c *keySetConfig) { c.logger, c.loggerSet = l, true },
 	}
 }

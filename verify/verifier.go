@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
 	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
 
@@ -64,6 +66,10 @@ type Verifier struct {
 	challengeInvalid string
 
 	cache *tokenCache // nil when CacheSize is 0
+
+	// refused and stale rate-limit the middleware's warnings of refused
+	// tokens and of 503s.
+	refused, stale engine.Every
 }
 
 // New returns a verifier of the tokens the [Issuer] signs for the [Audience],
@@ -82,6 +88,9 @@ func New(keys KeySource, opts ...Option) (*Verifier, error) {
 	errs := cfg.errs
 	if keys == nil {
 		errs = append(errs, errors.New("verify: New: nil KeySource"))
+	}
+	if cfg.keySetOnly {
+		errs = append(errs, errors.New("verify: New: a KeySetOption configures a key set: give it to NewKeySet, or use NewFromIssuer"))
 	}
 	if cfg.issuer == "" {
 		errs = append(errs, errors.New("verify: New: no Issuer"))
@@ -110,6 +119,12 @@ func New(keys KeySource, opts ...Option) (*Verifier, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	switch {
+	case !cfg.loggerSet:
+		cfg.logger = slog.Default()
+	case cfg.logger == nil:
+		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	v := &Verifier{keys: keys, cfg: cfg}
 	v.presence, _ = keys.(KeyPresence)

@@ -145,3 +145,16 @@ func (s *Source[T]) fetch(ctx context.Context) (*T, error) {
 
 // Failure returns the last fetch's error, or nil after a success.
 func (s *Source[T]) Failure() error { return s.state.Load().Err }
+
+// Held returns the document held, without a request; an error if there is
+// none yet.
+func (s *Source[T]) Held() (*T, error) {
+	st := s.state.Load()
+	if st.doc == nil {
+		if st.Err != nil {
+			return nil, st.Err
+		}
+		return nil, errors.New("provider: discovery: no metadata yet")
+	}
+	return st.doc, nil
+}
