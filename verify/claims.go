@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
@@ -19,6 +20,7 @@ type Claims struct {
 	audience, scope             []string
 	expiry, notBefore, issuedAt time.Time
 	raw                         map[string]json.RawMessage
+	payload                     []byte // the claims set as signed, for Decode
 }
 
 // Subject returns the sub claim, or "" if the token has none.
@@ -67,6 +69,16 @@ func (c *Claims) Get(name string) (any, bool) {
 	return x, true
 }
 
+// Decode decodes the token's claims into v, as [json.Unmarshal] does: into a
+// struct of the caller's with json tags, say, for custom claims. The
+// registered claims have been checked already; Decode checks nothing more.
+func (c *Claims) Decode(v any) error {
+	if err := json.Unmarshal(c.payload, v); err != nil {
+		return fmt.Errorf("verify: decode claims: %w", err)
+	}
+	return nil
+}
+
 // parseClaims decodes payload, the claims of a token whose signature has
 // been verified: a JSON object whose registered claims have their JSON
 // types, exp included. It checks no value against a Verifier's
@@ -81,11 +93,16 @@ func parseClaims(payload []byte) (*Claims, error) {
 
 // decodeClaims is parseClaims without the sentinel.
 func decodeClaims(payload []byte) (*Claims, error) {
+	if !utf8.Valid(payload) {
+		// RFC 7519, section 7.2: the claims set is UTF-8. Two subjects that
+		// differ only in invalid bytes would become one once re-encoded.
+		return nil, errors.New("claims are not valid UTF-8")
+	}
 	m, err := jose.Members(payload)
 	if err != nil {
 		return nil, fmt.Errorf("claims %w", err)
 	}
-	c := &Claims{raw: m}
+	c := &Claims{raw: m, payload: payload}
 	var hasExp bool
 	if c.issuer, err = jose.String(m, "iss"); err != nil {
 		return nil, err

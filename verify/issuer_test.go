@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -188,4 +189,55 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestClaimsDecode: custom claims decode into the caller's struct.
+func TestClaimsDecode(t *testing.T) {
+	v := newVerifier(t, newKeys(t), newClock(t0))
+	tok := sign(t, "RS256", "rsa", testKeys().rsa, nil, claims(map[string]any{
+		"tenant": "acme", "roles": []string{"reader", "writer"}, "limits": map[string]any{"rps": 50},
+	}))
+	c, err := v.Verify(t.Context(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var custom struct {
+		Subject string   `json:"sub"`
+		Tenant  string   `json:"tenant"`
+		Roles   []string `json:"roles"`
+		Limits  struct {
+			RPS int `json:"rps"`
+		} `json:"limits"`
+	}
+	if err := c.Decode(&custom); err != nil {
+		t.Fatalf("Decode() error = %v", err)
+	}
+	if custom.Subject != "client-1" || custom.Tenant != "acme" || len(custom.Roles) != 2 || custom.Limits.RPS != 50 {
+		t.Errorf("Decode() = %+v; want the token's claims", custom)
+	}
+	var wrong struct {
+		Tenant int `json:"tenant"`
+	}
+	if err := c.Decode(&wrong); err == nil || !strings.HasPrefix(err.Error(), "verify: decode claims:") {
+		t.Errorf("Decode() into a mismatched type error = %v; want verify: decode claims: ...", err)
+	}
+}
+
+// TestVerify_NonUTF8: claims that are not UTF-8 (RFC 7519, section 7.2) are
+// refused, even with a good signature: "user-\xff" and "user-\xfe" must not
+// become one subject once re-encoded.
+func TestVerify_NonUTF8(t *testing.T) {
+	v := newVerifier(t, newKeys(t), newClock(t0))
+	good := sign(t, "RS256", "rsa", testKeys().rsa, nil, claims(map[string]any{"sub": "user-AAAA"}))
+	parts := strings.Split(good, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(payload, []byte("user-AAAA"), []byte("user-\xff\xfeAA"), 1)
+	input := parts[0] + "." + base64.RawURLEncoding.EncodeToString(bad)
+	tok := input + "." + base64.RawURLEncoding.EncodeToString(rawSign(t, "RS256", testKeys().rsa, input))
+	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, verify.ErrMalformed) || !strings.Contains(err.Error(), "UTF-8") {
+		t.Errorf("Verify() of claims with invalid UTF-8 error = %v; want ErrMalformed naming UTF-8", err)
+	}
 }
