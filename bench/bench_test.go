@@ -80,7 +80,7 @@ func keyLookups(p *peers) []struct {
 }
 
 // BenchmarkVerifyNew verifies a token not seen before: verify with
-// CacheSize(0), so that every call checks the signature, as the others
+// CacheSize(jwtcache.Off), so that every call checks the signature, as the others
 // always do. bare is the floor: base64-decoding the parts and checking the
 // signature of the signing input with the standard library.
 func BenchmarkVerifyNew(b *testing.B) {

@@ -24,6 +24,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
+	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -109,7 +110,7 @@ func newPeers(tb testing.TB) *peers {
 	if p.verifier, err = verify.New(p.keySet, opts...); err != nil {
 		tb.Fatal(err)
 	}
-	if p.uncached, err = verify.New(p.keySet, append(opts, verify.CacheSize(0))...); err != nil {
+	if p.uncached, err = verify.New(p.keySet, append(opts, verify.CacheSize(jwtcache.Off))...); err != nil {
 		tb.Fatal(err)
 	}
 
@@ -248,7 +249,7 @@ func TestPeers_AgreeOnTokens(t *testing.T) {
 		verify func(string) error
 	}{
 		{"verify", func(s string) error { return p.verify(p.verifier, s) }},
-		{"verify/CacheSize(0)", func(s string) error { return p.verify(p.uncached, s) }},
+		{"verify.CacheSize(jwtcache.Off)", func(s string) error { return p.verify(p.uncached, s) }},
 		{"jwx", p.jwx},
 		{"golang-jwt", p.golangJWT},
 	}

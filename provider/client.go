@@ -125,6 +125,9 @@ func NewFromTokenURL(tokenURL string, auth ClientAuth, opts ...Option) (*Client,
 // certificate.
 func newClient(issuer *Issuer, auth ClientAuth, opts []Option) (*Client, error) {
 	c := &Client{issuer: issuer, auth: auth, cfg: newConfig(opts)}
+	if c.cfg.err != nil {
+		return nil, c.cfg.err
+	}
 	if _, ok := auth.(*tlsClientAuth); ok {
 		var err error
 		if c.mtls, err = mtlsClient(c.cfg.httpClient); err != nil {

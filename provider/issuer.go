@@ -42,6 +42,9 @@ var ErrDiscoveryBackoff = discovery.ErrBackoff
 // if issuer is not HTTPS on a non-loopback host ([ErrInsecureURL]).
 func NewIssuer(issuer string, opts ...Option) (*Issuer, error) {
 	cfg := newConfig(opts)
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
 	src, err := discovery.NewSource(issuer, cfg.httpClient, func(_ *Metadata, e discovery.Endpoints) error {
 		return e.Check(issuer, true)
 	}, cfg.metadataTTL, discoveryTimeout(cfg), cfg.clock)

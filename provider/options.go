@@ -1,8 +1,11 @@
 package provider
 
 import (
+	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/seed7aeb0c6e/jwtcache"
 )
 
 // Option configures a [Client].
@@ -35,6 +38,20 @@ type config struct {
 	maxLifetime time.Duration
 	clock       func() time.Time
 	dpop        *DPoP // DPoPProof's
+	err         error // the first invalid option; the constructors return it
+}
+
+// check records err, if it is the first invalid option of c.
+func (c *config) check(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+// invalid returns the error of an option given a value that cannot be meant:
+// the same rule in every package of the module (see [jwtcache.Off]).
+func invalid(option string, value any, want string) error {
+	return fmt.Errorf("provider: %s(%v): want %s: %w", option, value, want, jwtcache.ErrInvalid)
 }
 
 // newConfig applies opts over the defaults, then clamps what is out of range,
@@ -53,10 +70,10 @@ func newConfig(opts []Option) config {
 		c.httpClient = &hc
 	}
 	c.httpClient.CheckRedirect = noRedirect
-	if c.metadataTTL <= 0 {
+	if c.metadataTTL == 0 {
 		c.metadataTTL = defaultMetadataTTL
 	}
-	if c.maxLifetime <= 0 {
+	if c.maxLifetime == 0 {
 		c.maxLifetime = defaultMaxLifetime
 	}
 	if c.clock == nil {
@@ -97,20 +114,33 @@ func DefaultRequest(r Request) Option {
 // [Issuer]. A refresh that fails keeps the old metadata, and is tried again
 // after a backoff (from 1 second, growing to 5 minutes or the TTL if that is
 // shorter); one that finds the metadata no longer usable by a Client leaves
-// that Client on the old. Zero or less is taken as the default. The default
-// is 24 hours.
+// that Client on the old. Zero is the default; a negative d is an error
+// wrapping [jwtcache.ErrInvalid]. The default is 24 hours.
 func MetadataTTL(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.metadataTTL = d })
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.check(invalid("MetadataTTL", d, "a TTL of 0 (the default, 24h) or more"))
+			return
+		}
+		c.metadataTTL = d
+	})
 }
 
 // MaxLifetime caps the lifetime a token response may claim: an expires_in
 // longer than this is taken as this long, so that a provider that says a
 // token lives for a year does not have it cached for a year. A cache takes the
 // earlier of this and a JWT's own exp claim. A response without expires_in
-// is not affected: its [jwtcache.Issued.ExpiresIn] stays zero. Zero or less
-// is taken as the default. The default is 24 hours.
+// is not affected: its [jwtcache.Issued.ExpiresIn] stays zero. Zero is the
+// default; a negative d is an error wrapping [jwtcache.ErrInvalid]. The
+// default is 24 hours.
 func MaxLifetime(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.maxLifetime = d })
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.check(invalid("MaxLifetime", d, "a lifetime of 0 (the default, 24h) or more"))
+			return
+		}
+		c.maxLifetime = d
+	})
 }
 
 // Clock replaces the system clock, for tests: it dates client assertions

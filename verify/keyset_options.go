@@ -65,6 +65,13 @@ type keySetConfig struct {
 	err                error            // the first invalid option
 }
 
+// check records err, if it is the first invalid option of c.
+func (c *keySetConfig) check(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
 // newKeySetConfig applies opts to the defaults, and clamps them as each
 // option documents.
 func newKeySetConfig(opts []KeySetOption) keySetConfig {
@@ -81,22 +88,8 @@ func newKeySetConfig(opts []KeySetOption) keySetConfig {
 			o.applyKeySet(&c)
 		}
 	}
-	if c.fetchTimeout <= 0 {
-		c.fetchTimeout = defaultFetchTimeout
-	}
-	if c.minTTL <= 0 {
-		c.minTTL = defaultMinTTL
-	}
-	if c.maxTTL <= 0 {
-		c.maxTTL = defaultMaxTTL
-	}
-	c.maxTTL = max(c.maxTTL, c.minTTL)
-	if c.minRefreshInterval <= 0 {
-		c.minRefreshInterval = defaultMinRefreshInterval
-	}
-	c.staleWindow = max(c.staleWindow, 0)
-	if c.maxResponseSize <= 0 {
-		c.maxResponseSize = defaultMaxResponseSize
+	if c.maxTTL < c.minTTL {
+		c.check(invalid("MaxTTL", c.maxTTL, fmt.Sprintf("no less than MinTTL (%s)", c.minTTL)))
 	}
 	switch {
 	case !c.loggerSet:
@@ -120,53 +113,99 @@ func HTTPClient(c *http.Client) KeySetOption {
 // FetchTimeout bounds each fetch of the key set. A fetch runs on a context
 // detached from the caller that started it, so that one caller giving up does
 // not fail the others waiting for it; this timeout is what ends a fetch that
-// hangs, and no caller waits longer. Zero or less is taken as the default.
-// The default is 10 seconds.
+// hangs, and no caller waits longer. Zero is the default; a negative value
+// is an error wrapping [jwtcache.ErrInvalid]. The default is 10 seconds.
 func FetchTimeout(d time.Duration) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.fetchTimeout = d })
+	return keySetOptionFunc(func(c *keySetConfig) {
+		switch {
+		case d < 0:
+			c.check(invalid("FetchTimeout", d, "a timeout of 0 (the default, 10s) or more"))
+		case d > 0:
+			c.fetchTimeout = d
+		}
+	})
 }
 
 // MinTTL sets the shortest time a fetched key set is used before it is
 // fetched again (revalidated, if the server gave an ETag or Last-Modified),
 // whatever its Cache-Control or Expires header says: a max-age below it, and
 // no-store or no-cache, are taken as it; so is a response without either
-// header. Zero or less is taken as the default. The default is 5 minutes.
+// header. Zero is the default; a negative value is an error wrapping [jwtcache.ErrInvalid]. The default is 5 minutes.
 func MinTTL(d time.Duration) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.minTTL = d })
+	return keySetOptionFunc(func(c *keySetConfig) {
+		switch {
+		case d < 0:
+			c.check(invalid("MinTTL", d, "a lifetime of 0 (the default, 5m) or more"))
+		case d > 0:
+			c.minTTL = d
+		}
+	})
 }
 
 // MaxTTL sets the longest time a fetched key set is used before it is
 // fetched again, however long its Cache-Control max-age or Expires allows.
-// Zero or less is taken as the default, and less than the [MinTTL] as the
-// MinTTL. The default is 24 hours.
+// Zero is the default; a negative value, or one less than the [MinTTL], is
+// an error wrapping [jwtcache.ErrInvalid]. The default is 24 hours.
 func MaxTTL(d time.Duration) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.maxTTL = d })
+	return keySetOptionFunc(func(c *keySetConfig) {
+		switch {
+		case d < 0:
+			c.check(invalid("MaxTTL", d, "a lifetime of 0 (the default, 24h) or more, no less than MinTTL"))
+		case d > 0:
+			c.maxTTL = d
+		}
+	})
 }
 
 // MinRefreshInterval sets how often, at most, a kid the key set lacks makes
 // it be fetched again: such a fetch starts only if the previous fetch started
 // at least this long ago, so that tokens with made-up kids cannot make the
-// key set's server be asked more often. Zero or less is taken as the default.
+// key set's server be asked more often. Zero is the default; a negative value is an error wrapping [jwtcache.ErrInvalid].
 // The default is 10 seconds.
 func MinRefreshInterval(d time.Duration) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.minRefreshInterval = d })
+	return keySetOptionFunc(func(c *keySetConfig) {
+		switch {
+		case d < 0:
+			c.check(invalid("MinRefreshInterval", d, "an interval of 0 (the default, 10s) or more"))
+		case d > 0:
+			c.minRefreshInterval = d
+		}
+	})
 }
 
 // StaleWindow sets how long after its expiry the last good key set is still
 // served while fetching a new one fails; past it, [KeySet.Key] fails with
 // [ErrKeySetStale]. An expired set is served only when a fetch has just
 // failed or the key set is backing off from failures: when the server
-// answers, callers wait for the new set. Zero means the set is never served
-// past its expiry; a negative window is taken as zero. The default is 1 hour.
+// answers, callers wait for the new set. [jwtcache.Off] means the set is
+// never served past its expiry; another negative window is an error wrapping
+// [jwtcache.ErrInvalid]. The default (0) is 1 hour.
 func StaleWindow(d time.Duration) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.staleWindow = d })
+	return keySetOptionFunc(func(c *keySetConfig) {
+		switch {
+		case d == jwtcache.Off:
+			c.staleWindow = 0
+		case d < 0:
+			c.check(invalid("StaleWindow", d, "a window of 0 (the default, 1h) or more, or Off for none"))
+		case d > 0:
+			c.staleWindow = d
+		}
+	})
 }
 
 // MaxResponseSize sets the largest key set response body accepted, in bytes;
-// a larger one is refused ([ErrKeySetRefused]). Zero or less is taken as the
-// default. The default is 1 MiB.
+// a larger one is refused ([ErrKeySetRefused]). Zero is the default; a
+// negative value is an error wrapping [jwtcache.ErrInvalid]. The default is 1
+// MiB.
 func MaxResponseSize(n int64) KeySetOption {
-	return keySetOptionFunc(func(c *keySetConfig) { c.maxResponseSize = n })
+	return keySetOptionFunc(func(c *keySetConfig) {
+		switch {
+		case n < 0:
+			c.check(invalid("MaxResponseSize", n, "a size of 0 (the default, 1 MiB) or more"))
+		case n > 0:
+			c.maxResponseSize = n
+		}
+	})
 }
 
 // AllowedHosts restricts the hosts the key set is fetched from, the URL's and

@@ -2,12 +2,14 @@ package verify
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
+	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
 
@@ -93,10 +95,26 @@ func Algorithms(algs ...jwa.SignatureAlgorithm) Option {
 
 // Leeway sets how far the clocks of the issuer and of this host may disagree:
 // a token is accepted until its exp plus d, and from its nbf (and its iat)
-// less d. A negative d is 0, and d is clamped to 5 minutes. The default is 30
+// less d. [jwtcache.Off] allows none; another negative d, or one over 5
+// minutes, is an error wrapping [jwtcache.ErrInvalid]. The default (0) is 30
 // seconds.
 func Leeway(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.leeway = min(max(d, 0), maxLeeway) })
+	return optionFunc(func(c *config) {
+		switch {
+		case d == jwtcache.Off:
+			c.leeway = 0
+		case d < 0 || d > maxLeeway:
+			c.errs = append(c.errs, invalid("Leeway", d, "from 0 (the default, 30s) to 5m, or Off for none"))
+		case d > 0:
+			c.leeway = d
+		}
+	})
+}
+
+// invalid returns the error of an option given a value that cannot be meant:
+// the same rule in every package of the module (see [jwtcache.Off]).
+func invalid(option string, value any, want string) error {
+	return fmt.Errorf("verify: %s(%v): want %s: %w", option, value, want, jwtcache.ErrInvalid)
 }
 
 // Type sets the media type a token's typ header must name, such as "at+jwt"
@@ -110,14 +128,16 @@ func Type(typ string) Option {
 }
 
 // MaxTokenSize sets the length in bytes beyond which a token is refused with
-// [ErrMalformed] before anything else is done with it. A value of 0 or less
-// is the default. The default is 8 KiB.
+// [ErrMalformed] before anything else is done with it. A negative n is an
+// error wrapping [jwtcache.ErrInvalid]. The default (0) is 8 KiB.
 func MaxTokenSize(n int) Option {
 	return optionFunc(func(c *config) {
-		if n <= 0 {
-			n = defaultMaxSize
+		switch {
+		case n < 0:
+			c.errs = append(c.errs, invalid("MaxTokenSize", n, "a size of 0 (the default, 8 KiB) or more"))
+		case n > 0:
+			c.maxSize = n
 		}
-		c.maxSize = n
 	})
 }
 
@@ -129,10 +149,20 @@ func MaxTokenSize(n int) Option {
 // a 32-byte hash of its text (a GMAC tag under a key the Verifier draws at
 // random and never discloses; where GCM is refused, in FIPS 140-only mode,
 // its SHA-256) and its claims (its decoded payload, and at most
-// [MaxTokenSize] with them): the tokens themselves are not kept. A value of 0
-// or less turns the cache off. The default is 10,000.
+// [MaxTokenSize] with them): the tokens themselves are not kept.
+// [jwtcache.Off] turns the cache off; another negative n is an error
+// wrapping [jwtcache.ErrInvalid]. The default (0) is 10,000.
 func CacheSize(n int) Option {
-	return optionFunc(func(c *config) { c.cacheSize = max(n, 0) })
+	return optionFunc(func(c *config) {
+		switch {
+		case n == jwtcache.Off:
+			c.cacheSize = 0
+		case n < 0:
+			c.errs = append(c.errs, invalid("CacheSize", n, "a size of 0 (the default, 10000) or more, or Off for no cache"))
+		case n > 0:
+			c.cacheSize = n
+		}
+	})
 }
 
 // SharedOption configures a [Verifier] and a [KeySet] alike: it is both an

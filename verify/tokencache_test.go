@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -36,7 +37,7 @@ func TestVerifier_CacheHit(t *testing.T) {
 
 func TestVerifier_CacheOff(t *testing.T) {
 	keys := newKeys(t)
-	v := newVerifier(t, keys, newClock(t0), verify.CacheSize(0))
+	v := newVerifier(t, keys, newClock(t0), verify.CacheSize(jwtcache.Off))
 	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(nil))
 	for range 3 {
 		if _, err := v.Verify(context.Background(), token); err != nil {
@@ -159,7 +160,7 @@ func TestVerifier_CacheBoundSmall(t *testing.T) {
 func TestVerifier_CacheEvictsExpiredFirst(t *testing.T) {
 	clock := newClock(t0)
 	keys := newKeys(t)
-	v := newVerifier(t, keys, clock, verify.CacheSize(4), verify.Leeway(0))
+	v := newVerifier(t, keys, clock, verify.CacheSize(4), verify.Leeway(jwtcache.Off))
 	ed := testKeys().ed
 	long := sign(t, "EdDSA", "ed", ed, nil, claims(map[string]any{"exp": t0.Add(2 * time.Hour).Unix()}))
 	if _, err := v.Verify(context.Background(), long); err != nil {

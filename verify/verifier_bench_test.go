@@ -14,6 +14,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -60,7 +61,7 @@ func BenchmarkVerifier_New(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
 			token := benchTokens(b)[alg]
-			v := newVerifier(b, newSnapshotKeys(newKeys(b)), newClock(t0), verify.CacheSize(0))
+			v := newVerifier(b, newSnapshotKeys(newKeys(b)), newClock(t0), verify.CacheSize(jwtcache.Off))
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {

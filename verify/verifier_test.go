@@ -16,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -366,7 +367,7 @@ func FuzzVerifier(f *testing.F) {
 	f.Add(`{"alg":"EdDSA","kid":"ed","x":{"y":["}"]}}`, fmt.Sprintf(`{"iss":%q,"aud":[%q],"exp":%d,"nbf":1,"scp":["a"]}`, testIssuer, testAudience, exp), true)
 	f.Add(`{"alg":"none"}`, `{}`, false)
 	f.Add(`{"alg":"EdDSA","kid":"ed"`, `[`, true)
-	v := newVerifier(f, newKeys(f), newClock(t0), verify.CacheSize(0))
+	v := newVerifier(f, newKeys(f), newClock(t0), verify.CacheSize(jwtcache.Off))
 	ed := testKeys().ed
 	f.Fuzz(func(t *testing.T, header, payload string, signed bool) {
 		input := b64([]byte(header)) + "." + b64([]byte(payload))
@@ -450,13 +451,13 @@ func TestVerifier_Leeway(t *testing.T) {
 		{"at exp plus the default 30s", nil, exp.Add(30 * time.Second), verify.ErrExpired},
 		{"at nbf less the default 30s", nil, nbf.Add(-30 * time.Second), nil},
 		{"just before nbf less the default 30s", nil, nbf.Add(-30*time.Second - time.Nanosecond), verify.ErrNotYetValid},
-		{"no leeway: just before exp", ptr(time.Duration(0)), exp.Add(-time.Nanosecond), nil},
-		{"no leeway: at exp", ptr(time.Duration(0)), exp, verify.ErrExpired},
-		{"no leeway: at nbf", ptr(time.Duration(0)), nbf, nil},
-		{"no leeway: before nbf", ptr(time.Duration(0)), nbf.Add(-time.Nanosecond), verify.ErrNotYetValid},
-		{"negative is 0", ptr(-time.Minute), exp, verify.ErrExpired},
-		{"clamped to 5 minutes: inside", ptr(time.Hour), exp.Add(5*time.Minute - time.Nanosecond), nil},
-		{"clamped to 5 minutes: outside", ptr(time.Hour), exp.Add(5 * time.Minute), verify.ErrExpired},
+		{"no leeway: just before exp", ptr(time.Duration(jwtcache.Off)), exp.Add(-time.Nanosecond), nil},
+		{"no leeway: at exp", ptr(time.Duration(jwtcache.Off)), exp, verify.ErrExpired},
+		{"no leeway: at nbf", ptr(time.Duration(jwtcache.Off)), nbf, nil},
+		{"no leeway: before nbf", ptr(time.Duration(jwtcache.Off)), nbf.Add(-time.Nanosecond), verify.ErrNotYetValid},
+		{"zero is the default", ptr(time.Duration(0)), exp.Add(30*time.Second - time.Nanosecond), nil},
+		{"5 minutes: inside", ptr(5 * time.Minute), exp.Add(5*time.Minute - time.Nanosecond), nil},
+		{"5 minutes: outside", ptr(5 * time.Minute), exp.Add(5 * time.Minute), verify.ErrExpired},
 		{"iat less 30s", nil, iat.Add(-30 * time.Second), verify.ErrNotYetValid}, // before nbf too
 	}
 	for _, tt := range tests {
