@@ -103,6 +103,12 @@ type keySetSnapshot struct {
 	staleUntil         time.Time     // from then, the set is never served
 
 	attemptAt time.Time // when the last fetch started
+	// unknownAt is when the last fetch for a kid the set lacked started;
+	// zero if none has since the last fetch that was due. The first unknown
+	// kid after a due fetch may fetch at once (a key published just after
+	// it, as providers that sign with a new key the moment it exists do);
+	// the next, only MinRefreshInterval after the last.
+	unknownAt time.Time
 	// Failure is the fetch state: it outlives the set it was recorded
 	// beside.
 	engine.Failure
@@ -301,15 +307,18 @@ func (s *KeySet) find(ctx context.Context, kid string, p *keySetSnapshot) (jwk.K
 // and looks again in its set.
 func (s *KeySet) unknown(ctx context.Context, kid string, p *keySetSnapshot, now time.Time) (jwk.Key, error) {
 	s.stats.misses.Add(1)
-	if !s.flight.Running() && (p.Throttled(now) || now.Sub(p.attemptAt) < s.cfg.minRefreshInterval) {
-		// Not due. A fetch may have ended since p was loaded: its set is
-		// published by now, since fetching is cleared after it.
+	if !s.flight.Running() && (p.Throttled(now) || !p.unknownAllowed(now, s.cfg.minRefreshInterval)) {
+		// Not allowed yet. A fetch may have ended since p was loaded: its
+		// set is published by now, since fetching is cleared after it.
 		if n := s.snap.Load(); n != p && n.usable(now) {
 			if k, ok := n.keys[kid]; ok {
 				return k, nil
 			}
 		}
-		return nil, s.unknownError(kid, nil)
+		// The provider may have published the key since the last fetch:
+		// the token cannot be judged yet, so it is not refused (a 401
+		// would make its client drop a good token) but put off.
+		return nil, &putOff{kid: kid, until: p.unknownAt.Add(s.cfg.minRefreshInterval)}
 	}
 	n, err := s.wait(ctx, ksUnknown)
 	if err != nil {
@@ -364,14 +373,14 @@ func (s *KeySet) fetch(ctx context.Context, reason keySetReason) (*keySetSnapsho
 		return cur, cur.BackoffError(errBackingOff, start)
 	}
 	switch {
-	case reason == ksUnknown && cur.keys != nil && start.Sub(cur.attemptAt) < s.cfg.minRefreshInterval:
+	case reason == ksUnknown && cur.keys != nil && !cur.unknownAllowed(start, s.cfg.minRefreshInterval):
 		return cur, nil
 	case reason == ksDue && cur.keys != nil && start.Before(cur.refreshAt):
 		return cur, nil
 	}
 	ctx, cancel := engine.Detach(ctx, s.cfg.fetchTimeout)
 	defer cancel()
-	p, err := engine.Protect(func() (*keySetSnapshot, error) { return s.refresh(ctx, cur, start) }, keySetPanic)
+	p, err := engine.Protect(func() (*keySetSnapshot, error) { return s.refresh(ctx, cur, start, reason) }, keySetPanic)
 	if err != nil {
 		return s.fail(err, s.now()), err
 	}
@@ -383,7 +392,7 @@ func keySetPanic(v any) error { return fmt.Errorf("%w: panic: %v", ErrKeySetRefu
 
 // refresh is the fetch proper, on the fetch's context: from the fleet's
 // snapshot when the KeySet has no set yet, then from the URL.
-func (s *KeySet) refresh(ctx context.Context, cur *keySetSnapshot, start time.Time) (*keySetSnapshot, error) {
+func (s *KeySet) refresh(ctx context.Context, cur *keySetSnapshot, start time.Time, reason keySetReason) (*keySetSnapshot, error) {
 	if cur.keys == nil && s.cfg.snapshots != nil {
 		// No set yet: start from the fleet's snapshot, if there is a usable
 		// one, and fetch only if it has expired.
@@ -397,6 +406,10 @@ func (s *KeySet) refresh(ctx context.Context, cur *keySetSnapshot, start time.Ti
 	s.stats.refreshes.Add(1)
 	attempt := *cur
 	attempt.attemptAt = start
+	attempt.unknownAt = time.Time{} // a due fetch gives the next unknown kid a fetch at once
+	if reason == ksUnknown {
+		attempt.unknownAt = start
+	}
 	s.snap.Store(&attempt)
 	res, err := s.get(ctx, &attempt)
 	if err != nil {
@@ -412,7 +425,7 @@ func (s *KeySet) refresh(ctx context.Context, cur *keySetSnapshot, start time.Ti
 // publish publishes the set that res brought (or, for a 304, renews cur's),
 // fetched at now, and returns it.
 func (s *KeySet) publish(cur *keySetSnapshot, res keySetResponse, now time.Time) *keySetSnapshot {
-	n := &keySetSnapshot{attemptAt: cur.attemptAt, confirmed: now, etag: res.etag, lastModified: res.lastModified}
+	n := &keySetSnapshot{attemptAt: cur.attemptAt, unknownAt: cur.unknownAt, confirmed: now, etag: res.etag, lastModified: res.lastModified}
 	ttl := res.ttl
 	if res.notModified {
 		s.stats.notModified.Add(1)
@@ -493,6 +506,51 @@ const refreshAhead = 0.25
 // errBackingOff is what the error of a fetch that did not start because of
 // the backoff wraps, besides the last error.
 var errBackingOff = errors.New("verify: key set: backing off")
+
+// putOff is the error of a lookup of a kid the set lacks, made when no
+// refresh is allowed for it yet: it wraps ErrKeySetStale (the token cannot
+// be judged yet) and ErrKeySetUnknownKID.
+type putOff struct {
+	kid   string
+	until time.Time // when a refresh is allowed
+}
+
+func (e *putOff) Error() string {
+	return fmt.Sprintf("%s: %s: %s; a refresh for it is allowed from %s", ErrKeySetStale, ErrKeySetUnknownKID, ksQuote(e.kid), e.until.Round(0).Format(time.RFC3339))
+}
+
+func (e *putOff) Unwrap() []error { return []error{ErrKeySetStale, ErrKeySetUnknownKID} }
+
+// keyPatient is [KeySet.Key] for a caller that may wait (the root package's
+// fetch, through ParseOption, on its detached context): a lookup put off for
+// want of a refresh is tried again once one is allowed, as long as ctx
+// allows, so that a token the cache itself fetched is not failed for want of
+// a key its provider has just published.
+func (s *KeySet) keyPatient(ctx context.Context, kid string) (jwk.Key, error) {
+	for {
+		k, err := s.Key(ctx, kid)
+		var p *putOff
+		if !errors.As(err, &p) {
+			return k, err
+		}
+		// Polled on the real clock, judged on the KeySet's, so that a
+		// test clock moves it too.
+		t := time.NewTimer(min(max(p.until.Sub(s.now()), time.Millisecond), 100*time.Millisecond))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+	}
+}
+
+// unknownAllowed reports whether a kid p lacks may make the set be fetched
+// at now: none has since the last due fetch, or the last did at least
+// interval ago.
+func (p *keySetSnapshot) unknownAllowed(now time.Time, interval time.Duration) bool {
+	return p.unknownAt.IsZero() || now.Sub(p.unknownAt) >= interval
+}
 
 // usable reports whether p holds a set that may be served at now.
 func (p *keySetSnapshot) usable(now time.Time) bool {

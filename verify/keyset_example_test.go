@@ -50,15 +50,21 @@ func ExampleKeySet() {
 	}
 	fmt.Println(key.KeyID(), key.KeyType())
 
-	// A kid the set lacks makes it be fetched again, at most every 10
-	// seconds; this one was fetched just now.
+	// A kid the set lacks makes it be fetched again: at once the first
+	// time after a due fetch (the issuer may have just published the key),
+	// then at most every 10 seconds. A kid the new set lacks too is refused;
+	// one that cannot make it be fetched yet is put off (ErrKeySetStale:
+	// the middleware answers 503, and the client tries again).
 	_, err = keys.Key(ctx, "2024-12")
 	fmt.Println(err)
-	fmt.Println(keys.Stats().Refreshes, "refresh")
+	_, err = keys.Key(ctx, "2024-11")
+	fmt.Println(errors.Is(err, verify.ErrKeySetUnknownKID), errors.Is(err, verify.ErrKeySetStale))
+	fmt.Println(keys.Stats().Refreshes, "refreshes")
 	// Output:
 	// 2025-01 EC
 	// verify: no key with that kid in the key set: "2024-12"
-	// 1 refresh
+	// true true
+	// 2 refreshes
 }
 
 // A registry keeps the key sets of many tenants' issuers.

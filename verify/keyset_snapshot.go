@@ -223,7 +223,7 @@ func (s *KeySet) warm(ctx context.Context, cur *keySetSnapshot, now time.Time) *
 		s.log(slog.LevelWarn, "verify: key set snapshot ignored", "error", err)
 		return nil
 	}
-	n.attemptAt, n.Failure = cur.attemptAt, cur.Failure
+	n.attemptAt, n.unknownAt, n.Failure = cur.attemptAt, cur.unknownAt, cur.Failure
 	n.freshFor = s.clock.Since(n.refreshAt)
 	s.snap.Store(n)
 	s.stats.snapshotLoads.Add(1)

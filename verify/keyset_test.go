@@ -223,6 +223,10 @@ func TestKeySet_RefreshAhead(t *testing.T) {
 	}
 }
 
+// TestKeySet_UnknownKID: the first kid the set lacks after a due fetch
+// fetches the set at once (a key published just after it); the next only
+// MinRefreshInterval after, and meanwhile the lookup is put off
+// (ErrKeySetStale, the middleware's 503), not refused.
 func TestKeySet_UnknownKID(t *testing.T) {
 	src := &ksSource{body: ksDoc(t, "k1")}
 	clk := ksNewClock()
@@ -231,21 +235,12 @@ func TestKeySet_UnknownKID(t *testing.T) {
 	if _, err := s.Key(ctx, "k1"); err != nil {
 		t.Fatalf("Key(k1) error = %v", err)
 	}
-	src.set(ksDoc(t, "k1", "k2"), nil) // the issuer rotates
-
-	// Within MinRefreshInterval of the last fetch: no refresh.
-	clk.Advance(9 * time.Second)
-	if _, err := s.Key(ctx, "k2"); !errors.Is(err, verify.ErrKeySetUnknownKID) {
-		t.Fatalf("Key(k2) 9s after a fetch error = %v; want ErrKeySetUnknownKID", err)
-	}
-	if got, want := src.requests.Load(), int64(1); got != want {
-		t.Errorf("requests = %d; want %d", got, want)
-	}
+	src.set(ksDoc(t, "k1", "k2"), nil) // the issuer rotates, just after the fetch
 
 	clk.Advance(time.Second)
 	k, err := s.Key(ctx, "k2")
 	if err != nil {
-		t.Fatalf("Key(k2) 10s after a fetch error = %v", err)
+		t.Fatalf("Key(k2) 1s after a due fetch error = %v; want the new key, fetched at once", err)
 	}
 	if got, want := k.KeyID(), "k2"; got != want {
 		t.Errorf("Key(k2).KeyID() = %q; want %q", got, want)
@@ -253,13 +248,31 @@ func TestKeySet_UnknownKID(t *testing.T) {
 	if got, want := src.requests.Load(), int64(2); got != want {
 		t.Errorf("requests = %d; want %d (one refresh)", got, want)
 	}
-	if _, err := s.Key(ctx, "k3"); !errors.Is(err, verify.ErrKeySetUnknownKID) {
-		t.Errorf("Key(k3) error = %v; want ErrKeySetUnknownKID", err)
+
+	src.set(ksDoc(t, "k1", "k2", "k3"), nil) // and again, 9s later
+	clk.Advance(9 * time.Second)
+	_, err = s.Key(ctx, "k3")
+	if !errors.Is(err, verify.ErrKeySetUnknownKID) || !errors.Is(err, verify.ErrKeySetStale) {
+		t.Fatalf("Key(k3) 9s after a refresh for a kid error = %v; want ErrKeySetUnknownKID and ErrKeySetStale (put off)", err)
 	}
 	if got, want := src.requests.Load(), int64(2); got != want {
 		t.Errorf("requests = %d; want %d (rate-limited)", got, want)
 	}
-	if got, want := s.Stats().Misses, uint64(3); got != want {
+	clk.Advance(time.Second)
+	if _, err := s.Key(ctx, "k3"); err != nil {
+		t.Fatalf("Key(k3) 10s after error = %v", err)
+	}
+	if _, err := s.Key(ctx, "k4"); !errors.Is(err, verify.ErrKeySetUnknownKID) || !errors.Is(err, verify.ErrKeySetStale) {
+		t.Errorf("Key(k4) error = %v; want ErrKeySetUnknownKID, put off", err)
+	}
+	clk.Advance(10 * time.Second)
+	if _, err := s.Key(ctx, "k4"); !errors.Is(err, verify.ErrKeySetUnknownKID) || errors.Is(err, verify.ErrKeySetStale) {
+		t.Errorf("Key(k4) after a refresh that lacks it too: error = %v; want ErrKeySetUnknownKID alone (refused)", err)
+	}
+	if got, want := src.requests.Load(), int64(4); got != want {
+		t.Errorf("requests = %d; want %d", got, want)
+	}
+	if got, want := s.Stats().Misses, uint64(5); got != want {
 		t.Errorf("Stats().Misses = %d; want %d", got, want)
 	}
 }
@@ -292,11 +305,11 @@ func TestKeySet_KIDSpraying(t *testing.T) {
 		advance time.Duration
 		want    int64 // requests after the spray
 	}{
-		{0, 1},                // within the interval of the first fetch
-		{29 * time.Second, 1}, // still within it
-		{time.Second, 2},      // one interval on: one fetch
-		{10 * time.Second, 2},
-		{20 * time.Second, 3},
+		{0, 2},                // the first unknown kid after a due fetch: one fetch
+		{29 * time.Second, 2}, // within the interval of that fetch
+		{time.Second, 3},      // one interval on: one fetch
+		{10 * time.Second, 3},
+		{20 * time.Second, 4},
 	}
 	for _, tt := range tests {
 		clk.Advance(tt.advance)

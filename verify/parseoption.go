@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
@@ -15,7 +16,7 @@ import (
 
 // parseKeyTimeout bounds finding a token's key, key set fetch included: jwx
 // parses a token on no context of its own.
-const parseKeyTimeout = 10 * time.Second
+const parseKeyTimeout = 15 * time.Second
 
 // ParseOption returns a parse option, for [jwtcache.ParseOptions], that
 // verifies each token a cache fetches against keys (a [KeySet] on the
@@ -68,7 +69,13 @@ func (p *parseKeys) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Si
 	}
 	ctx, cancel := context.WithTimeout(ctx, parseKeyTimeout)
 	defer cancel()
-	key, err := p.keys.Key(ctx, kid)
+	var key jwk.Key
+	var err error
+	if s, ok := p.keys.(*KeySet); ok {
+		key, err = s.keyPatient(ctx, kid)
+	} else {
+		key, err = p.keys.Key(ctx, kid)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnknownKey, err)
 	}
