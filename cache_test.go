@@ -2,9 +2,6 @@ package jwtcache_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,91 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
-
-// provider is a token function that mints a token on the fake clock for each
-// call, counting the calls, and can be made to fail or to block.
-type provider struct {
-	clock *jwtcachetest.Clock
-	life  time.Duration
-	calls atomic.Int64
-
-	mu sync.Mutex
-	// guards fail and gate
-	fail error
-	gate chan struct{} // when not nil, each call waits for it to close
-}
-
-func (p *provider) token(ctx context.Context) (string, error) {
-	p.calls.Add(1)
-	p.mu.Lock()
-	fail, gate := p.fail, p.gate
-	p.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-	}
-	if fail != nil {
-		return "", fail
-	}
-	return mintAt(p.clock.Now(), p.life), nil
-}
-
-func (p *provider) setFail(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.fail = err
-}
-
-func (p *provider) setGate(g chan struct{}) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.gate = g
-}
-
-// mintAt is mint for use outside a test's goroutine.
-func mintAt(iat time.Time, life time.Duration) string {
-	return sign(panicTB{}, testKey, map[string]any{
-		jwt.IssuedAtKey:   iat.Truncate(time.Second),
-		jwt.ExpirationKey: iat.Truncate(time.Second).Add(life),
-	})
-}
-
-// panicTB lets the minting helpers run where a *testing.T may not be used.
-type panicTB struct{ testing.TB }
-
-func (panicTB) Helper()           {}
-func (panicTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
-
-// newTestCache returns a cache on a fake clock backed by a provider of tokens
-// that live for life.
-func newTestCache(life time.Duration, opts ...jwtcache.Option) (*jwtcache.Cache, *provider, *jwtcachetest.Clock) {
-	clk := newClock()
-	p := &provider{clock: clk, life: life}
-	base := []jwtcache.Option{
-		jwtcache.TokenFunction(p.token),
-		jwtcache.Clock(clk.Now),
-		jwtcache.Logger(nil),
-	}
-	return jwtcache.NewCache(append(base, opts...)...), p, clk
-}
-
-func mustToken(t *testing.T, c *jwtcache.Cache) string {
-	t.Helper()
-	tok, err := c.EnsureToken(context.Background())
-	if err != nil {
-		t.Fatalf("EnsureToken() error = %v", err)
-	}
-	return tok
-}
 
 func TestCache_Hit(t *testing.T) {
 	c, p, clk := newTestCache(time.Minute)
@@ -170,9 +87,9 @@ func TestCache_Lifecycle(t *testing.T) {
 				t.Fatalf("EnsureToken() in the refresh window = new token while the fetch is blocked")
 			}
 		}
-		eventually(t, "the background fetch to start", func() bool { return p.calls.Load() == 2 })
+		testkit.Eventually(t, "the background fetch to start", func() bool { return p.calls.Load() == 2 })
 		close(gate)
-		eventually(t, "the refreshed token", func() bool { return mustToken(t, c) != first })
+		testkit.Eventually(t, "the refreshed token", func() bool { return mustToken(t, c) != first })
 		if got := p.calls.Load(); got != 2 {
 			t.Errorf("token function calls = %d; want 2 (one background refresh)", got)
 		}
@@ -255,13 +172,13 @@ func TestCache_ClockSkew(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock()
-			logger, logs := newLogger()
+			logger, logs := testkit.NewLogger()
 			var calls atomic.Int64
 			c := jwtcache.NewCache(
 				jwtcache.Clock(clk.Now), jwtcache.Logger(logger), jwtcache.RefreshAhead(0),
 				jwtcache.TokenFunction(func(context.Context) (string, error) {
 					calls.Add(1)
-					return mintAt(clk.Now().Add(tt.skew), 5*time.Minute), nil
+					return minter.Mint(clk.Now().Add(tt.skew), 5*time.Minute, nil), nil
 				}))
 			tok, err := c.Token(context.Background())
 			if tt.wantErr != nil {
@@ -281,7 +198,7 @@ func TestCache_ClockSkew(t *testing.T) {
 			if got := calls.Load(); got != 1 {
 				t.Errorf("token function calls = %d; want 1", got)
 			}
-			if warned := logs.count("far from this host's clock") == 1; warned != (tt.skew.Abs() > 30*time.Second) {
+			if warned := logs.Count("far from this host's clock") == 1; warned != (tt.skew.Abs() > 30*time.Second) {
 				t.Errorf("skew warning logged = %v for a skew of %v", warned, tt.skew)
 			}
 		})
@@ -293,7 +210,7 @@ func TestCache_ClockSkew(t *testing.T) {
 // again on every call.
 func TestCache_StaleToken(t *testing.T) {
 	clk := newClock()
-	stale := mintAt(clk.Now().Add(-50*time.Second), time.Minute) // 10s left
+	stale := minter.Mint(clk.Now().Add(-50*time.Second), time.Minute, nil) // 10s left
 	var calls atomic.Int64
 	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
 		jwtcache.TokenFunction(func(context.Context) (string, error) {
@@ -304,7 +221,7 @@ func TestCache_StaleToken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Token() error = %v", err)
 	}
-	if got, want := tok.Expiry, expOf(t, stale); tok.Expiry.After(want) {
+	if got, want := tok.Expiry, testkit.Claims(t, stale).Expiration(); tok.Expiry.After(want) {
 		t.Errorf("Expiry = %v; want no later than the token's exp %v", got, want)
 	}
 	for range 50 {
@@ -322,15 +239,11 @@ func TestCache_StaleToken(t *testing.T) {
 
 func TestCache_BadTokens(t *testing.T) {
 	clk := newClock()
-	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	noExp := sign(t, testKey, map[string]any{jwt.IssuedAtKey: clk.Now()})
-	expired := sign(t, testKey, map[string]any{jwt.ExpirationKey: clk.Now().Add(-time.Second)})
-	instant := sign(t, testKey, map[string]any{jwt.IssuedAtKey: clk.Now(), jwt.ExpirationKey: clk.Now().Add(time.Second)})
-	forged := sign(t, otherKey, map[string]any{jwt.ExpirationKey: clk.Now().Add(time.Hour)})
-	verify := jwtcache.ParseOptions(jwt.WithKey(jwa.ES256, testKey.Public()))
+	noExp := minter.Mint(clk.Now(), 0, map[string]any{jwt.ExpirationKey: nil})
+	expired := minter.Mint(clk.Now(), -time.Second, map[string]any{jwt.IssuedAtKey: nil})
+	instant := minter.Mint(clk.Now(), time.Second, nil)
+	forged := testkit.NewMinter("impostor").Mint(clk.Now(), time.Hour, map[string]any{jwt.IssuedAtKey: nil})
+	verify := jwtcache.ParseOptions(minter.ParseOption())
 
 	tests := []struct {
 		name      string
@@ -358,7 +271,7 @@ func TestCache_BadTokens(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls atomic.Int64
-			logger, logs := newLogger()
+			logger, logs := testkit.NewLogger()
 			opts := append([]jwtcache.Option{
 				jwtcache.Clock(clk.Now), jwtcache.Logger(logger),
 				jwtcache.TokenFunction(func(context.Context) (string, error) {
@@ -389,7 +302,7 @@ func TestCache_BadTokens(t *testing.T) {
 				t.Errorf("token function calls = %d; want %d", got, tt.wantCalls)
 			}
 			if tt.wantLog != "" {
-				if got := logs.count(tt.wantLog); got != 1 {
+				if got := logs.Count(tt.wantLog); got != 1 {
 					t.Errorf("%q warnings = %d; want 1 (rate-limited)\n%s", tt.wantLog, got, logs)
 				}
 			}
@@ -408,7 +321,7 @@ func TestCache_PanicLeavesCacheUsable(t *testing.T) {
 			if calls.Add(1) == 1 {
 				panic("first call panics")
 			}
-			return mintAt(clk.Now(), time.Hour), nil
+			return minter.Mint(clk.Now(), time.Hour, nil), nil
 		}))
 	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrPanic) {
 		t.Fatalf("EnsureToken() error = %v; want ErrPanic", err)
@@ -424,7 +337,7 @@ func TestCache_SignedTokenDefaultOptions(t *testing.T) {
 	var calls atomic.Int64
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) {
 		calls.Add(1)
-		return mintAt(time.Now(), time.Hour), nil
+		return minter.Mint(time.Now(), time.Hour, nil), nil
 	}))
 	for range 3 {
 		tok, err := c.Token(context.Background())
@@ -439,7 +352,7 @@ func TestCache_SignedTokenDefaultOptions(t *testing.T) {
 
 func TestCache_VerifiedTokenCached(t *testing.T) {
 	c, p, _ := newTestCache(time.Hour,
-		jwtcache.ParseOptions(jwt.WithKey(jwa.ES256, testKey.Public())), jwtcache.RejectUnparsable(true))
+		jwtcache.ParseOptions(minter.ParseOption()), jwtcache.RejectUnparsable(true))
 	first := mustToken(t, c)
 	if got := mustToken(t, c); got != first || p.calls.Load() != 1 {
 		t.Errorf("verified token not cached: calls = %d", p.calls.Load())
@@ -462,7 +375,7 @@ func TestCache_Stampede(t *testing.T) {
 		})
 	}
 	// Every caller is on its way in before the one fetch may finish.
-	eventually(t, "all callers to start", func() bool { return entered.Load() == callers && p.calls.Load() > 0 })
+	testkit.Eventually(t, "all callers to start", func() bool { return entered.Load() == callers && p.calls.Load() > 0 })
 	close(gate)
 	wg.Wait()
 	for i := range callers {
@@ -488,7 +401,7 @@ func TestCache_CancelledCaller(t *testing.T) {
 			if err := ctx.Err(); err != nil {
 				return "", fmt.Errorf("fetch context ended: %w", err)
 			}
-			return mintAt(clk.Now(), time.Hour), nil
+			return minter.Mint(clk.Now(), time.Hour, nil), nil
 		}))
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -577,7 +490,7 @@ func TestCache_OutageKeepsValidToken(t *testing.T) {
 	first := mustToken(t, c)
 	p.setFail(errors.New("idp down"))
 	// Through the refresh window and the headroom, to the last instant.
-	for clk.Now().Before(expOf(t, first).Add(-2 * time.Second)) {
+	for clk.Now().Before(testkit.Claims(t, first).Expiration().Add(-2 * time.Second)) {
 		clk.Advance(time.Second)
 		if got := mustToken(t, c); got != first {
 			t.Fatalf("EnsureToken() = new token during an outage")
@@ -645,7 +558,7 @@ func TestCache_NeverExpired(t *testing.T) {
 			continue
 		}
 		ok++
-		if exp := expOf(t, tok.Value); !now.Before(exp) {
+		if exp := testkit.Claims(t, tok.Value).Expiration(); !now.Before(exp) {
 			t.Fatalf("call %d at %v returned a token that expired at %v", i, now, exp)
 		}
 		if !now.Before(tok.Expiry) {
@@ -659,9 +572,9 @@ func TestCache_NeverExpired(t *testing.T) {
 
 func TestCache_NothingSecretInErrors(t *testing.T) {
 	clk := newClock()
-	secret := sign(t, testKey, map[string]any{jwt.ExpirationKey: clk.Now().Add(-time.Hour)}) // expired
+	secret := minter.Mint(clk.Now(), -time.Hour, map[string]any{jwt.IssuedAtKey: nil}) // expired
 	for _, tok := range []string{secret, secret[:len(secret)/2], strings.ReplaceAll(secret, ".", "!")} {
-		logger, logs := newLogger()
+		logger, logs := testkit.NewLogger()
 		c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(logger), jwtcache.RejectUnparsable(true),
 			jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
 		_, err := c.EnsureToken(context.Background())
@@ -690,10 +603,10 @@ func TestCache_OptionClamps(t *testing.T) {
 }
 
 func TestCache_LogsFetch(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := testkit.NewLogger()
 	c, _, _ := newTestCache(time.Hour, jwtcache.Logger(logger), jwtcache.Name("billing"))
 	tok := mustToken(t, c)
-	if got := logs.count("token fetched"); got != 1 {
+	if got := logs.Count("token fetched"); got != 1 {
 		t.Fatalf("fetch records = %d; want 1\n%s", got, logs)
 	}
 	if !strings.Contains(logs.String(), "cache=billing") || !strings.Contains(logs.String(), "token=jti:") {
@@ -713,7 +626,7 @@ func TestCache_InvalidateDuringFetch(t *testing.T) {
 	p.setGate(gate)
 	clk.Advance(80 * time.Second) // the refresh window: a background fetch starts
 	mustToken(t, c)
-	eventually(t, "the background fetch to start", func() bool { return p.calls.Load() == 2 })
+	testkit.Eventually(t, "the background fetch to start", func() bool { return p.calls.Load() == 2 })
 	c.Invalidate() // say, the credentials were rotated
 	p.setGate(nil)
 	close(gate)
@@ -741,7 +654,7 @@ func TestCache_HungTokenFunction(t *testing.T) {
 			running.Add(1)
 			defer running.Add(-1)
 			<-release
-			return mintAt(clk.Now(), time.Hour), nil
+			return minter.Mint(clk.Now(), time.Hour, nil), nil
 		}))
 	if _, err := c.EnsureToken(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("EnsureToken() error = %v; want the fetch timeout", err)
@@ -756,7 +669,7 @@ func TestCache_HungTokenFunction(t *testing.T) {
 		t.Errorf("token function calls while one hangs = %d; want 1", got)
 	}
 	close(release)
-	eventually(t, "the hung call to return", func() bool { return running.Load() == 0 })
+	testkit.Eventually(t, "the hung call to return", func() bool { return running.Load() == 0 })
 	clk.Advance(2 * time.Second)
 	mustToken(t, c)
 }
@@ -773,14 +686,14 @@ func TestCache_ValidatingParseOptions(t *testing.T) {
 		{"issuer differs", map[string]any{
 			jwt.IssuerKey: "impostor", jwt.IssuedAtKey: clk.Now(), jwt.ExpirationKey: clk.Now().Add(time.Hour)}, jwtcache.ErrUnparsable},
 		{"expired, issuer matches", map[string]any{
-			jwt.IssuerKey: "idp", jwt.ExpirationKey: clk.Now().Add(-time.Second)}, jwtcache.ErrExpired},
+			jwt.IssuerKey: "idp", jwt.IssuedAtKey: nil, jwt.ExpirationKey: clk.Now().Add(-time.Second)}, jwtcache.ErrExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := sign(t, testKey, tt.claims)
+			tok := minter.Mint(clk.Now(), 0, tt.claims)
 			var calls atomic.Int64
 			c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
-				jwtcache.ParseOptions(nil, jwt.WithKey(jwa.ES256, testKey.Public()), jwt.WithIssuer("idp")),
+				jwtcache.ParseOptions(nil, minter.ParseOption(), jwt.WithIssuer("idp")),
 				jwtcache.TokenFunction(func(context.Context) (string, error) { calls.Add(1); return tok, nil }))
 			for range 2 {
 				got, err := c.EnsureToken(context.Background())
@@ -805,7 +718,7 @@ func TestCache_ParserErrorsRedacted(t *testing.T) {
 	enc := base64.RawURLEncoding.EncodeToString
 	tok := enc([]byte(`{"alg":"ES256","typ":"JWT"}`)) + "." + enc([]byte(`{"exp":"`+secret+`"}`)) + "." + enc([]byte("sig"))
 	for _, reject := range []bool{false, true} {
-		logger, logs := newLogger()
+		logger, logs := testkit.NewLogger()
 		c := jwtcache.NewCache(jwtcache.Logger(logger), jwtcache.RejectUnparsable(reject),
 			jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
 		_, err := c.EnsureToken(context.Background())
@@ -827,7 +740,7 @@ func TestCache_InvalidateEmptyDuringFetch(t *testing.T) {
 	p.setGate(gate)
 	done := make(chan error, 1)
 	go func() { _, err := c.EnsureToken(context.Background()); done <- err }()
-	eventually(t, "the fetch to start", func() bool { return p.calls.Load() == 1 })
+	testkit.Eventually(t, "the fetch to start", func() bool { return p.calls.Load() == 1 })
 	c.Invalidate()
 	close(gate)
 	if err := <-done; err != nil {
@@ -850,7 +763,7 @@ func TestCache_RejectionBackoff(t *testing.T) {
 		jwtcache.TokenFunction(func(context.Context) (string, error) {
 			fetches.Add(1)
 			defer returned.Add(1)
-			return mintAt(clk.Now(), time.Hour), nil
+			return minter.Mint(clk.Now(), time.Hour, nil), nil
 		}))
 	ctx := context.Background()
 	tok := mustToken(t, c)
@@ -886,12 +799,12 @@ func TestCache_RejectionBackoff(t *testing.T) {
 		if !clk.Now().Before(keptAt.Add(time.Second)) {
 			// Each poll calls again: the call above may have come while
 			// the fetch before was still ending, and started none.
-			eventually(t, "the refresh after the backoff", func() bool {
+			testkit.Eventually(t, "the refresh after the backoff", func() bool {
 				c.EnsureToken(ctx)
 				return returned.Load() >= want
 			})
 			old := tok
-			eventually(t, "the new token", func() bool {
+			testkit.Eventually(t, "the new token", func() bool {
 				tok, err = c.EnsureToken(ctx)
 				return err == nil && tok != old
 			})
@@ -912,7 +825,7 @@ func TestCache_RejectionBackoff(t *testing.T) {
 	// background: the test waits for its successor, and revokes that.
 	kept := mustToken(t, c) // the loop's last token, kept in its backoff
 	clk.Advance(3 * time.Second)
-	eventually(t, "the kept token's successor", func() bool {
+	testkit.Eventually(t, "the kept token's successor", func() bool {
 		got, err := c.EnsureToken(ctx)
 		tok = got
 		return err == nil && got != kept
@@ -955,14 +868,14 @@ func TestCache_RejectionStreakEnds(t *testing.T) {
 	c := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
 		jwtcache.TokenFunction(func(context.Context) (string, error) {
 			fetches.Add(1)
-			return mintAt(clk.Now(), life), nil
+			return minter.Mint(clk.Now(), life, nil), nil
 		}))
 	c.InvalidateToken(mustToken(t, c)) // the first young rejection
 	for range 5 {                      // good tokens, each replaced at its refresh
 		old := mustToken(t, c)
 		clk.Advance(50 * time.Minute)
 		mustToken(t, c)
-		eventually(t, "the refresh", func() bool {
+		testkit.Eventually(t, "the refresh", func() bool {
 			tok, err := c.EnsureToken(context.Background())
 			return err == nil && tok != old
 		})
@@ -978,7 +891,7 @@ func TestCache_RejectionStreakEnds(t *testing.T) {
 	// no young rejection.
 	life = 20 * time.Second
 	c2 := jwtcache.NewCache(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
-		jwtcache.TokenFunction(func(context.Context) (string, error) { return mintAt(clk.Now(), life), nil }))
+		jwtcache.TokenFunction(func(context.Context) (string, error) { return minter.Mint(clk.Now(), life, nil), nil }))
 	for range 3 {
 		tok := mustToken(t, c2)
 		clk.Advance(6 * time.Second)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,7 +94,7 @@ func TestChallenge_Transport(t *testing.T) {
 				claims = append(claims, cl)
 				mu.Unlock()
 				fetches.Add(1)
-				return mintAt(now, time.Hour), nil
+				return minter.Mint(now, time.Hour, nil), nil
 			}))
 			srv := &challengeServer{status: tt.status, header: http.Header{}}
 			if tt.challenge != "" {
@@ -136,7 +137,7 @@ func TestChallenge_Transport(t *testing.T) {
 
 func TestChallenge_ErrorRedactsTheToken(t *testing.T) {
 	now := time.Now()
-	tok := mintAt(now, time.Hour)
+	tok := minter.Mint(now, time.Hour, nil)
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
 	srv := &challengeServer{status: 403, header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_scope", error_description="token ` + tok + "\x00" + `"`}}}
 	req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
@@ -290,7 +291,7 @@ func TestChallenge_ClaimsFetchFails(t *testing.T) {
 		if _, ok := jwtcache.ClaimsChallenge(ctx); ok {
 			return "", errors.New("interaction_required")
 		}
-		return mintAt(now, time.Hour), nil
+		return minter.Mint(now, time.Hour, nil), nil
 	}))
 	srv := &challengeServer{status: 401, header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19"`}}}
 	tr := jwtcache.NewTransport(c, srv)
@@ -380,7 +381,7 @@ func (s *claimsServer) RoundTrip(req *http.Request) (*http.Response, error) {
 // a claims challenge.
 func claimsIssuer(n *atomic.Int64) jwtcache.IssueFunc {
 	return func(ctx context.Context) (jwtcache.Issued, error) {
-		tok := "tok-" + itoa(n.Add(1))
+		tok := "tok-" + strconv.FormatInt(n.Add(1), 10)
 		if _, ok := jwtcache.ClaimsChallenge(ctx); ok {
 			tok += "+claims"
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // The fault suite: each test drives a cache on the fake clock through a fault
@@ -31,7 +31,7 @@ type faultFunc func(ctx context.Context, now time.Time, n int64) (string, error)
 // faultProvider is a token function on the fake clock: without a fault, it
 // mints a token that lives an hour; with one, it answers as the fault does.
 type faultProvider struct {
-	clk   *jwtcachetest.Clock
+	clk   *testkit.Clock
 	calls atomic.Int64 // every call
 
 	mu sync.Mutex
@@ -48,7 +48,7 @@ func (p *faultProvider) token(ctx context.Context) (string, error) {
 	n := p.n
 	p.mu.Unlock()
 	if fault == nil {
-		return mintAt(p.clk.Now(), time.Hour), nil
+		return minter.Mint(p.clk.Now(), time.Hour, nil), nil
 	}
 	return fault(ctx, p.clk.Now(), n)
 }
@@ -68,11 +68,11 @@ const (
 
 // newFaultCache returns a cache on a fake clock backed by a faultProvider,
 // backing off 1-2s after a failure.
-func newFaultCache(t *testing.T, opts ...jwtcache.Option) (*jwtcache.Cache, *faultProvider, *jwtcachetest.Clock, *logBuffer) {
+func newFaultCache(t *testing.T, opts ...jwtcache.Option) (*jwtcache.Cache, *faultProvider, *testkit.Clock, *testkit.Buffer) {
 	t.Helper()
 	clk := newClock()
 	p := &faultProvider{clk: clk}
-	logger, logs := newLogger()
+	logger, logs := testkit.NewLogger()
 	base := []jwtcache.Option{
 		jwtcache.TokenFunction(p.token),
 		jwtcache.Clock(clk.Now),
@@ -132,14 +132,14 @@ func (x *expiries) check(now time.Time, tok jwtcache.Token, err error) string {
 // recovers checks that, the fault gone, the cache serves a good token (one
 // with more than 10 minutes to live, which no fault hands out) once the clock
 // has moved on by at most limit, and then serves it from the cache.
-func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *jwtcachetest.Clock, x *expiries, limit time.Duration) {
+func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *testkit.Clock, x *expiries, limit time.Duration) {
 	t.Helper()
 	p.set(nil)
 	var tok jwtcache.Token
 	var moved time.Duration
 	// Polled, because a fetch the fault started may still be landing; each
 	// attempt moves the clock on, past a backoff that fetch may have begun.
-	eventually(t, "a good token once the fault is gone", func() bool {
+	testkit.Eventually(t, "a good token once the fault is gone", func() bool {
 		if moved >= limit {
 			t.Fatalf("no good token within %v of the fault's end; last got %+v", limit, tok)
 		}
@@ -160,9 +160,9 @@ func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *jwtcachete
 
 // noLongRecords checks that no log record is longer than 1 KiB: a record that
 // quotes a token (a 1 MiB one, say) would be.
-func noLongRecords(t *testing.T, logs *logBuffer) {
+func noLongRecords(t *testing.T, logs *testkit.Buffer) {
 	t.Helper()
-	for _, rec := range strings.Split(logs.String(), "\n") {
+	for _, rec := range logs.Lines() {
 		if len(rec) > 1024 {
 			t.Errorf("log record of %d bytes; want no token text in logs: %.200s…", len(rec), rec)
 		}
@@ -177,7 +177,7 @@ func TestFaults_TokenFunction(t *testing.T) {
 	errIDP := errors.New("idp down")
 	start := newClock().Now()
 	pad := strings.Repeat("x", 1<<20)
-	huge := sign(t, testKey, map[string]any{"pad": pad, jwt.IssuedAtKey: start, jwt.ExpirationKey: start.Add(time.Hour)})
+	huge := minter.Mint(start, time.Hour, map[string]any{"pad": pad})
 	garbage := strings.Repeat("A", 1<<20)
 	fixed := func(tok string, err error) faultFunc {
 		return func(context.Context, time.Time, int64) (string, error) { return tok, err }
@@ -208,13 +208,13 @@ func TestFaults_TokenFunction(t *testing.T) {
 			panic("token function bug")
 		}, wantErr: jwtcache.ErrPanic, maxCalls: 31},
 		{name: "expired token", fault: func(_ context.Context, now time.Time, _ int64) (string, error) {
-			return mintAt(now.Add(-2*time.Hour), time.Hour), nil
+			return minter.Mint(now.Add(-2*time.Hour), time.Hour, nil), nil
 		}, wantErr: jwtcache.ErrExpired, maxCalls: 31},
 		// An hour-long token with 5s left, less than the 10s headroom, on
 		// every call: each is served for the first half of what it has
 		// left, then replaced.
 		{name: "token within the headroom", fault: func(_ context.Context, now time.Time, _ int64) (string, error) {
-			return mintAt(now.Add(-time.Hour+5*time.Second), time.Hour), nil
+			return minter.Mint(now.Add(-time.Hour+5*time.Second), time.Hour, nil), nil
 		}, maxCalls: 31},
 		{name: "empty token", fault: fixed("", nil), wantErr: jwtcache.ErrEmptyToken, maxCalls: 31},
 		{name: "1 MiB garbage, rejected", fault: fixed(garbage, nil), opts: []jwtcache.Option{jwtcache.RejectUnparsable(true)},
@@ -225,7 +225,7 @@ func TestFaults_TokenFunction(t *testing.T) {
 			if n <= 3 {
 				return "", errIDP
 			}
-			return mintAt(now, time.Hour), nil
+			return minter.Mint(now, time.Hour, nil), nil
 		}, wantErr: errIDP, maxCalls: 4},
 	}
 	for _, tt := range tests {
@@ -239,7 +239,7 @@ func TestFaults_TokenFunction(t *testing.T) {
 				x := &expiries{}
 				ctx := context.Background()
 				if warm {
-					held := mintAt(clk.Now(), 20*time.Second)
+					held := minter.Mint(clk.Now(), 20*time.Second, nil)
 					p.set(func(context.Context, time.Time, int64) (string, error) { return held, nil })
 					if tok, err := c.Token(ctx); err != nil {
 						t.Fatalf("Token() before the fault = %+v, %v", tok, err)
@@ -295,7 +295,7 @@ func TestFaults_RecoversAfterFailures(t *testing.T) {
 				if call <= n {
 					return "", errIDP
 				}
-				return mintAt(now, time.Hour), nil
+				return minter.Mint(now, time.Hour, nil), nil
 			})
 			x := &expiries{}
 			start := clk.Now()
@@ -396,7 +396,7 @@ func TestFaults_ClockJump(t *testing.T) {
 // the clock's time starts none.
 func settle(t *testing.T, c *jwtcache.Cache, calls func() int64) {
 	t.Helper()
-	eventually(t, "the fetches to settle", func() bool {
+	testkit.Eventually(t, "the fetches to settle", func() bool {
 		n := calls()
 		_, _ = c.Token(context.Background())
 		return calls() == n
@@ -428,7 +428,7 @@ func TestFaults_ClockJumpDuringFetch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(0))
 			p.set(func(_ context.Context, now time.Time, n int64) (string, error) {
-				tok := mintAt(now, time.Hour)
+				tok := minter.Mint(now, time.Hour, nil)
 				if n == 1 {
 					clk.Advance(tt.jump)
 				}
@@ -537,7 +537,7 @@ func TestFaults_ClockBackBeforeCreation(t *testing.T) {
 		m := jwtcache.NewCacheMap(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
 			jwtcache.MapTokenFunction(func(context.Context, string) (string, error) {
 				calls.Add(1)
-				return mintAt(clk.Now(), time.Hour), nil
+				return minter.Mint(clk.Now(), time.Hour, nil), nil
 			}))
 		clk.Advance(-time.Hour)
 		for range 2 { // a miss, then the key's slot
@@ -629,7 +629,7 @@ func TestFaults_ClockRandomWalk(t *testing.T) {
 		if flaky.Load() {
 			return "", errIDP
 		}
-		return mintAt(now, 5*time.Minute), nil
+		return minter.Mint(now, 5*time.Minute, nil), nil
 	})
 	x := &expiries{}
 	const calls = 20000

@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // TestCache_FetchesPerLifetime runs a cache on its defaults for 20 token
@@ -42,14 +41,14 @@ func TestCache_FetchesPerLifetime(t *testing.T) {
 // time), and returns the fetches per local life in steady state.
 func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 	t.Helper()
-	clk := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	started := make(chan time.Time, 1)
 	release := make(chan struct{})
 	c := NewCache(Name("schedule"), Logger(nil), Clock(clk.Now),
 		TokenFunction(func(context.Context) (string, error) {
 			started <- clk.Now()
 			<-release
-			return mintAt(t, clk.Now(), life), nil
+			return minter.Mint(clk.Now(), life, nil), nil
 		}))
 
 	// The first call waits, as it must: there is no token yet.
@@ -77,7 +76,7 @@ func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 			t.Fatalf("EnsureToken() at %v into the run = %v; want a token without waiting",
 				now.Sub(starts[0]), err)
 		}
-		if !now.Before(claimExp(t, tok)) {
+		if !now.Before(testkit.Claims(t, tok).Expiration()) {
 			t.Fatalf("EnsureToken() returned a token expired at %v", now)
 		}
 		if due {
@@ -147,7 +146,7 @@ func TestCache_Recovery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+			clk := testkit.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 			origin := clk.Now()
 			var mu sync.Mutex
 			var calls []time.Duration // when the provider was called while down
@@ -160,7 +159,7 @@ func TestCache_Recovery(t *testing.T) {
 						mu.Unlock()
 						return "", errors.New("idp down")
 					}
-					return mintAt(t, now, life), nil
+					return minter.Mint(now, life, nil), nil
 				}))
 			// barrier waits for a fetch the last call started, if any: the
 			// call registered it in the group before it returned, so this
@@ -210,58 +209,6 @@ func waitPublished(t *testing.T, c *Cache, old time.Time) {
 	}
 }
 
-// fakeClock is a clock the test moves. (Package jwtcachetest has one, but an
-// internal test cannot import a package that imports this one.)
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time // guarded by mu
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// internalKey signs the internal tests' tokens; the cache parses them without
-// verification.
-var internalKey = []byte("internal tests only, never a real key")
-
-// mintAt returns a token issued at iat (truncated to the second, as a
-// provider's is) that lives for life.
-func mintAt(t *testing.T, iat time.Time, life time.Duration) string {
-	iat = iat.Truncate(time.Second)
-	tok, err := jwt.NewBuilder().IssuedAt(iat).Expiration(iat.Add(life)).Build()
-	if err != nil {
-		t.Error(err)
-		return ""
-	}
-	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256, internalKey))
-	if err != nil {
-		t.Error(err)
-		return ""
-	}
-	return string(raw)
-}
-
-// claimExp returns the exp claim of a token minted by mintAt.
-func claimExp(t *testing.T, raw string) time.Time {
-	t.Helper()
-	tok, err := jwt.ParseString(raw, jwt.WithVerify(false), jwt.WithValidate(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok.Expiration()
-}
+// minter signs the internal tests' tokens; the cache parses them without
+// verifying them.
+var minter = testkit.NewMinter("jwtcache-internal-test")

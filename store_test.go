@@ -4,20 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // memStore is a Store in memory that behaves as a network store does: a call
 // whose context has ended fails, it can be made slow or down, and its leases
 // run out on the test's clock.
 type memStore struct {
-	clock *jwtcachetest.Clock
+	clock *testkit.Clock
 
 	mu sync.Mutex
 	// guards the fields below
@@ -42,7 +43,7 @@ type memLease struct {
 
 var _ jwtcache.Store = (*memStore)(nil)
 
-func newMemStore(clock *jwtcachetest.Clock) *memStore {
+func newMemStore(clock *testkit.Clock) *memStore {
 	return &memStore{clock: clock, tokens: map[string]memToken{}, leases: map[string]memLease{}, calls: map[string]int{}}
 }
 
@@ -172,7 +173,7 @@ func (s *memStore) count(op string) int {
 // seam is a fleet of replicas sharing a memStore on one fake clock, with one
 // provider counting the tokens it issues.
 type seam struct {
-	clock *jwtcachetest.Clock
+	clock *testkit.Clock
 	store *memStore
 	p     *provider
 }
@@ -208,7 +209,7 @@ func TestCacheMap_StatsNeverDecrease(t *testing.T) {
 					return
 				default:
 				}
-				key := "k" + itoa(int64(g*1000+i%50))
+				key := "k" + strconv.FormatInt(int64(g*1000+i%50), 10)
 				m.EnsureToken(context.Background(), key)
 				m.Delete(key)
 			}
@@ -252,8 +253,8 @@ func TestStore_Seam(t *testing.T) {
 			b := f.replica("billing")
 			done := make(chan string, 1)
 			go func() { tok, _ := b.EnsureToken(context.Background()); done <- tok }()
-			eventually(t, "the replica to poll the store", func() bool { return f.store.count("load") >= 3 })
-			holder := mintAt(f.clock.Now(), time.Hour)
+			testkit.Eventually(t, "the replica to poll the store", func() bool { return f.store.count("load") >= 3 })
+			holder := minter.Mint(f.clock.Now(), time.Hour, nil)
 			f.store.Save(context.Background(), "billing", holder, f.clock.Now().Add(time.Hour))
 			release(context.Background(), 0)
 			if got := <-done; got != holder || f.issued() != 0 {
@@ -338,7 +339,7 @@ func TestStore_Seam(t *testing.T) {
 			if got, err := a.EnsureToken(ctx); err != nil || got != t1 {
 				t.Fatalf("EnsureToken() in the refresh window = %v; want the current token at once", err)
 			}
-			eventually(t, "the refresh to be saved", func() bool {
+			testkit.Eventually(t, "the refresh to be saved", func() bool {
 				s := f.store.saved("billing")
 				return s != "" && s != t1
 			})
@@ -537,7 +538,7 @@ func TestDPoP_StoreBinding(t *testing.T) {
 	// A JWT bound to key-A, saved where an unbound cache and a cache bound
 	// to key-C look: neither adopts it.
 	now := f.clock.Now()
-	bound := sign(t, testKey, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "cnf": map[string]any{"jkt": "key-A"}})
+	bound := minter.Mint(now, time.Hour, map[string]any{"cnf": map[string]any{"jkt": "key-A"}})
 	for _, key := range []string{"plain", `other\@key-C`} {
 		if err := f.store.Save(context.Background(), key, bound, now.Add(time.Hour)); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // recorder is a test server that records the Authorization header of every
@@ -69,7 +71,7 @@ func countingCache(t *testing.T) (*jwtcache.Cache, *atomic.Int64) {
 	var calls atomic.Int64
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) {
 		calls.Add(1)
-		return mintAt(time.Now(), time.Hour), nil
+		return minter.Mint(time.Now(), time.Hour, nil), nil
 	}))
 	return c, &calls
 }
@@ -356,7 +358,7 @@ func TestMapTransport(t *testing.T) {
 		}
 		resp.Body.Close()
 		seen := srv.seen()
-		if got := subjectOf(t, strings.TrimPrefix(seen[len(seen)-1], "Bearer ")); got != tenant {
+		if got := testkit.Claims(t, strings.TrimPrefix(seen[len(seen)-1], "Bearer ")).Subject(); got != tenant {
 			t.Errorf("request for %q carried %q's token", tenant, got)
 		}
 	}
@@ -413,7 +415,7 @@ func TestMapTransport_KeyOncePerRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var fetches, keys atomic.Int64
 			m := jwtcache.NewCacheMap(jwtcache.Logger(nil), jwtcache.MapIssueFunction(func(_ context.Context, key string) (jwtcache.Issued, error) {
-				return jwtcache.Issued{Token: key + "-" + itoa(fetches.Add(1)), ExpiresIn: time.Hour}, nil
+				return jwtcache.Issued{Token: key + "-" + strconv.FormatInt(fetches.Add(1), 10), ExpiresIn: time.Hour}, nil
 			}))
 			key := func(*http.Request) (string, error) {
 				keys.Add(1)
