@@ -282,63 +282,6 @@ func TestFaults_TokenFunction(t *testing.T) {
 	}
 }
 
-// TestFaults_RecoversAfterFailures checks that a token function that fails
-// n times is called exactly n+1 times, no sooner than the backoff floor
-// allows and no later than its ceiling, and that its first good token is
-// cached.
-func TestFaults_RecoversAfterFailures(t *testing.T) {
-	errIDP := errors.New("idp down")
-	for _, n := range []int64{1, 2, 5, 10} {
-		t.Run(fmt.Sprintf("%d failures", n), func(t *testing.T) {
-			c, p, clk, _ := newFaultCache(t, jwtcache.Backoff(time.Second, 4*time.Second))
-			p.set(func(_ context.Context, now time.Time, call int64) (string, error) {
-				if call <= n {
-					return "", errIDP
-				}
-				return minter.Mint(now, time.Hour, nil), nil
-			})
-			x := &expiries{}
-			start := clk.Now()
-			var tok jwtcache.Token
-			for {
-				var err error
-				tok, err = c.Token(context.Background())
-				if msg := x.check(clk.Now(), tok, err); msg != "" {
-					t.Fatal(msg)
-				}
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, errIDP) {
-					t.Fatalf("Token() error = %v; want the token function's", err)
-				}
-				if clk.Now().Sub(start) > time.Minute {
-					t.Fatalf("no token a minute after %d failures", n)
-				}
-				clk.Advance(100 * time.Millisecond)
-			}
-			took := clk.Now().Sub(start)
-			// Without a live token, the delay after any failure is
-			// 1s..2s (see retryDelay), whatever the backoff's ceiling:
-			// a provider that answers again serves callers within 2s.
-			ceiling := time.Duration(n) * (2*time.Second + 100*time.Millisecond)
-			if floor := time.Duration(n) * time.Second; took < floor || took > ceiling {
-				t.Errorf("first token after %v; want %v..%v", took, floor, ceiling)
-			}
-			if got := p.calls.Load(); got != n+1 {
-				t.Errorf("token function calls = %d; want %d", got, n+1)
-			}
-			for range 60 { // ten minutes of the token's fresh life
-				clk.Advance(10 * time.Second)
-				got, err := c.Token(context.Background())
-				if err != nil || got != tok || p.calls.Load() != n+1 {
-					t.Fatalf("Token() = %+v, %v after %d calls; want the first good token, cached", got, err, p.calls.Load())
-				}
-			}
-		})
-	}
-}
-
 // TestFaults_ClockJump moves the clock forward and back, with a good
 // provider, and checks that no expired token is served, that a jump back does
 // not make the cache fetch, and that a jump past the expiry does. Refresh-ahead
