@@ -154,3 +154,36 @@ func TestCache_StatsRefreshesAhead(t *testing.T) {
 			got.RefreshesAhead, got.Fetches)
 	}
 }
+
+// TestCacheMap_StatsNeverDecrease reads a map's counters while keys are used
+// and deleted: they must only grow.
+func TestCacheMap_StatsNeverDecrease(t *testing.T) {
+	m, _, _ := newTestMap(time.Hour)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := "k" + strconv.FormatInt(int64(g*1000+i%50), 10)
+				m.EnsureToken(context.Background(), key)
+				m.Delete(key)
+			}
+		})
+	}
+	var last uint64
+	for range 5000 {
+		got := m.Stats().Fetches
+		if got < last {
+			t.Errorf("Stats().Fetches went from %d to %d", last, got)
+			break
+		}
+		last = got
+	}
+	close(stop)
+	wg.Wait()
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -194,39 +193,6 @@ func (f *seam) replica(name string, opts ...jwtcache.Option) *jwtcache.Cache {
 }
 
 func (f *seam) issued() int64 { return f.p.calls.Load() }
-
-// TestCacheMap_StatsNeverDecrease reads a map's counters while keys are used
-// and deleted: they must only grow.
-func TestCacheMap_StatsNeverDecrease(t *testing.T) {
-	m, _, _ := newTestMap(time.Hour)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := "k" + strconv.FormatInt(int64(g*1000+i%50), 10)
-				m.EnsureToken(context.Background(), key)
-				m.Delete(key)
-			}
-		})
-	}
-	var last uint64
-	for range 5000 {
-		got := m.Stats().Fetches
-		if got < last {
-			t.Errorf("Stats().Fetches went from %d to %d", last, got)
-			break
-		}
-		last = got
-	}
-	close(stop)
-	wg.Wait()
-}
 
 // TestStore_Seam specifies the cache's side of the Store contract with an
 // in-memory store, without Redis.
@@ -513,44 +479,5 @@ func TestStore_Namespaces(t *testing.T) {
 	}
 	if _, err := f.replica("", jwtcache.Name("")).EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrNoName) {
 		t.Errorf("EnsureToken() of a cache named \"\" with a store: error = %v; want ErrNoName", err)
-	}
-}
-
-// TestDPoP_StoreBinding: caches bound to different keys never share a token, and
-// a saved token bound to a key is adopted only by a cache bound to that key.
-func TestDPoP_StoreBinding(t *testing.T) {
-	f := newSeam()
-	a, b := f.replica("api", jwtcache.Binding("key-A")), f.replica("api", jwtcache.Binding("key-B"))
-	if ta, tb := mustToken(t, a), mustToken(t, b); ta == tb || f.issued() != 2 {
-		t.Errorf("caches bound to two keys share a token: %v (tokens issued = %d)", ta == tb, f.issued())
-	}
-	if f.store.saved(`api\@key-A`) == "" || f.store.saved(`api\@key-B`) == "" {
-		t.Errorf("store keys are not api\\@key-A and api\\@key-B")
-	}
-	// A name that looks like a name and a binding is no such pair.
-	if tb, ta := mustToken(t, f.replica("api@key-A")), mustToken(t, f.replica(`api\`, jwtcache.Binding("key-A"))); tb == ta || f.issued() != 4 {
-		t.Errorf("caches named api@key-A and api\\ bound to key-A share a token with api bound to key-A (tokens issued = %d)", f.issued())
-	}
-	if mustToken(t, f.replica("api", jwtcache.Binding("key-A"))); f.issued() != 4 {
-		t.Errorf("a replica bound to key-A fetched its own token; want it to adopt the saved one")
-	}
-
-	// A JWT bound to key-A, saved where an unbound cache and a cache bound
-	// to key-C look: neither adopts it.
-	now := f.clock.Now()
-	bound := minter.Mint(now, time.Hour, map[string]any{"cnf": map[string]any{"jkt": "key-A"}})
-	for _, key := range []string{"plain", `other\@key-C`} {
-		if err := f.store.Save(context.Background(), key, bound, now.Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if tok := mustToken(t, f.replica("plain")); tok == bound {
-		t.Errorf("an unbound cache adopted a token bound to key-A")
-	}
-	if tok := mustToken(t, f.replica("other", jwtcache.Binding("key-C"))); tok == bound {
-		t.Errorf("a cache bound to key-C adopted a token bound to key-A")
-	}
-	if f.issued() != 6 {
-		t.Errorf("%d tokens issued; want 6", f.issued())
 	}
 }
