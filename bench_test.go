@@ -77,7 +77,7 @@ func BenchmarkEnsureTokenHitParallel(b *testing.B) {
 // warmCache returns a cache holding a token that lives for an hour.
 func warmCache(b *testing.B) *jwtcache.Cache {
 	b.Helper()
-	tok := mint(b, time.Now(), time.Hour)
+	tok := minter.Mint(time.Now(), time.Hour, nil)
 	c := jwtcache.NewCache(jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
 	if _, err := c.EnsureToken(context.Background()); err != nil {
 		b.Fatal(err)
@@ -139,7 +139,7 @@ func BenchmarkTransport(b *testing.B) {
 // BenchmarkTransport_Map is BenchmarkTransport through NewMapTransport,
 // whose key function reads a header.
 func BenchmarkTransport_Map(b *testing.B) {
-	tok := mint(b, time.Now(), time.Hour)
+	tok := minter.Mint(time.Now(), time.Hour, nil)
 	m := jwtcache.NewCacheMap(jwtcache.MapTokenFunction(func(context.Context, string) (string, error) { return tok, nil }))
 	key := func(r *http.Request) (string, error) { return r.Header.Get("X-Tenant"), nil }
 	benchRoundTrips(b, jwtcache.NewMapTransport(m, key, newStaticBase()), "acme")

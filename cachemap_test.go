@@ -16,20 +16,20 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // tenants is a map token function that mints, for each key, a token whose
 // subject is the key, and counts the calls per key.
 type tenants struct {
-	clock *jwtcachetest.Clock
+	clock *testkit.Clock
 	life  time.Duration
 	mu    sync.Mutex
 	// guards calls
 	calls map[string]int
 }
 
-func newTenants(clk *jwtcachetest.Clock, life time.Duration) *tenants {
+func newTenants(clk *testkit.Clock, life time.Duration) *tenants {
 	return &tenants{clock: clk, life: life, calls: map[string]int{}}
 }
 
@@ -37,12 +37,7 @@ func (p *tenants) token(_ context.Context, key string) (string, error) {
 	p.mu.Lock()
 	p.calls[key]++
 	p.mu.Unlock()
-	now := p.clock.Now().Truncate(time.Second)
-	return sign(panicTB{}, testKey, map[string]any{
-		jwt.SubjectKey:    key,
-		jwt.IssuedAtKey:   now,
-		jwt.ExpirationKey: now.Add(p.life),
-	}), nil
+	return minter.Mint(p.clock.Now(), p.life, map[string]any{jwt.SubjectKey: key}), nil
 }
 
 func (p *tenants) count(key string) int {
@@ -51,17 +46,7 @@ func (p *tenants) count(key string) int {
 	return p.calls[key]
 }
 
-// subjectOf returns the sub claim of a token minted by tenants.
-func subjectOf(tb testing.TB, raw string) string {
-	tb.Helper()
-	tok, err := jwt.ParseString(raw, jwt.WithVerify(false), jwt.WithValidate(false))
-	if err != nil {
-		tb.Fatalf("parse token: %v", err)
-	}
-	return tok.Subject()
-}
-
-func newTestMap(life time.Duration, opts ...jwtcache.MapOption) (*jwtcache.CacheMap, *tenants, *jwtcachetest.Clock) {
+func newTestMap(life time.Duration, opts ...jwtcache.MapOption) (*jwtcache.CacheMap, *tenants, *testkit.Clock) {
 	clk := newClock()
 	p := newTenants(clk, life)
 	base := []jwtcache.MapOption{
@@ -85,7 +70,7 @@ func TestCacheMap_PerKey(t *testing.T) {
 	m, p, _ := newTestMap(time.Hour)
 	for range 3 {
 		for _, key := range []string{"tenant-a", "tenant-b"} {
-			if got := subjectOf(t, mustMapToken(t, m, key)); got != key {
+			if got := testkit.Claims(t, mustMapToken(t, m, key)).Subject(); got != key {
 				t.Fatalf("EnsureToken(%q) returned a token for %q", key, got)
 			}
 		}
@@ -99,7 +84,7 @@ func TestCacheMap_PerKey(t *testing.T) {
 		t.Errorf("Len() = %d; want 2", got)
 	}
 	tok, err := m.Token(context.Background(), "tenant-a")
-	if err != nil || tok.Expiry.IsZero() || subjectOf(t, tok.Value) != "tenant-a" {
+	if err != nil || tok.Expiry.IsZero() || testkit.Claims(t, tok.Value).Subject() != "tenant-a" {
 		t.Errorf("Token() = %+v, %v; want tenant-a's token with its expiry", tok, err)
 	}
 }
@@ -135,7 +120,7 @@ func TestCacheMap_BadInput(t *testing.T) {
 // every key's Cache: here a headroom and refresh-ahead that keep a token for
 // its whole life, and a logger, which shows the map's name and the key.
 func TestCacheMap_CacheOptions(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := testkit.NewLogger()
 	m, p, clk := newTestMap(time.Minute,
 		jwtcache.Headroom(jwtcache.Off), jwtcache.RefreshAhead(jwtcache.Off), jwtcache.Logger(logger),
 		jwtcache.Name("ignored"), jwtcache.MapName("billing"))
@@ -201,7 +186,7 @@ func TestCacheMap_SlowTenant(t *testing.T) {
 	// The slow tenant's fetch is still blocked: everything below would
 	// deadlock if tenant "fast" waited on it.
 	for range 1000 {
-		if got := subjectOf(t, mustMapToken(t, m, "fast")); got != "fast" {
+		if got := testkit.Claims(t, mustMapToken(t, m, "fast")).Subject(); got != "fast" {
 			t.Fatalf("EnsureToken(fast) returned a token for %q", got)
 		}
 	}
@@ -246,7 +231,7 @@ func TestCacheMap_Isolation(t *testing.T) {
 					t.Errorf("EnsureToken(%q) error = %v", key, err)
 					return
 				}
-				if got := subjectOf(t, tok); got != key {
+				if got := testkit.Claims(t, tok).Subject(); got != key {
 					t.Errorf("EnsureToken(%q) returned a token for %q", key, got)
 					return
 				}
@@ -357,7 +342,7 @@ func TestCacheMap_MemoryPerKey(t *testing.T) {
 	clk := newClock()
 	// Every key gets the same pre-minted token, so that only the map's own
 	// memory is measured; the token's bytes are shared.
-	tok := mintAt(clk.Now(), time.Hour)
+	tok := minter.Mint(clk.Now(), time.Hour, nil)
 	m := jwtcache.NewCacheMap(jwtcache.Clock(clk.Now), jwtcache.Logger(nil), jwtcache.MaxKeys(jwtcache.Off),
 		jwtcache.MapTokenFunction(func(context.Context, string) (string, error) { return tok, nil }))
 	names := make([]string, keys)
@@ -447,7 +432,7 @@ func mapKey(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i
 // one of them.
 func warmMap(b *testing.B, n int) (*jwtcache.CacheMap, string) {
 	b.Helper()
-	tok := mint(b, time.Now(), time.Hour)
+	tok := minter.Mint(time.Now(), time.Hour, nil)
 	m := jwtcache.NewCacheMap(jwtcache.MaxKeys(jwtcache.Off), jwtcache.Logger(nil),
 		jwtcache.MapTokenFunction(func(context.Context, string) (string, error) { return tok, nil }))
 	for i := range n {

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +94,7 @@ func TestChallenge_Transport(t *testing.T) {
 				claims = append(claims, cl)
 				mu.Unlock()
 				fetches.Add(1)
-				return mintAt(now, time.Hour), nil
+				return minter.Mint(now, time.Hour, nil), nil
 			}))
 			srv := &challengeServer{status: tt.status, header: http.Header{}}
 			if tt.challenge != "" {
@@ -137,7 +137,7 @@ func TestChallenge_Transport(t *testing.T) {
 
 func TestChallenge_ErrorRedactsTheToken(t *testing.T) {
 	now := time.Now()
-	tok := mintAt(now, time.Hour)
+	tok := minter.Mint(now, time.Hour, nil)
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) { return tok, nil }))
 	srv := &challengeServer{status: 403, header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_scope", error_description="token ` + tok + "\x00" + `"`}}}
 	req, _ := http.NewRequest(http.MethodGet, "https://api.example/", nil)
@@ -164,79 +164,6 @@ func TestChallenge_NoReplayWithoutGetBody(t *testing.T) {
 	}
 	if _, err := c.EnsureToken(context.Background()); err != nil || fetches.Load() != 2 {
 		t.Errorf("after the 401: %d fetches (err %v); want the rejected token dropped and a second fetch", fetches.Load(), err)
-	}
-}
-
-// nonceScheme is a Scheme that asks to send again once for a 401 with a
-// DPoP-Nonce header, and records the nonces it put on requests.
-type nonceScheme struct {
-	mu     sync.Mutex
-	nonce  string   // guarded by mu
-	proofs []string // guarded by mu
-}
-
-func (s *nonceScheme) Authorize(req *http.Request, token string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	req.Header.Set("Authorization", "DPoP "+token)
-	req.Header.Set("DPoP", "proof-with-nonce-"+s.nonce)
-	s.proofs = append(s.proofs, s.nonce)
-	return nil
-}
-
-func (s *nonceScheme) Observe(req *http.Request, resp *http.Response) bool {
-	n := resp.Header.Get("DPoP-Nonce")
-	if n == "" {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fresh := n != s.nonce
-	s.nonce = n
-	return fresh && resp.StatusCode == http.StatusUnauthorized
-}
-
-func TestNonce_TransportResendsWithTheSameToken(t *testing.T) {
-	c, fetches := countingCache(t)
-	s := &nonceScheme{}
-	srv := &challengeServer{status: 401, header: http.Header{
-		"Www-Authenticate": {`DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"`},
-		"Dpop-Nonce":       {"n-1"},
-	}}
-	req, _ := http.NewRequest(http.MethodPut, "https://api.example/x", strings.NewReader("body"))
-	resp, err := jwtcache.NewTransport(c, srv, jwtcache.AuthScheme(s)).RoundTrip(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("RoundTrip() = %v, %v; want 200 after the nonce", resp, err)
-	}
-	resp.Body.Close()
-	sent := srv.sent()
-	if len(sent) != 2 || sent[0] != sent[1] || !strings.HasPrefix(sent[0], "DPoP ") {
-		t.Errorf("sent %q; want the same DPoP token twice", sent)
-	}
-	if fetches.Load() != 1 {
-		t.Errorf("%d fetches; want 1: a nonce challenge never drops the token", fetches.Load())
-	}
-	if want := []string{"", "n-1"}; !reflect.DeepEqual(s.proofs, want) {
-		t.Errorf("proofs carried nonces %q; want %q", s.proofs, want)
-	}
-}
-
-// failingScheme fails to authorize.
-type failingScheme struct{}
-
-func (failingScheme) Authorize(*http.Request, string) error      { return errors.New("no key") }
-func (failingScheme) Observe(*http.Request, *http.Response) bool { return false }
-
-func TestDPoP_SchemeErrorSendsNothing(t *testing.T) {
-	c, _ := countingCache(t)
-	srv := &challengeServer{status: 200}
-	body := &trackedBody{Reader: strings.NewReader("x")}
-	req, _ := http.NewRequest(http.MethodPost, "https://api.example/", body)
-	if _, err := jwtcache.NewTransport(c, srv, jwtcache.AuthScheme(failingScheme{})).RoundTrip(req); err == nil {
-		t.Fatal("RoundTrip() succeeded; want the scheme's error")
-	}
-	if n := len(srv.sent()); n != 0 || !body.closed.Load() {
-		t.Errorf("sent %d requests, body closed %v; want none sent and the body closed", n, body.closed.Load())
 	}
 }
 
@@ -291,7 +218,7 @@ func TestChallenge_ClaimsFetchFails(t *testing.T) {
 		if _, ok := jwtcache.ClaimsChallenge(ctx); ok {
 			return "", errors.New("interaction_required")
 		}
-		return mintAt(now, time.Hour), nil
+		return minter.Mint(now, time.Hour, nil), nil
 	}))
 	srv := &challengeServer{status: 401, header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19"`}}}
 	tr := jwtcache.NewTransport(c, srv)
@@ -315,22 +242,6 @@ func TestChallenge_ClaimsFetchFails(t *testing.T) {
 	}
 	if fetches.Load() != 2 {
 		t.Errorf("%d fetches; want 2 (the token, the failed one with the claims)", fetches.Load())
-	}
-}
-
-func TestNonce_NoResendWithoutGetBody(t *testing.T) {
-	c, fetches := countingCache(t)
-	srv := &challengeServer{status: 401, header: http.Header{
-		"Www-Authenticate": {`DPoP error="use_dpop_nonce"`}, "Dpop-Nonce": {"n-1"},
-	}}
-	req, _ := http.NewRequest(http.MethodPost, "https://api.example/", io.NopCloser(strings.NewReader("once")))
-	resp, err := jwtcache.NewTransport(c, srv, jwtcache.AuthScheme(&nonceScheme{})).RoundTrip(req)
-	if err != nil || resp.StatusCode != 401 {
-		t.Fatalf("RoundTrip() = %v, %v; want the 401", resp, err)
-	}
-	resp.Body.Close()
-	if n := len(srv.sent()); n != 1 || fetches.Load() != 1 {
-		t.Errorf("sent %d requests, %d fetches; want 1 and 1: a body without GetBody is never sent twice", n, fetches.Load())
 	}
 }
 
@@ -381,7 +292,7 @@ func (s *claimsServer) RoundTrip(req *http.Request) (*http.Response, error) {
 // a claims challenge.
 func claimsIssuer(n *atomic.Int64) jwtcache.IssueFunc {
 	return func(ctx context.Context) (jwtcache.Issued, error) {
-		tok := "tok-" + itoa(n.Add(1))
+		tok := "tok-" + strconv.FormatInt(n.Add(1), 10)
 		if _, ok := jwtcache.ClaimsChallenge(ctx); ok {
 			tok += "+claims"
 		}
@@ -509,7 +420,7 @@ func TestChallenge_ClaimsDuringRefresh(t *testing.T) {
 					if err == nil {
 						resp.Body.Close()
 						if resp.StatusCode != http.StatusOK {
-							err = errors.New("status " + itoa(int64(resp.StatusCode)))
+							err = errors.New("status " + strconv.Itoa(resp.StatusCode))
 						}
 					}
 					errs <- err

@@ -2,9 +2,6 @@ package jwtcache_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -16,39 +13,31 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // identityProvider stands in for Keycloak, Auth0 or Okta in the examples: it
 // issues ES256 tokens that live for an hour, and counts them.
 type identityProvider struct {
-	key    *ecdsa.PrivateKey
+	minter *testkit.Minter
+	public jwk.Key // verifies its tokens, as its JWKS would publish it
 	issued int
 }
 
 func newIdentityProvider() *identityProvider {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	return &identityProvider{key: key}
+	m := testkit.NewMinter("https://idp.example")
+	return &identityProvider{minter: m, public: m.PublicKey()}
 }
 
 // clientCredentials is what a real token function does over HTTP: ask the
 // provider for a token for this service.
 func (p *identityProvider) clientCredentials(ctx context.Context) (string, error) {
 	p.issued++
-	now := time.Now()
-	tok, err := jwt.NewBuilder().Issuer("https://idp.example").Subject("billing-service").
-		IssuedAt(now).Expiration(now.Add(time.Hour)).Build()
-	if err != nil {
-		return "", err
-	}
-	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, p.key))
-	return string(signed), err
+	return p.minter.Mint(time.Now(), time.Hour, map[string]any{jwt.SubjectKey: "billing-service"}), nil
 }
 
 func Example() {
@@ -94,7 +83,7 @@ func ExampleParseOptions() {
 	newCache := func(tf jwtcache.TokenFunc) *jwtcache.Cache {
 		return jwtcache.NewCache(
 			jwtcache.TokenFunction(tf),
-			jwtcache.ParseOptions(jwt.WithKey(jwa.ES256, idp.key.Public())),
+			jwtcache.ParseOptions(jwt.WithKey(jwa.ES256, idp.public)),
 			jwtcache.RejectUnparsable(true),
 			jwtcache.Logger(nil),
 		)
@@ -219,7 +208,7 @@ func ExampleNewTransport() {
 // namespace is the cache's Name, which a cache with a store must have.
 func ExampleSharedStore() {
 	idp := newIdentityProvider()
-	store := newMemStore(jwtcachetest.NewClock(time.Now()))
+	store := newMemStore(testkit.NewClock(time.Now()))
 	replica := func() *jwtcache.Cache {
 		return jwtcache.NewCache(
 			jwtcache.Name("billing"),

@@ -15,7 +15,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // The fault suite: each test drives a cache on the fake clock through a fault
@@ -31,7 +31,7 @@ type faultFunc func(ctx context.Context, now time.Time, n int64) (string, error)
 // faultProvider is a token function on the fake clock: without a fault, it
 // mints a token that lives an hour; with one, it answers as the fault does.
 type faultProvider struct {
-	clk   *jwtcachetest.Clock
+	clk   *testkit.Clock
 	calls atomic.Int64 // every call
 
 	mu sync.Mutex
@@ -48,7 +48,7 @@ func (p *faultProvider) token(ctx context.Context) (string, error) {
 	n := p.n
 	p.mu.Unlock()
 	if fault == nil {
-		return mintAt(p.clk.Now(), time.Hour), nil
+		return minter.Mint(p.clk.Now(), time.Hour, nil), nil
 	}
 	return fault(ctx, p.clk.Now(), n)
 }
@@ -68,11 +68,11 @@ const (
 
 // newFaultCache returns a cache on a fake clock backed by a faultProvider,
 // backing off 1-2s after a failure.
-func newFaultCache(t *testing.T, opts ...jwtcache.Option) (*jwtcache.Cache, *faultProvider, *jwtcachetest.Clock, *logBuffer) {
+func newFaultCache(t *testing.T, opts ...jwtcache.Option) (*jwtcache.Cache, *faultProvider, *testkit.Clock, *testkit.Buffer) {
 	t.Helper()
 	clk := newClock()
 	p := &faultProvider{clk: clk}
-	logger, logs := newLogger()
+	logger, logs := testkit.NewLogger()
 	base := []jwtcache.Option{
 		jwtcache.TokenFunction(p.token),
 		jwtcache.Clock(clk.Now),
@@ -132,14 +132,14 @@ func (x *expiries) check(now time.Time, tok jwtcache.Token, err error) string {
 // recovers checks that, the fault gone, the cache serves a good token (one
 // with more than 10 minutes to live, which no fault hands out) once the clock
 // has moved on by at most limit, and then serves it from the cache.
-func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *jwtcachetest.Clock, x *expiries, limit time.Duration) {
+func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *testkit.Clock, x *expiries, limit time.Duration) {
 	t.Helper()
 	p.set(nil)
 	var tok jwtcache.Token
 	var moved time.Duration
 	// Polled, because a fetch the fault started may still be landing; each
 	// attempt moves the clock on, past a backoff that fetch may have begun.
-	eventually(t, "a good token once the fault is gone", func() bool {
+	testkit.Eventually(t, "a good token once the fault is gone", func() bool {
 		if moved >= limit {
 			t.Fatalf("no good token within %v of the fault's end; last got %+v", limit, tok)
 		}
@@ -160,9 +160,9 @@ func recovers(t *testing.T, c *jwtcache.Cache, p *faultProvider, clk *jwtcachete
 
 // noLongRecords checks that no log record is longer than 1 KiB: a record that
 // quotes a token (a 1 MiB one, say) would be.
-func noLongRecords(t *testing.T, logs *logBuffer) {
+func noLongRecords(t *testing.T, logs *testkit.Buffer) {
 	t.Helper()
-	for _, rec := range strings.Split(logs.String(), "\n") {
+	for _, rec := range logs.Lines() {
 		if len(rec) > 1024 {
 			t.Errorf("log record of %d bytes; want no token text in logs: %.200s…", len(rec), rec)
 		}
@@ -177,7 +177,7 @@ func TestFaults_TokenFunction(t *testing.T) {
 	errIDP := errors.New("idp down")
 	start := newClock().Now()
 	pad := strings.Repeat("x", 1<<20)
-	huge := sign(t, testKey, map[string]any{"pad": pad, jwt.IssuedAtKey: start, jwt.ExpirationKey: start.Add(time.Hour)})
+	huge := minter.Mint(start, time.Hour, map[string]any{"pad": pad})
 	garbage := strings.Repeat("A", 1<<20)
 	fixed := func(tok string, err error) faultFunc {
 		return func(context.Context, time.Time, int64) (string, error) { return tok, err }
@@ -208,13 +208,13 @@ func TestFaults_TokenFunction(t *testing.T) {
 			panic("token function bug")
 		}, wantErr: jwtcache.ErrPanic, maxCalls: 31},
 		{name: "expired token", fault: func(_ context.Context, now time.Time, _ int64) (string, error) {
-			return mintAt(now.Add(-2*time.Hour), time.Hour), nil
+			return minter.Mint(now.Add(-2*time.Hour), time.Hour, nil), nil
 		}, wantErr: jwtcache.ErrExpired, maxCalls: 31},
 		// An hour-long token with 5s left, less than the 10s headroom, on
 		// every call: each is served for the first half of what it has
 		// left, then replaced.
 		{name: "token within the headroom", fault: func(_ context.Context, now time.Time, _ int64) (string, error) {
-			return mintAt(now.Add(-time.Hour+5*time.Second), time.Hour), nil
+			return minter.Mint(now.Add(-time.Hour+5*time.Second), time.Hour, nil), nil
 		}, maxCalls: 31},
 		{name: "empty token", fault: fixed("", nil), wantErr: jwtcache.ErrEmptyToken, maxCalls: 31},
 		{name: "1 MiB garbage, rejected", fault: fixed(garbage, nil), opts: []jwtcache.Option{jwtcache.RejectUnparsable(true)},
@@ -225,7 +225,7 @@ func TestFaults_TokenFunction(t *testing.T) {
 			if n <= 3 {
 				return "", errIDP
 			}
-			return mintAt(now, time.Hour), nil
+			return minter.Mint(now, time.Hour, nil), nil
 		}, wantErr: errIDP, maxCalls: 4},
 	}
 	for _, tt := range tests {
@@ -239,7 +239,7 @@ func TestFaults_TokenFunction(t *testing.T) {
 				x := &expiries{}
 				ctx := context.Background()
 				if warm {
-					held := mintAt(clk.Now(), 20*time.Second)
+					held := minter.Mint(clk.Now(), 20*time.Second, nil)
 					p.set(func(context.Context, time.Time, int64) (string, error) { return held, nil })
 					if tok, err := c.Token(ctx); err != nil {
 						t.Fatalf("Token() before the fault = %+v, %v", tok, err)
@@ -279,63 +279,6 @@ func TestFaults_TokenFunction(t *testing.T) {
 				noLongRecords(t, logs)
 			})
 		}
-	}
-}
-
-// TestFaults_RecoversAfterFailures checks that a token function that fails
-// n times is called exactly n+1 times, no sooner than the backoff floor
-// allows and no later than its ceiling, and that its first good token is
-// cached.
-func TestFaults_RecoversAfterFailures(t *testing.T) {
-	errIDP := errors.New("idp down")
-	for _, n := range []int64{1, 2, 5, 10} {
-		t.Run(fmt.Sprintf("%d failures", n), func(t *testing.T) {
-			c, p, clk, _ := newFaultCache(t, jwtcache.Backoff(time.Second, 4*time.Second))
-			p.set(func(_ context.Context, now time.Time, call int64) (string, error) {
-				if call <= n {
-					return "", errIDP
-				}
-				return mintAt(now, time.Hour), nil
-			})
-			x := &expiries{}
-			start := clk.Now()
-			var tok jwtcache.Token
-			for {
-				var err error
-				tok, err = c.Token(context.Background())
-				if msg := x.check(clk.Now(), tok, err); msg != "" {
-					t.Fatal(msg)
-				}
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, errIDP) {
-					t.Fatalf("Token() error = %v; want the token function's", err)
-				}
-				if clk.Now().Sub(start) > time.Minute {
-					t.Fatalf("no token a minute after %d failures", n)
-				}
-				clk.Advance(100 * time.Millisecond)
-			}
-			took := clk.Now().Sub(start)
-			// Without a live token, the delay after any failure is
-			// 1s..2s (see retryDelay), whatever the backoff's ceiling:
-			// a provider that answers again serves callers within 2s.
-			ceiling := time.Duration(n) * (2*time.Second + 100*time.Millisecond)
-			if floor := time.Duration(n) * time.Second; took < floor || took > ceiling {
-				t.Errorf("first token after %v; want %v..%v", took, floor, ceiling)
-			}
-			if got := p.calls.Load(); got != n+1 {
-				t.Errorf("token function calls = %d; want %d", got, n+1)
-			}
-			for range 60 { // ten minutes of the token's fresh life
-				clk.Advance(10 * time.Second)
-				got, err := c.Token(context.Background())
-				if err != nil || got != tok || p.calls.Load() != n+1 {
-					t.Fatalf("Token() = %+v, %v after %d calls; want the first good token, cached", got, err, p.calls.Load())
-				}
-			}
-		})
 	}
 }
 
@@ -396,7 +339,7 @@ func TestFaults_ClockJump(t *testing.T) {
 // the clock's time starts none.
 func settle(t *testing.T, c *jwtcache.Cache, calls func() int64) {
 	t.Helper()
-	eventually(t, "the fetches to settle", func() bool {
+	testkit.Eventually(t, "the fetches to settle", func() bool {
 		n := calls()
 		_, _ = c.Token(context.Background())
 		return calls() == n
@@ -428,7 +371,7 @@ func TestFaults_ClockJumpDuringFetch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, p, clk, _ := newFaultCache(t, jwtcache.RefreshAhead(jwtcache.Off))
 			p.set(func(_ context.Context, now time.Time, n int64) (string, error) {
-				tok := mintAt(now, time.Hour)
+				tok := minter.Mint(now, time.Hour, nil)
 				if n == 1 {
 					clk.Advance(tt.jump)
 				}
@@ -537,7 +480,7 @@ func TestFaults_ClockBackBeforeCreation(t *testing.T) {
 		m := jwtcache.NewCacheMap(jwtcache.Clock(clk.Now), jwtcache.Logger(nil),
 			jwtcache.MapTokenFunction(func(context.Context, string) (string, error) {
 				calls.Add(1)
-				return mintAt(clk.Now(), time.Hour), nil
+				return minter.Mint(clk.Now(), time.Hour, nil), nil
 			}))
 		clk.Advance(-time.Hour)
 		for range 2 { // a miss, then the key's slot
@@ -629,7 +572,7 @@ func TestFaults_ClockRandomWalk(t *testing.T) {
 		if flaky.Load() {
 			return "", errIDP
 		}
-		return mintAt(now, 5*time.Minute), nil
+		return minter.Mint(now, 5*time.Minute, nil), nil
 	})
 	x := &expiries{}
 	const calls = 20000

@@ -1,135 +1,90 @@
 package jwtcache_test
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"log/slog"
-	"strings"
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
-
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
-// testKey signs the tokens the tests mint.
-var testKey = func() *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	return k
-}()
+// The tests' scaffolding is internal/testkit's: its clock, minter and log
+// buffer. What follows is this package's own: the fixed start of the clock,
+// a provider on it, and a cache on that.
 
-// jtiSeq makes every minted token distinct.
-var jtiSeq atomic.Int64
-
-// mint returns an ES256 token issued at iat that lives for life.
-func mint(tb testing.TB, iat time.Time, life time.Duration) string {
-	tb.Helper()
-	return sign(tb, testKey, map[string]any{
-		jwt.IssuedAtKey:   iat.Truncate(time.Second),
-		jwt.ExpirationKey: iat.Truncate(time.Second).Add(life),
-	})
-}
-
-// sign returns a token with the given claims (and a fresh jti) signed by key.
-func sign(tb testing.TB, key *ecdsa.PrivateKey, claims map[string]any) string {
-	tb.Helper()
-	b := jwt.NewBuilder().Subject("svc").JwtID("t" + itoa(jtiSeq.Add(1)))
-	for k, v := range claims {
-		b = b.Claim(k, v)
-	}
-	tok, err := b.Build()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, key))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return string(raw)
-}
-
-func itoa(n int64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
-}
-
-// expOf returns the exp claim of a token minted by these tests.
-func expOf(tb testing.TB, raw string) time.Time {
-	tb.Helper()
-	tok, err := jwt.ParseString(raw, jwt.WithVerify(false), jwt.WithValidate(false))
-	if err != nil {
-		tb.Fatalf("parse %q: %v", raw, err)
-	}
-	return tok.Expiration()
-}
+// minter signs the tests' tokens. A cache parses them without verifying
+// them, unless a test gives it minter.ParseOption().
+var minter = testkit.NewMinter("jwtcache-test")
 
 // newClock returns the tests' clock, at a fixed start.
-func newClock() *jwtcachetest.Clock {
-	return jwtcachetest.NewClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+func newClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 }
 
-// logBuffer collects log records, safe for concurrent use.
-type logBuffer struct {
+// provider is a token function that mints a token on the fake clock for each
+// call, counting the calls, and can be made to fail or to block.
+type provider struct {
+	clock *testkit.Clock
+	life  time.Duration
+	calls atomic.Int64
+
 	mu sync.Mutex
-	// guards buf
-	buf bytes.Buffer
+	// guards fail and gate
+	fail error
+	gate chan struct{} // when not nil, each call waits for it to close
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// count returns how many records contain s.
-func (l *logBuffer) count(s string) int {
-	n := 0
-	for _, line := range strings.Split(l.String(), "\n") {
-		if strings.Contains(line, s) {
-			n++
+func (p *provider) token(ctx context.Context) (string, error) {
+	p.calls.Add(1)
+	p.mu.Lock()
+	fail, gate := p.fail, p.gate
+	p.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return "", ctx.Err()
 		}
 	}
-	return n
-}
-
-// newLogger returns a debug-level logger writing to a fresh buffer.
-func newLogger() (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
-// eventually polls cond until it holds, failing the test after 10 seconds.
-// It waits for background work to land; it asserts nothing about timing.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	if fail != nil {
+		return "", fail
 	}
+	return minter.Mint(p.clock.Now(), p.life, nil), nil
+}
+
+func (p *provider) setFail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fail = err
+}
+
+func (p *provider) setGate(g chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gate = g
+}
+
+// newTestCache returns a cache on a fake clock backed by a provider of tokens
+// that live for life.
+func newTestCache(life time.Duration, opts ...jwtcache.Option) (*jwtcache.Cache, *provider, *testkit.Clock) {
+	clk := newClock()
+	p := &provider{clock: clk, life: life}
+	base := []jwtcache.Option{
+		jwtcache.TokenFunction(p.token),
+		jwtcache.Clock(clk.Now),
+		jwtcache.Logger(nil),
+	}
+	return jwtcache.NewCache(append(base, opts...)...), p, clk
+}
+
+func mustToken(t *testing.T, c *jwtcache.Cache) string {
+	t.Helper()
+	tok, err := c.EnsureToken(context.Background())
+	if err != nil {
+		t.Fatalf("EnsureToken() error = %v", err)
+	}
+	return tok
 }

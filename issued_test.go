@@ -3,8 +3,11 @@ package jwtcache_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
 )
@@ -37,13 +40,13 @@ func TestCache_Issued(t *testing.T) {
 			return jwtcache.Issued{Token: "opaque-1"}
 		}, nil, 0, nil},
 		{"JWT, lifetime shorter than exp: the lifetime", func(now time.Time) jwtcache.Issued {
-			return jwtcache.Issued{Token: mintAt(now, time.Hour), ExpiresIn: 10 * time.Minute}
+			return jwtcache.Issued{Token: minter.Mint(now, time.Hour, nil), ExpiresIn: 10 * time.Minute}
 		}, nil, 10 * time.Minute, nil},
 		{"JWT, lifetime longer than exp: exp", func(now time.Time) jwtcache.Issued {
-			return jwtcache.Issued{Token: mintAt(now, 10*time.Minute), ExpiresIn: time.Hour}
+			return jwtcache.Issued{Token: minter.Mint(now, 10*time.Minute, nil), ExpiresIn: time.Hour}
 		}, nil, 10*time.Minute - time.Second, nil},
-		{"JWT without exp, with a lifetime: cached for it", func(time.Time) jwtcache.Issued {
-			return jwtcache.Issued{Token: sign(panicTB{}, testKey, map[string]any{"sub": "svc"}), ExpiresIn: time.Minute}
+		{"JWT without exp, with a lifetime: cached for it", func(now time.Time) jwtcache.Issued {
+			return jwtcache.Issued{Token: minter.Mint(now, 0, map[string]any{jwt.IssuedAtKey: nil, jwt.ExpirationKey: nil}), ExpiresIn: time.Minute}
 		}, nil, time.Minute, nil},
 		{"negative lifetime: expired", func(time.Time) jwtcache.Issued {
 			return jwtcache.Issued{Token: "opaque-1", ExpiresIn: -time.Second}
@@ -78,7 +81,7 @@ func TestCache_IssuedScopeAndRefresh(t *testing.T) {
 	n := 0
 	c, calls, advance := issuing(func(time.Time) jwtcache.Issued {
 		n++
-		return jwtcache.Issued{Token: "opaque-" + itoa(int64(n)), ExpiresIn: 100 * time.Second, Scope: "read"}
+		return jwtcache.Issued{Token: "opaque-" + strconv.FormatInt(int64(n), 10), ExpiresIn: 100 * time.Second, Scope: "read"}
 	})
 	tok, err := c.Token(context.Background())
 	if err != nil || tok.Scope != "read" || tok.Value != "opaque-1" {
@@ -109,7 +112,7 @@ func TestStore_SharesOpaqueTokens(t *testing.T) {
 		return jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.Logger(nil), jwtcache.Clock(f.clock.Now),
 			jwtcache.SharedStore(f.store), jwtcache.IssueFunction(func(ctx context.Context) (jwtcache.Issued, error) {
 				f.p.calls.Add(1)
-				return jwtcache.Issued{Token: "opaque-" + itoa(f.p.calls.Load()), ExpiresIn: time.Hour}, nil
+				return jwtcache.Issued{Token: "opaque-" + strconv.FormatInt(f.p.calls.Load(), 10), ExpiresIn: time.Hour}, nil
 			}))
 	}
 	a, b := replica(), replica()

@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // TestCache_FetchesPerLifetime runs a cache on its defaults for 20 token
@@ -42,14 +41,14 @@ func TestCache_FetchesPerLifetime(t *testing.T) {
 // time), and returns the fetches per local life in steady state.
 func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 	t.Helper()
-	clk := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	started := make(chan time.Time, 1)
 	release := make(chan struct{})
 	c := NewCache(Name("schedule"), Logger(nil), Clock(clk.Now),
 		TokenFunction(func(context.Context) (string, error) {
 			started <- clk.Now()
 			<-release
-			return mintAt(t, clk.Now(), life), nil
+			return minter.Mint(clk.Now(), life, nil), nil
 		}))
 
 	// The first call waits, as it must: there is no token yet.
@@ -77,7 +76,7 @@ func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 			t.Fatalf("EnsureToken() at %v into the run = %v; want a token without waiting",
 				now.Sub(starts[0]), err)
 		}
-		if !now.Before(claimExp(t, tok)) {
+		if !now.Before(testkit.Claims(t, tok).Expiration()) {
 			t.Fatalf("EnsureToken() returned a token expired at %v", now)
 		}
 		if due {
@@ -126,76 +125,171 @@ func runSchedule(t *testing.T, life, latency time.Duration) float64 {
 }
 
 // TestCache_Recovery takes the provider down and brings it back at points of
-// a one-minute token's life, with a call every 100ms on a fake clock, and
-// checks the retry policy's promises: a provider that answers again while the
-// token lives (2s or more before its expiry) finds the cache with a fresh token
-// before the old one expires; one that answers after the token has expired
-// serves callers within 2s; and while it is down, it sees at most one call a
-// second.
+// a token's life, and before the cache has a token at all, with four
+// concurrent calls every 100ms on a fake clock, and checks the retry policy's
+// promises (engine.RetryDelay, with a Backoff from 1s):
+//   - while the provider is down, callers are served the token they have
+//     until it expires, and get the provider's error once it has: never an
+//     expired token, never a wait; with a token to serve, the backoff grows;
+//   - the provider sees at most one call a second, however many callers
+//     there are (a gap of at least the backoff's 1s floor between two failed
+//     calls), and, with no token to serve, at least one every 2s;
+//   - one that answers again while the token lives (2s or more before its
+//     expiry) finds the cache with a fresh token before the old one expires;
+//     one that answers later serves callers within 2s;
+//   - its first good token is cached: one call, then none until that token's
+//     refresh.
 func TestCache_Recovery(t *testing.T) {
-	const life = time.Minute // 59s of local life; refreshed from 44.25s on, so down before that
+	const (
+		step    = 100 * time.Millisecond
+		callers = 4
+	)
+	errDown := errors.New("idp down")
 	tests := []struct {
 		name         string
-		down, up     time.Duration // since the first fetch
+		life         time.Duration // of the provider's tokens
+		down, up     time.Duration // since the first call
+		opts         []Option
 		wantNeverDry bool
+		maxLive      int // if not 0, the most failed calls while the token lives
 	}{
-		{"back within the refresh window", 40 * time.Second, 50 * time.Second, true},
-		{"back 2s before expiry", 40 * time.Second, 57 * time.Second, true},
-		{"back just after expiry", 40 * time.Second, 60 * time.Second, false},
-		{"back 20s after expiry", 40 * time.Second, 80 * time.Second, false},
-		{"ten minutes down", 40 * time.Second, 10*time.Minute + 40*time.Second, false},
+		// A one-minute token has 59s of local life, refreshed from 44.25s
+		// on: down before that.
+		{name: "back within the refresh window", life: time.Minute, down: 40 * time.Second, up: 50 * time.Second, wantNeverDry: true},
+		{name: "back 2s before expiry", life: time.Minute, down: 40 * time.Second, up: 57 * time.Second, wantNeverDry: true},
+		{name: "back just after expiry", life: time.Minute, down: 40 * time.Second, up: 60 * time.Second},
+		{name: "back 20s after expiry", life: time.Minute, down: 40 * time.Second, up: 80 * time.Second},
+		{name: "ten minutes down", life: time.Minute, down: 40 * time.Second, up: 10*time.Minute + 40*time.Second},
+		// Down through the whole refresh window (from 7m29.25s) and
+		// headroom of a 10-minute token, to a minute past its expiry, with
+		// a backoff that grows to 5s while the token lives: far fewer
+		// calls than one a second.
+		{name: "10-minute token, down through its expiry", life: 10 * time.Minute, down: time.Second, up: 11 * time.Minute,
+			opts: []Option{Backoff(time.Second, 5*time.Second)}, maxLive: 200},
+		// The first fetch fails: callers have nothing to serve.
+		{name: "no token yet, back after one failure", life: time.Minute, up: 500 * time.Millisecond},
+		{name: "no token yet, ten minutes down", life: time.Minute, up: 10 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+			clk := testkit.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 			origin := clk.Now()
 			var mu sync.Mutex
-			var calls []time.Duration // when the provider was called while down
-			c := NewCache(Name("recovery"), Logger(nil), Clock(clk.Now),
+			var calls, failed []time.Duration // when the provider was called; when it failed
+			c := NewCache(append([]Option{Name("recovery"), Logger(nil), Clock(clk.Now),
 				TokenFunction(func(context.Context) (string, error) {
 					now := clk.Now()
-					if at := now.Sub(origin); at >= tt.down && at < tt.up {
-						mu.Lock()
-						calls = append(calls, at)
-						mu.Unlock()
-						return "", errors.New("idp down")
+					at := now.Sub(origin)
+					mu.Lock()
+					defer mu.Unlock()
+					calls = append(calls, at)
+					if at >= tt.down && at < tt.up {
+						failed = append(failed, at)
+						return "", errDown
 					}
-					return mintAt(t, now, life), nil
-				}))
-			// barrier waits for a fetch the last call started, if any: the
+					return minter.Mint(now, tt.life, nil), nil
+				})}, tt.opts...)...)
+			// barrier waits for a fetch the last calls started, if any: a
 			// call registered it in the group before it returned, so this
 			// joins it (or runs a no-op when there is none).
 			barrier := func() { c.flight.Wait(context.Background(), func() (any, error) { return nil, nil }) }
 
+			var first string                       // the token held when the provider went down, if any
+			var expiry time.Duration = -1          // its local expiry, since the first call
 			var dry, served time.Duration = -1, -1 // first failing call; first served call after up
-			for at := time.Duration(0); at < tt.up+time.Minute; at += 100 * time.Millisecond {
+			exps := map[string]time.Time{}         // the exp claims of the tokens served
+			for at := time.Duration(0); at < tt.up+time.Minute; at += step {
 				clk.Set(origin.Add(at))
-				_, err := c.EnsureToken(context.Background())
-				barrier()
-				switch {
-				case err != nil && dry < 0:
-					dry = at
-				case err == nil && at >= tt.up && served < 0:
-					served = at
+				toks, errs := make([]string, callers), make([]error, callers)
+				var wg sync.WaitGroup
+				for i := range callers {
+					wg.Go(func() { toks[i], errs[i] = c.EnsureToken(context.Background()) })
 				}
-				if err != nil && at < tt.down {
-					t.Fatalf("EnsureToken() at %v, before the outage: %v", at, err)
+				wg.Wait()
+				barrier()
+				if at == 0 && tt.down > 0 {
+					first, expiry = toks[0], c.load().expiry.Sub(origin)
+				}
+				for i, err := range errs {
+					if err == nil {
+						exp, ok := exps[toks[i]]
+						if !ok {
+							exp = testkit.Claims(t, toks[i]).Expiration()
+							exps[toks[i]] = exp
+						}
+						if !clk.Now().Before(exp) {
+							t.Fatalf("EnsureToken() at %v returned a token that expired at %v", at, exp.Sub(origin))
+						}
+					}
+					switch {
+					case err != nil && dry < 0:
+						dry = at
+					case err == nil && at >= tt.up && served < 0:
+						served = at
+					}
+					switch outage, live := at >= tt.down && at < tt.up, expiry >= 0 && at < expiry; {
+					case at < tt.down && err != nil:
+						t.Fatalf("EnsureToken() at %v, before the outage: %v", at, err)
+					case outage && live && (err != nil || toks[i] != first):
+						t.Fatalf("EnsureToken() at %v, down, the token live until %v: new token %v, error %v; want the token held",
+							at, expiry, toks[i] != first, err)
+					case outage && !live && (!errors.Is(err, errDown) || toks[i] != ""):
+						t.Fatalf("EnsureToken() at %v, down, no live token = %q, %v; want no token and the provider's error", at, toks[i], err)
+					}
 				}
 			}
+
 			if tt.wantNeverDry && dry >= 0 {
-				t.Errorf("callers failed from %v, with the provider back at %v and the token live until 59s", dry, tt.up)
+				t.Errorf("callers failed from %v, with the provider back at %v and the token live until %v", dry, tt.up, expiry)
 			}
 			if recovery := served - tt.up; served < 0 || recovery > 2*time.Second {
 				t.Errorf("first caller served %v after the provider came back; want within 2s", recovery)
 			}
+			for i := 1; i < len(failed); i++ {
+				a, b := failed[i-1], failed[i]
+				if b-a < time.Second {
+					t.Errorf("failed calls at %v and %v; want at least the backoff's 1s between them", a, b)
+				}
+				if (expiry < 0 || a >= expiry) && b-a > 2*time.Second {
+					t.Errorf("failed calls at %v and %v with no token to serve; want at most 2s between them", a, b)
+				}
+			}
+			if live := countBefore(failed, expiry); tt.maxLive > 0 && live > tt.maxLive {
+				t.Errorf("provider calls during the outage while the token lived = %d; want at most %d, the backoff growing", live, tt.maxLive)
+			}
 			outage := tt.up - tt.down
-			if max := int(outage/time.Second) + 1; len(calls) > max {
-				t.Errorf("provider calls during %v of outage = %d; want at most one a second (%d)", outage, len(calls), max)
+			if most := int(outage/time.Second) + 1; len(failed) > most {
+				t.Errorf("provider calls during %v of outage = %d; want at most one a second (%d)", outage, len(failed), most)
+			}
+			if dryFor := tt.up - max(tt.down, expiry); dryFor > 0 {
+				if least := int(dryFor/(2*time.Second)) - 1; len(failed) < least {
+					t.Errorf("provider calls during %v of outage with no token = %d; want at least one every 2s (%d)", dryFor, len(failed), least)
+				}
+			}
+			// The first good token is cached until its refresh: 0.75 of
+			// its local life at the soonest; the run ends a minute after up.
+			var after int
+			for _, at := range calls {
+				if at >= tt.up && at < tt.up+min(time.Minute, tt.life*7/10) {
+					after++
+				}
+			}
+			if after != 1 {
+				t.Errorf("provider calls once it answered again = %d before its token's refresh; want 1", after)
 			}
 			t.Logf("outage %v: %d provider calls; callers failing from %v; first served %v after recovery",
-				outage, len(calls), dry, served-tt.up)
+				outage, len(failed), dry, served-tt.up)
 		})
 	}
+}
+
+// countBefore returns how many of ats, in order, are before end.
+func countBefore(ats []time.Duration, end time.Duration) int {
+	n := 0
+	for n < len(ats) && ats[n] < end {
+		n++
+	}
+	return n
 }
 
 // waitPublished waits until the cache holds a token expiring later than old.
@@ -210,58 +304,6 @@ func waitPublished(t *testing.T, c *Cache, old time.Time) {
 	}
 }
 
-// fakeClock is a clock the test moves. (Package jwtcachetest has one, but an
-// internal test cannot import a package that imports this one.)
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time // guarded by mu
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// internalKey signs the internal tests' tokens; the cache parses them without
-// verification.
-var internalKey = []byte("internal tests only, never a real key")
-
-// mintAt returns a token issued at iat (truncated to the second, as a
-// provider's is) that lives for life.
-func mintAt(t *testing.T, iat time.Time, life time.Duration) string {
-	iat = iat.Truncate(time.Second)
-	tok, err := jwt.NewBuilder().IssuedAt(iat).Expiration(iat.Add(life)).Build()
-	if err != nil {
-		t.Error(err)
-		return ""
-	}
-	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256, internalKey))
-	if err != nil {
-		t.Error(err)
-		return ""
-	}
-	return string(raw)
-}
-
-// claimExp returns the exp claim of a token minted by mintAt.
-func claimExp(t *testing.T, raw string) time.Time {
-	t.Helper()
-	tok, err := jwt.ParseString(raw, jwt.WithVerify(false), jwt.WithValidate(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok.Expiration()
-}
+// minter signs the internal tests' tokens; the cache parses them without
+// verifying them.
+var minter = testkit.NewMinter("jwtcache-internal-test")

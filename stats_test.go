@@ -3,11 +3,13 @@ package jwtcache_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 func TestCache_Stats(t *testing.T) {
@@ -31,7 +33,7 @@ func TestCache_Stats(t *testing.T) {
 	p.setFail(errors.New("idp down"))
 	clk.Advance(80 * time.Second)
 	mustToken(t, c)
-	eventually(t, "the refresh to fail", func() bool { return c.Stats().FetchErrors == 1 })
+	testkit.Eventually(t, "the refresh to fail", func() bool { return c.Stats().FetchErrors == 1 })
 	if got := mustToken(t, c); got != first {
 		t.Fatalf("EnsureToken() during backoff = new token")
 	}
@@ -110,7 +112,7 @@ func TestCacheMap_StatsKeepDroppedKeys(t *testing.T) {
 	m, _, _ := newTestMap(time.Hour, jwtcache.MaxKeys(4))
 	var last uint64
 	for i := range 40 {
-		key := "tenant-" + itoa(int64(i))
+		key := "tenant-" + strconv.FormatInt(int64(i), 10)
 		mustMapToken(t, m, key)
 		mustMapToken(t, m, key)
 		if i == 39 {
@@ -146,9 +148,42 @@ func TestCache_StatsRefreshesAhead(t *testing.T) {
 	}
 	wg.Wait()
 	close(gate)
-	eventually(t, "the refreshed token", func() bool { return mustToken(t, c) != first })
+	testkit.Eventually(t, "the refreshed token", func() bool { return mustToken(t, c) != first })
 	if got := c.Stats(); got.RefreshesAhead != 1 || got.Fetches != 2 {
 		t.Errorf("Stats() after 50 callers in the refresh window = %d refreshes ahead, %d fetches; want 1, 2",
 			got.RefreshesAhead, got.Fetches)
 	}
+}
+
+// TestCacheMap_StatsNeverDecrease reads a map's counters while keys are used
+// and deleted: they must only grow.
+func TestCacheMap_StatsNeverDecrease(t *testing.T) {
+	m, _, _ := newTestMap(time.Hour)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := "k" + strconv.FormatInt(int64(g*1000+i%50), 10)
+				m.EnsureToken(context.Background(), key)
+				m.Delete(key)
+			}
+		})
+	}
+	var last uint64
+	for range 5000 {
+		got := m.Stats().Fetches
+		if got < last {
+			t.Errorf("Stats().Fetches went from %d to %d", last, got)
+			break
+		}
+		last = got
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -10,14 +10,14 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // memStore is a Store in memory that behaves as a network store does: a call
 // whose context has ended fails, it can be made slow or down, and its leases
 // run out on the test's clock.
 type memStore struct {
-	clock *jwtcachetest.Clock
+	clock *testkit.Clock
 
 	mu sync.Mutex
 	// guards the fields below
@@ -42,7 +42,7 @@ type memLease struct {
 
 var _ jwtcache.Store = (*memStore)(nil)
 
-func newMemStore(clock *jwtcachetest.Clock) *memStore {
+func newMemStore(clock *testkit.Clock) *memStore {
 	return &memStore{clock: clock, tokens: map[string]memToken{}, leases: map[string]memLease{}, calls: map[string]int{}}
 }
 
@@ -172,7 +172,7 @@ func (s *memStore) count(op string) int {
 // seam is a fleet of replicas sharing a memStore on one fake clock, with one
 // provider counting the tokens it issues.
 type seam struct {
-	clock *jwtcachetest.Clock
+	clock *testkit.Clock
 	store *memStore
 	p     *provider
 }
@@ -193,39 +193,6 @@ func (f *seam) replica(name string, opts ...jwtcache.Option) *jwtcache.Cache {
 }
 
 func (f *seam) issued() int64 { return f.p.calls.Load() }
-
-// TestCacheMap_StatsNeverDecrease reads a map's counters while keys are used
-// and deleted: they must only grow.
-func TestCacheMap_StatsNeverDecrease(t *testing.T) {
-	m, _, _ := newTestMap(time.Hour)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := "k" + itoa(int64(g*1000+i%50))
-				m.EnsureToken(context.Background(), key)
-				m.Delete(key)
-			}
-		})
-	}
-	var last uint64
-	for range 5000 {
-		got := m.Stats().Fetches
-		if got < last {
-			t.Errorf("Stats().Fetches went from %d to %d", last, got)
-			break
-		}
-		last = got
-	}
-	close(stop)
-	wg.Wait()
-}
 
 // TestStore_Seam specifies the cache's side of the Store contract with an
 // in-memory store, without Redis.
@@ -252,8 +219,8 @@ func TestStore_Seam(t *testing.T) {
 			b := f.replica("billing")
 			done := make(chan string, 1)
 			go func() { tok, _ := b.EnsureToken(context.Background()); done <- tok }()
-			eventually(t, "the replica to poll the store", func() bool { return f.store.count("load") >= 3 })
-			holder := mintAt(f.clock.Now(), time.Hour)
+			testkit.Eventually(t, "the replica to poll the store", func() bool { return f.store.count("load") >= 3 })
+			holder := minter.Mint(f.clock.Now(), time.Hour, nil)
 			f.store.Save(context.Background(), "billing", holder, f.clock.Now().Add(time.Hour))
 			release(context.Background(), 0)
 			if got := <-done; got != holder || f.issued() != 0 {
@@ -338,7 +305,7 @@ func TestStore_Seam(t *testing.T) {
 			if got, err := a.EnsureToken(ctx); err != nil || got != t1 {
 				t.Fatalf("EnsureToken() in the refresh window = %v; want the current token at once", err)
 			}
-			eventually(t, "the refresh to be saved", func() bool {
+			testkit.Eventually(t, "the refresh to be saved", func() bool {
 				s := f.store.saved("billing")
 				return s != "" && s != t1
 			})
@@ -512,44 +479,5 @@ func TestStore_Namespaces(t *testing.T) {
 	}
 	if _, err := f.replica("", jwtcache.Name("")).EnsureToken(context.Background()); !errors.Is(err, jwtcache.ErrNoName) {
 		t.Errorf("EnsureToken() of a cache named \"\" with a store: error = %v; want ErrNoName", err)
-	}
-}
-
-// TestDPoP_StoreBinding: caches bound to different keys never share a token, and
-// a saved token bound to a key is adopted only by a cache bound to that key.
-func TestDPoP_StoreBinding(t *testing.T) {
-	f := newSeam()
-	a, b := f.replica("api", jwtcache.Binding("key-A")), f.replica("api", jwtcache.Binding("key-B"))
-	if ta, tb := mustToken(t, a), mustToken(t, b); ta == tb || f.issued() != 2 {
-		t.Errorf("caches bound to two keys share a token: %v (tokens issued = %d)", ta == tb, f.issued())
-	}
-	if f.store.saved(`api\@key-A`) == "" || f.store.saved(`api\@key-B`) == "" {
-		t.Errorf("store keys are not api\\@key-A and api\\@key-B")
-	}
-	// A name that looks like a name and a binding is no such pair.
-	if tb, ta := mustToken(t, f.replica("api@key-A")), mustToken(t, f.replica(`api\`, jwtcache.Binding("key-A"))); tb == ta || f.issued() != 4 {
-		t.Errorf("caches named api@key-A and api\\ bound to key-A share a token with api bound to key-A (tokens issued = %d)", f.issued())
-	}
-	if mustToken(t, f.replica("api", jwtcache.Binding("key-A"))); f.issued() != 4 {
-		t.Errorf("a replica bound to key-A fetched its own token; want it to adopt the saved one")
-	}
-
-	// A JWT bound to key-A, saved where an unbound cache and a cache bound
-	// to key-C look: neither adopts it.
-	now := f.clock.Now()
-	bound := sign(t, testKey, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "cnf": map[string]any{"jkt": "key-A"}})
-	for _, key := range []string{"plain", `other\@key-C`} {
-		if err := f.store.Save(context.Background(), key, bound, now.Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if tok := mustToken(t, f.replica("plain")); tok == bound {
-		t.Errorf("an unbound cache adopted a token bound to key-A")
-	}
-	if tok := mustToken(t, f.replica("other", jwtcache.Binding("key-C"))); tok == bound {
-		t.Errorf("a cache bound to key-C adopted a token bound to key-A")
-	}
-	if f.issued() != 6 {
-		t.Errorf("%d tokens issued; want 6", f.issued())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // recorder is a test server that records the Authorization header of every
@@ -71,7 +73,7 @@ func countingCache(t *testing.T) (*jwtcache.Cache, *atomic.Int64) {
 	var calls atomic.Int64
 	c := jwtcache.NewCache(jwtcache.Logger(nil), jwtcache.TokenFunction(func(context.Context) (string, error) {
 		calls.Add(1)
-		return mintAt(time.Now(), time.Hour), nil
+		return minter.Mint(time.Now(), time.Hour, nil), nil
 	}))
 	return c, &calls
 }
@@ -358,7 +360,7 @@ func TestMapTransport(t *testing.T) {
 		}
 		resp.Body.Close()
 		seen := srv.seen()
-		if got := subjectOf(t, strings.TrimPrefix(seen[len(seen)-1], "Bearer ")); got != tenant {
+		if got := testkit.Claims(t, strings.TrimPrefix(seen[len(seen)-1], "Bearer ")).Subject(); got != tenant {
 			t.Errorf("request for %q carried %q's token", tenant, got)
 		}
 	}
@@ -415,7 +417,7 @@ func TestMapTransport_KeyOncePerRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var fetches, keys atomic.Int64
 			m := jwtcache.NewCacheMap(jwtcache.Logger(nil), jwtcache.MapIssueFunction(func(_ context.Context, key string) (jwtcache.Issued, error) {
-				return jwtcache.Issued{Token: key + "-" + itoa(fetches.Add(1)), ExpiresIn: time.Hour}, nil
+				return jwtcache.Issued{Token: key + "-" + strconv.FormatInt(fetches.Add(1), 10), ExpiresIn: time.Hour}, nil
 			}))
 			key := func(*http.Request) (string, error) {
 				keys.Add(1)
@@ -502,7 +504,7 @@ func TestTransport_OneBadEndpoint(t *testing.T) {
 // out without the token, and the transport says so, naming the host and the
 // reason, once a minute per host; never the token.
 func TestTransport_HostsMismatchLogged(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := testkit.NewLogger()
 	c := jwtcache.NewCache(jwtcache.Logger(logger), jwtcache.TokenFunction(func(context.Context) (string, error) {
 		return "opaque-secret-token", nil
 	}))
@@ -524,7 +526,7 @@ func TestTransport_HostsMismatchLogged(t *testing.T) {
 		t.Errorf("Authorization headers sent = %q; want %q", sent, want)
 	}
 	out := logs.String()
-	if got := logs.count("request sent without its token"); got != 2 {
+	if got := logs.Count("request sent without its token"); got != 2 {
 		t.Errorf("warnings = %d; want 2 (one per host, once a minute):\n%s", got, out)
 	}
 	for _, want := range []string{"host=other.example", "host=third.example", "not among the transport's Hosts"} {
@@ -553,7 +555,7 @@ func TestTransport_Misuse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logger, logs := newLogger()
+			logger, logs := testkit.NewLogger()
 			defer swapDefaultLogger(logger)()
 			tr := tt.tr()
 			if !strings.Contains(logs.String(), tt.want) {

@@ -2,22 +2,16 @@
 // code that uses jwtcache.
 package jwtcachetest
 
+// The mechanism of both lives in internal/testkit, which the module's own
+// tests use; this package is its public face, with jwtcache's types.
+
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"fmt"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // Clock is a clock that moves only when a test moves it. Pass its Now method
@@ -27,40 +21,28 @@ import (
 // A Clock is safe for concurrent use. The zero Clock reads the zero
 // [time.Time] until it is moved; most tests start from [NewClock].
 type Clock struct {
-	mu sync.Mutex
-	// guards now
-	now time.Time
+	c testkit.Clock
 }
 
 // NewClock returns a clock that reads start until it is moved. Any monotonic
 // clock reading in start is dropped: a Clock is a wall clock that only the
 // test steps.
 func NewClock(start time.Time) *Clock {
-	return &Clock{now: start.Round(0)}
+	c := &Clock{}
+	c.c.Set(start)
+	return c
 }
 
 // Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
+func (c *Clock) Now() time.Time { return c.c.Now() }
 
 // Advance moves the clock by d. A negative d steps it back, as a wall clock
 // corrected by NTP may be.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func (c *Clock) Advance(d time.Duration) { c.c.Advance(d) }
 
 // Set moves the clock to t, forward or back. Any monotonic clock reading in t
 // is dropped.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t.Round(0)
-}
+func (c *Clock) Set(t time.Time) { c.c.Set(t) }
 
 // Issuer mints JWTs signed with an ES256 key of its own, as an identity
 // provider would. Tokens carry the key's ID in their kid header.
@@ -68,40 +50,21 @@ func (c *Clock) Set(t time.Time) {
 // An Issuer is safe for concurrent use. The zero Issuer has no key and
 // panics when it mints; use [NewIssuer].
 type Issuer struct {
-	// key and public are written once by NewIssuer and only read after.
-	key    jwk.Key
-	public jwk.Key
-
-	seq    atomic.Int64 // numbers the tokens for their jti
-	issued atomic.Int64 // counts the calls of token functions
+	m *testkit.Minter // written once by NewIssuer and only read after
 }
-
-// Claims the Issuer sets on every token, unless overridden.
-const (
-	issuer  = "jwtcachetest"
-	subject = "client"
-)
 
 // NewIssuer returns an issuer with a new ES256 key.
 func NewIssuer() *Issuer {
-	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		// crypto/rand does not fail on the platforms Go supports.
-		panic(fmt.Sprintf("jwtcachetest: generate key: %v", err))
+	return &Issuer{m: testkit.NewMinter("jwtcachetest")}
+}
+
+// minter returns i's minter; the zero Issuer's is a zero Minter, which has
+// no key and panics when it mints.
+func (i *Issuer) minter() *testkit.Minter {
+	if i.m == nil {
+		return new(testkit.Minter)
 	}
-	key, err := jwk.FromRaw(raw)
-	if err != nil {
-		panic(fmt.Sprintf("jwtcachetest: key: %v", err))
-	}
-	if err := jwk.AssignKeyID(key); err != nil {
-		panic(fmt.Sprintf("jwtcachetest: key ID: %v", err))
-	}
-	_ = key.Set(jwk.AlgorithmKey, jwa.ES256)
-	public, err := key.PublicKey()
-	if err != nil {
-		panic(fmt.Sprintf("jwtcachetest: public key: %v", err))
-	}
-	return &Issuer{key: key, public: public}
+	return i.m
 }
 
 // Mint returns a token issued at iat that expires lifetime later. Its iat and
@@ -115,31 +78,7 @@ func NewIssuer() *Issuer {
 // time nor a number: test code mints tokens where a failure can only be a
 // bug in the test.
 func (i *Issuer) Mint(iat time.Time, lifetime time.Duration, claims map[string]any) string {
-	iat = iat.Truncate(time.Second)
-	all := map[string]any{
-		jwt.IssuerKey:     issuer,
-		jwt.SubjectKey:    subject,
-		jwt.JwtIDKey:      "jwtcachetest-" + strconv.FormatInt(i.seq.Add(1), 10),
-		jwt.IssuedAtKey:   iat,
-		jwt.ExpirationKey: iat.Add(lifetime),
-	}
-	for k, v := range claims {
-		all[k] = v
-	}
-	tok := jwt.New()
-	for k, v := range all {
-		if v == nil {
-			continue
-		}
-		if err := tok.Set(k, v); err != nil {
-			panic(fmt.Sprintf("jwtcachetest: claim %s: %v", k, err))
-		}
-	}
-	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, i.key))
-	if err != nil {
-		panic(fmt.Sprintf("jwtcachetest: sign: %v", err))
-	}
-	return string(raw)
+	return i.minter().Mint(iat, lifetime, claims)
 }
 
 // TokenFunc returns a token function that, on each call, mints a token issued
@@ -151,21 +90,18 @@ func (i *Issuer) TokenFunc(clock *Clock, lifetime time.Duration) jwtcache.TokenF
 	if clock != nil {
 		now = clock.Now
 	}
-	return func(context.Context) (string, error) {
-		i.issued.Add(1)
-		return i.Mint(now(), lifetime, nil), nil
-	}
+	return i.minter().TokenFunc(now, lifetime)
 }
 
 // Issued returns how many times the issuer's token functions have been
 // called. Tokens minted with [Issuer.Mint] directly are not counted.
 func (i *Issuer) Issued() int64 {
-	return i.issued.Load()
+	return i.minter().Issued()
 }
 
 // ParseOption returns the option that verifies the issuer's signature, for
 // [jwtcache.ParseOptions]: with it, a cache rejects tokens that another key
 // signed.
 func (i *Issuer) ParseOption() jwt.ParseOption {
-	return jwt.WithKey(jwa.ES256, i.public)
+	return i.minter().ParseOption()
 }

@@ -12,20 +12,11 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 )
 
 var start = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-
-// claimsOf parses raw without verifying it.
-func claimsOf(t *testing.T, raw string) jwt.Token {
-	t.Helper()
-	tok, err := jwt.ParseString(raw, jwt.WithVerify(false), jwt.WithValidate(false))
-	if err != nil {
-		t.Fatalf("parse minted token: %v", err)
-	}
-	return tok
-}
 
 func TestClock(t *testing.T) {
 	tests := []struct {
@@ -76,27 +67,10 @@ func TestClock_DropsMonotonicReading(t *testing.T) {
 	}
 }
 
-func TestClock_Concurrent(t *testing.T) {
-	c := jwtcachetest.NewClock(start)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 100 {
-				c.Advance(time.Second)
-				_ = c.Now()
-			}
-		})
-	}
-	wg.Wait()
-	if got, want := c.Now(), start.Add(800*time.Second); !got.Equal(want) {
-		t.Errorf("Now() after 800 concurrent Advance(1s) = %v; want %v", got, want)
-	}
-}
-
 func TestIssuer_Mint(t *testing.T) {
 	iss := jwtcachetest.NewIssuer()
 	iat := start.Add(1500 * time.Millisecond) // truncated to the second
-	tok := claimsOf(t, iss.Mint(iat, time.Hour, nil))
+	tok := testkit.Claims(t, iss.Mint(iat, time.Hour, nil))
 	if got, want := tok.IssuedAt(), start.Add(time.Second); !got.Equal(want) {
 		t.Errorf("iat = %v; want %v", got, want)
 	}
@@ -106,7 +80,7 @@ func TestIssuer_Mint(t *testing.T) {
 	if tok.Issuer() != "jwtcachetest" || tok.Subject() != "client" || tok.JwtID() == "" {
 		t.Errorf("iss, sub, jti = %q, %q, %q; want jwtcachetest, client and an ID", tok.Issuer(), tok.Subject(), tok.JwtID())
 	}
-	if other := claimsOf(t, iss.Mint(iat, time.Hour, nil)); other.JwtID() == tok.JwtID() {
+	if other := testkit.Claims(t, iss.Mint(iat, time.Hour, nil)); other.JwtID() == tok.JwtID() {
 		t.Errorf("two tokens share the jti %q", tok.JwtID())
 	}
 }
@@ -119,7 +93,7 @@ func TestIssuer_MintClaims(t *testing.T) {
 		jwt.AudienceKey:   []string{"api"},
 		"scope":           "read",
 	})
-	tok := claimsOf(t, raw)
+	tok := testkit.Claims(t, raw)
 	if !tok.Expiration().IsZero() {
 		t.Errorf("exp = %v; want none", tok.Expiration())
 	}
@@ -195,7 +169,7 @@ func TestIssuer_TokenFunc(t *testing.T) {
 		if err != nil {
 			t.Fatalf("token function error = %v", err)
 		}
-		if got, want := claimsOf(t, raw).IssuedAt(), clock.Now(); !got.Equal(want) {
+		if got, want := testkit.Claims(t, raw).IssuedAt(), clock.Now(); !got.Equal(want) {
 			t.Errorf("call %d: iat = %v; want the clock's %v", i, got, want)
 		}
 	}
@@ -212,7 +186,7 @@ func TestIssuer_TokenFuncSystemClock(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token function error = %v", err)
 	}
-	if got := claimsOf(t, raw).IssuedAt(); got.Before(before) || got.After(time.Now()) {
+	if got := testkit.Claims(t, raw).IssuedAt(); got.Before(before) || got.After(time.Now()) {
 		t.Errorf("iat = %v; want the system clock's time", got)
 	}
 }

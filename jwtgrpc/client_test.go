@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtgrpc"
 )
 
@@ -273,7 +273,7 @@ func TestGRPC_ProviderOutage(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// One clock, which moves only when the test moves it, for the
 			// provider, the cache and the server.
-			clock := jwtcachetest.NewClock(time.Now())
+			clock := testkit.NewClock(time.Now())
 			p := newIDP(t)
 			p.now = clock.Now
 			s := startServer(t, p, serverConfig{clock: clock.Now})

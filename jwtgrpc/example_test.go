@@ -8,13 +8,13 @@ import (
 	"net"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwk"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtgrpc"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
@@ -102,7 +102,7 @@ func ExampleNewMapCredentials() {
 		jwtcache.MapName("orders-client"),
 		// A token for the tenant, from the identity provider.
 		jwtcache.MapTokenFunction(func(ctx context.Context, tenant string) (string, error) {
-			return mint(issuerKey, time.Now(), tenant, "example", time.Hour), nil
+			return exampleToken(tenant), nil
 		}),
 	)
 	creds := jwtgrpc.NewMapCredentials(tenants, func(ctx context.Context) (string, error) {
@@ -153,19 +153,17 @@ func ExampleUnaryServerInterceptor() {
 	// Output: Unauthenticated missing or invalid bearer token
 }
 
-// The identity provider of the examples: its signing key, the key set it
+// The identity provider of the examples: its minter, the key set it
 // publishes, and TLS credentials for a server on 127.0.0.1.
 var (
-	issuerKey, issuerKeys              = exampleKeys()
+	exampleIDP                         = testkit.NewMinter("grpc-example-idp")
+	issuerKeys                         = keySource{exampleIDP.KeyID(): exampleIDP.PublicKey()}
 	exampleServerTLS, exampleClientTLS = exampleTLS()
 )
 
-func exampleKeys() (jwk.Key, verify.KeySource) {
-	key, pub, err := newSigningKey()
-	if err != nil {
-		log.Fatal(err)
-	}
-	return key, keySource{testKID: pub}
+// exampleToken is the identity provider's token for sub.
+func exampleToken(sub string) string {
+	return mintFor(exampleIDP, time.Now(), sub, "example", time.Hour)
 }
 
 func exampleTLS() (server, client credentials.TransportCredentials) {
@@ -179,7 +177,7 @@ func exampleTLS() (server, client credentials.TransportCredentials) {
 // clientCredentials stands for a client-credentials token request to the
 // identity provider.
 func clientCredentials(context.Context) (string, error) {
-	return mint(issuerKey, time.Now(), "orders-client", "example", time.Hour), nil
+	return exampleToken("orders-client"), nil
 }
 
 // exampleServer starts the examples' server on 127.0.0.1, which verifies

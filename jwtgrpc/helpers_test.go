@@ -1,7 +1,6 @@
 package jwtgrpc_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"slices"
@@ -23,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	"google.golang.org/grpc"
@@ -35,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtgrpc"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
@@ -44,15 +42,14 @@ import (
 const (
 	testIssuer   = "https://idp.test"
 	testAudience = "grpc-test"
-	testKID      = "idp-key-1"
 )
 
 // idp is the tests' identity provider: a token function that mints ES256
 // JWTs for the server's verifier, counts its calls, and can be made to fail
 // or to hang.
 type idp struct {
-	key  jwk.Key // the private signing key
-	keys keySource
+	minter *testkit.Minter
+	keys   keySource // the minter's public key
 
 	calls atomic.Int64 // calls of the token functions
 	seq   atomic.Int64 // numbers the tokens' jti
@@ -74,53 +71,27 @@ type idp struct {
 
 func newIDP(t testing.TB) *idp {
 	t.Helper()
-	key, pub, err := newSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &idp{key: key, keys: keySource{testKID: pub}, now: time.Now, started: make(chan string, 64)}
-}
-
-// newSigningKey returns an ES256 key with kid testKID and its public half.
-func newSigningKey() (jwk.Key, jwk.Key, error) {
-	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := jwk.FromRaw(raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := key.Set(jwk.KeyIDKey, testKID); err != nil {
-		return nil, nil, err
-	}
-	pub, err := key.PublicKey()
-	return key, pub, err
+	m := testkit.NewMinter("grpc-test-idp")
+	return &idp{minter: m, keys: keySource{m.KeyID(): m.PublicKey()}, now: time.Now, started: make(chan string, 64)}
 }
 
 // mint returns a token for sub that lives for lifetime from now (an already
 // expired one for a negative lifetime).
 func (p *idp) mint(sub string, lifetime time.Duration) string {
-	return mint(p.key, p.now(), sub, strconv.FormatInt(p.seq.Add(1), 10), lifetime)
+	return mintFor(p.minter, p.now(), sub, strconv.FormatInt(p.seq.Add(1), 10), lifetime)
 }
 
-func mint(key jwk.Key, now time.Time, sub, jti string, lifetime time.Duration) string {
-	tok, err := jwt.NewBuilder().
-		Issuer(testIssuer).
-		Audience([]string{testAudience}).
-		Subject(sub).
-		JwtID(jti).
-		IssuedAt(now.Add(min(lifetime, 0))).
-		Expiration(now.Add(lifetime)).
-		Build()
-	if err != nil {
-		panic(err) // the builder fails only on a bad claim, a bug here
-	}
-	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, key))
-	if err != nil {
-		panic(err)
-	}
-	return string(signed)
+// mintFor returns a token of m that the server's verifier accepts, for sub,
+// with the ID jti, that lives for lifetime from now (an already expired one
+// for a negative lifetime).
+func mintFor(m *testkit.Minter, now time.Time, sub, jti string, lifetime time.Duration) string {
+	return m.Mint(now, lifetime, map[string]any{
+		jwt.IssuerKey:   testIssuer,
+		jwt.AudienceKey: []string{testAudience},
+		jwt.SubjectKey:  sub,
+		jwt.JwtIDKey:    jti,
+		jwt.IssuedAtKey: now.Add(min(lifetime, 0)),
+	})
 }
 
 // token is the token function of a Cache: a token for "client-1".
@@ -160,7 +131,7 @@ func (p *idp) issue(ctx context.Context, sub string) (string, error) {
 		p.mu.Unlock()
 		jti += "+claims"
 	}
-	return mint(p.key, p.now(), sub, jti, time.Hour), nil
+	return mintFor(p.minter, p.now(), sub, jti, time.Hour), nil
 }
 
 // claimsAsked returns the claims of the calls that had a claims challenge.
@@ -229,9 +200,9 @@ type server struct {
 	addr      string
 	clientTLS credentials.TransportCredentials // trusts the server's certificate
 
-	attempts atomic.Int64 // calls that reached the server, before authentication
-	refused  atomic.Int64 // calls refused as revoked
-	logs     syncBuffer   // the server interceptors' log
+	attempts atomic.Int64    // calls that reached the server, before authentication
+	refused  atomic.Int64    // calls refused as revoked
+	logs     *testkit.Buffer // the server interceptors' log
 
 	mu sync.Mutex
 	// guards revoked, revokeAll and challenge
@@ -266,7 +237,8 @@ func startServer(t testing.TB, p *idp, cfg serverConfig) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(&s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := testkit.NewLogger()
+	s.logs = logs
 	serverTLS, clientTLS, err := newTLS()
 	if err != nil {
 		t.Fatal(err)
@@ -507,23 +479,4 @@ func secureContext(ctx context.Context) context.Context {
 		Method:   "/grpc.testing.TestService/UnaryCall",
 		AuthInfo: credentials.TLSInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}},
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	// guards b
-	b bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -2,7 +2,6 @@ package jwtgrpc_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtgrpc"
 )
 
@@ -24,11 +24,9 @@ func TestGRPC_ServerInterceptor(t *testing.T) {
 	p := newIDP(t)
 	valid := p.mint("client-1", time.Hour)
 	expired := p.mint("client-1", -time.Hour)
-	forgedKey, _, err := newSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := mint(forgedKey, time.Now(), "client-1", "forged", time.Hour)
+	// The valid token's header (its kid) and claims, signed by another key.
+	other := testkit.NewMinter("forger").Mint(time.Now(), time.Hour, nil)
+	forged := valid[:strings.LastIndex(valid, ".")] + other[strings.LastIndex(other, "."):]
 	tests := []struct {
 		name      string
 		values    []string // authorization metadata
@@ -140,8 +138,7 @@ func TestGRPC_ServerInterceptor_KeySetStale(t *testing.T) {
 // TestGRPC_ServerInterceptor_NilVerifier checks that interceptors without a
 // verifier refuse every call, with Internal, and do not panic.
 func TestGRPC_ServerInterceptor_NilVerifier(t *testing.T) {
-	var logs syncBuffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	logger, logs := testkit.NewLogger()
 	unary := jwtgrpc.UnaryServerInterceptor(nil, jwtgrpc.Logger(logger), nil)
 	_, err := unary(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/s/m"}, func(context.Context, any) (any, error) {
 		t.Error("handler called")

@@ -1,14 +1,11 @@
 package jwtoauth2_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +19,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtoauth2"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
@@ -31,77 +29,36 @@ import (
 type idp struct {
 	url    string
 	issued atomic.Int64
-	stdin  io.WriteCloser
-	events chan string   // STOPPED, STARTED
-	exited chan struct{} // closed when the server's output ends
+	proc   *testkit.Process
+	events chan string // STOPPED, STARTED
 }
 
 // startIDP starts the server with tokens that live for lifetime. Without node
 // or the npm packages (`make test` installs them), the test is skipped, unless
-// CI is set: there it must run.
+// CI is set: there it must run. The server exits when the test ends (its
+// stdin closes); its output is logged if the test failed.
 func startIDP(t *testing.T, lifetime time.Duration) *idp {
 	t.Helper()
 	dir := filepath.Join("testdata", "idp")
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "node_modules", "oauth2-mock-server"))
-	}
-	if err != nil {
-		msg := fmt.Sprintf("integration test needs node and `npm ci` in %s (make test does it): %v", dir, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	cmd := exec.Command(node, "server.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), fmt.Sprintf("TOKEN_LIFETIME=%d", int(lifetime.Seconds())))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &idp{stdin: stdin, events: make(chan string, 4), exited: make(chan struct{})}
-	ready := make(chan string, 1)
-	go func() {
-		defer close(s.exited) // stdout closes when the server exits
-		lines := bufio.NewScanner(stdout)
-		for lines.Scan() {
-			switch line := lines.Text(); {
-			case strings.HasPrefix(line, "READY "):
-				ready <- strings.TrimPrefix(line, "READY ")
-			case line == "ISSUED":
+	s := &idp{events: make(chan string, 4)}
+	s.proc = testkit.Start(t, testkit.Command{
+		Name:      "oauth2-mock-server",
+		Path:      testkit.Node(t, dir, "oauth2-mock-server"),
+		Args:      []string{"server.mjs"},
+		Dir:       dir,
+		Env:       []string{fmt.Sprintf("TOKEN_LIFETIME=%d", int(lifetime.Seconds()))},
+		ReadyLine: "READY", // READY <issuer URL>
+		OnLine: func(line string) {
+			switch line {
+			case "ISSUED":
 				s.issued.Add(1)
-			case line == "STOPPED" || line == "STARTED":
+			case "STOPPED", "STARTED":
 				s.events <- line
 			}
-		}
-	}()
-	t.Cleanup(func() {
-		stdin.Close() // the server exits when its stdin closes
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		},
+		Stdin: true,
 	})
-	select {
-	case s.url = <-ready:
-	case <-s.exited:
-		t.Fatal("oauth2-mock-server exited before it was ready")
-	case <-time.After(30 * time.Second):
-		t.Fatal("oauth2-mock-server did not start within 30s")
-	}
+	s.url = s.proc.Ready()
 	return s
 }
 
@@ -119,7 +76,7 @@ func (s *idp) issuedSoon(atLeast int64) int64 {
 // command sends stop or start and waits for the server to confirm it.
 func (s *idp) command(t *testing.T, cmd, want string) {
 	t.Helper()
-	if _, err := io.WriteString(s.stdin, cmd+"\n"); err != nil {
+	if err := s.proc.Send(cmd); err != nil {
 		t.Fatal(err)
 	}
 	select {

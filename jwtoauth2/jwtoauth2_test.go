@@ -15,16 +15,16 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtoauth2"
 )
 
-// issuer mints the tests' tokens.
-var issuer = jwtcachetest.NewIssuer()
+// minter signs the tests' tokens.
+var minter = testkit.NewMinter("jwtoauth2-test")
 
 // newJWT returns a signed token that lives for life.
 func newJWT(life time.Duration) string {
-	return issuer.Mint(time.Now(), life, nil)
+	return minter.Mint(time.Now(), life, nil)
 }
 
 // tokenEndpoint is a client-credentials token endpoint on 127.0.0.1 that

@@ -40,7 +40,7 @@ func TestDocs_FleetSnippet(t *testing.T) {
 	var fetches atomic.Int32
 	fetchToken := func(context.Context) (string, error) {
 		fetches.Add(1)
-		return mint(time.Now(), time.Hour), nil
+		return minter.Mint(time.Now(), time.Hour, nil), nil
 	}
 	tokenKey, oldKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
 	var tokens []string

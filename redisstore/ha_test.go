@@ -1,11 +1,9 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/redisstore"
 )
 
@@ -30,97 +29,12 @@ import (
 // second), and every wait for the topology is bounded.
 
 const (
-	// haTimeout bounds every wait for a topology to form or fail over.
-	haTimeout = 30 * time.Second
-	// haPoll is how often such a wait looks.
+	// haTimeout bounds every wait for a topology to form or fail over:
+	// testkit.Eventually's, and the test's own below.
+	haTimeout = testkit.EventuallyWithin
+	// haPoll is how often the test's own waits look.
 	haPoll = 50 * time.Millisecond
 )
-
-// redisBin returns the path of a Redis program. Without it (`make test`
-// installs redis-server, and redis-cli with it, from Debian's redis-server
-// and redis-tools), the test is skipped, unless CI is set: there it must run.
-func redisBin(t *testing.T, name string) string {
-	t.Helper()
-	bin, err := exec.LookPath(name)
-	if err != nil {
-		msg := name + " not found (make test installs it: apt-get install -y redis-server redis-tools)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return bin
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1. The listeners
-// are held until all n are chosen, so that the ports differ.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
-// redisProc is one redis-server process of a topology, logging to a file.
-// The test's cleanup kills it, and shows its log if the test failed.
-type redisProc struct {
-	name string
-	port int
-	log  string
-	cmd  *exec.Cmd
-}
-
-// startProc starts redis-server on 127.0.0.1:port, without persistence, with
-// args added, and waits until it answers PING.
-func startProc(t *testing.T, name, dir string, port int, args ...string) *redisProc {
-	t.Helper()
-	bin := redisBin(t, "redis-server")
-	p := &redisProc{name: name, port: port, log: filepath.Join(dir, name+".log")}
-	logFile, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close() // the process has its own descriptor
-	args = append(args, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		// A replica's first sync waits five seconds by default, for others
-		// to share it.
-		"--repl-diskless-sync-delay", "0")
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("%s (%s), end of its log:\n%s", p.name, p.addr(), b)
-		}
-	})
-	c := p.admin()
-	defer c.Close()
-	waitFor(t, name+" answers PING", func() bool { return c.Ping(context.Background()).Err() == nil })
-	return p
-}
-
-func (p *redisProc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
-
-// admin returns a plain client on the process alone, for the test's own
-// commands. The caller closes it.
-func (p *redisProc) admin() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: p.addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
-}
 
 // info returns a field of the process's INFO section, or "" if it does not
 // answer.
@@ -134,14 +48,6 @@ func (p *redisProc) info(section, field string) string {
 	return infoField(s, field)
 }
 
-func (p *redisProc) kill() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		p.cmd = nil
-	}
-}
-
 // infoField returns the value of field in the output of INFO or CLUSTER INFO.
 func infoField(info, field string) string {
 	for line := range strings.Lines(info) {
@@ -150,19 +56,6 @@ func infoField(info, field string) string {
 		}
 	}
 	return ""
-}
-
-// waitFor polls cond until it holds, and fails the test if it does not
-// within haTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > haTimeout {
-			t.Fatalf("timed out after %v waiting until %s", haTimeout, what)
-		}
-		time.Sleep(haPoll)
-	}
 }
 
 // redisCluster is a Redis Cluster of three masters with a replica each.
@@ -181,7 +74,7 @@ func startCluster(t *testing.T) *redisCluster {
 	// A client port and a cluster bus port each (cluster-port, Redis 7.0 and
 	// later: the default, the client port plus 10000, may be taken or out of
 	// range).
-	ports := freePorts(t, 12)
+	ports := testkit.FreePorts(t, 12)
 	rc := &redisCluster{dead: map[string]bool{}}
 	for i := range 6 {
 		port, bus := ports[2*i], ports[2*i+1]
@@ -203,13 +96,13 @@ func startCluster(t *testing.T) *redisCluster {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	for _, n := range rc.nodes {
-		waitFor(t, n.name+" reports cluster_state:ok and knows 6 nodes", func() bool {
+		testkit.Eventually(t, n.name+" reports cluster_state:ok and knows 6 nodes", func() bool {
 			return rc.clusterInfo(n, "cluster_state") == "ok" && rc.clusterInfo(n, "cluster_known_nodes") == "6"
 		})
 		// A replica that never synced would refuse to fail over (its data
 		// would be too old, see cluster-replica-validity-factor).
 		if n.info("replication", "role") == "slave" {
-			waitFor(t, n.name+" is in sync with its master", func() bool {
+			testkit.Eventually(t, n.name+" is in sync with its master", func() bool {
 				return n.info("replication", "master_link_status") == "up"
 			})
 		}
@@ -341,18 +234,18 @@ func (rc *redisCluster) failMaster(t *testing.T) (await func()) {
 	// A lease taken just before the kill would survive in the replica for
 	// the fetch timeout (real time) and keep the fleet from sharing for that
 	// long. The fleet is idle between runs, so any lease is gone in moments.
-	waitFor(t, "no lease is held", func() bool { return len(rc.storeKeys(t, "jwtcache:*:lease")) == 0 })
+	testkit.Eventually(t, "no lease is held", func() bool { return len(rc.storeKeys(t, "jwtcache:*:lease")) == 0 })
 	t.Logf("killing %s, the master serving slot %d of %s", master.name, slot, tokenKeys[0])
 	master.kill()
 	rc.dead[old] = true
 	return func() {
 		t.Helper()
-		waitFor(t, fmt.Sprintf("a replica serves slot %d", slot), func() bool {
+		testkit.Eventually(t, fmt.Sprintf("a replica serves slot %d", slot), func() bool {
 			m := rc.slotMaster(slot)
 			return m != "" && m != old
 		})
 		for _, n := range rc.live() {
-			waitFor(t, n.name+" reports cluster_state:ok", func() bool { return rc.clusterInfo(n, "cluster_state") == "ok" })
+			testkit.Eventually(t, n.name+" reports cluster_state:ok", func() bool { return rc.clusterInfo(n, "cluster_state") == "ok" })
 		}
 	}
 }
@@ -371,13 +264,13 @@ type redisSentinel struct {
 func startSentinel(t *testing.T) *redisSentinel {
 	t.Helper()
 	dir := t.TempDir()
-	ports := freePorts(t, 5)
+	ports := testkit.FreePorts(t, 5)
 	rs := &redisSentinel{dead: map[string]bool{}}
 	master := startProc(t, fmt.Sprintf("master-%d", ports[0]), dir, ports[0])
 	replica := startProc(t, fmt.Sprintf("replica-%d", ports[1]), dir, ports[1],
 		"--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))
 	rs.data = []*redisProc{master, replica}
-	waitFor(t, "the replica is in sync", func() bool { return replica.info("replication", "master_link_status") == "up" })
+	testkit.Eventually(t, "the replica is in sync", func() bool { return replica.info("replication", "master_link_status") == "up" })
 	for _, port := range ports[2:] {
 		// Sentinel rewrites its configuration file: one each, in the test's
 		// directory.
@@ -394,7 +287,7 @@ sentinel parallel-syncs mymaster 1
 		rs.sentinels = append(rs.sentinels, startProc(t, fmt.Sprintf("sentinel-%d", port), dir, port, conf, "--sentinel"))
 	}
 	for _, s := range rs.sentinels {
-		waitFor(t, s.name+" knows the replica and the other Sentinels", func() bool {
+		testkit.Eventually(t, s.name+" knows the replica and the other Sentinels", func() bool {
 			c := redis.NewSentinelClient(&redis.Options{Addr: s.addr(), DialTimeout: 100 * time.Millisecond})
 			defer c.Close()
 			m, err := c.Master(context.Background(), "mymaster").Result()
@@ -453,36 +346,17 @@ func (rs *redisSentinel) failMaster(t *testing.T) (await func()) {
 		t.Fatalf("the Sentinels name %q master; want one of the data nodes, with a live replica", old)
 	}
 	c := master.admin()
-	waitFor(t, "no lease is held", func() bool { return len(c.Keys(context.Background(), "jwtcache:*:lease").Val()) == 0 })
+	testkit.Eventually(t, "no lease is held", func() bool { return len(c.Keys(context.Background(), "jwtcache:*:lease").Val()) == 0 })
 	c.Close()
 	t.Logf("killing %s, the master", master.name)
 	master.kill()
 	rs.dead[old] = true
 	return func() {
 		t.Helper()
-		waitFor(t, "the Sentinels promote "+replica.name, func() bool {
+		testkit.Eventually(t, "the Sentinels promote "+replica.name, func() bool {
 			return rs.masterAddr() == replica.addr() && replica.info("replication", "role") == "master"
 		})
 	}
-}
-
-// logBuffer keeps what a logger writes; it is safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	// guards b
-	b bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // haTopology is what fleetFailover needs of a Cluster or a Sentinel setup.
@@ -508,11 +382,10 @@ func fleetFailover(t *testing.T, topo haTopology) {
 		step     = 5 * time.Second
 		perLife  = int(life / step)
 	)
-	logs := &logBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := testkit.NewLogger()
 	t.Cleanup(func() {
 		if t.Failed() {
-			for line := range strings.Lines(logs.String()) {
+			for _, line := range logs.Lines() {
 				if !strings.Contains(line, "level=DEBUG") {
 					t.Logf("cache log: %s", line)
 				}
@@ -603,7 +476,7 @@ func fleetFailover(t *testing.T, topo haTopology) {
 	// The stores work on the new master, through a client that lived through
 	// the failover.
 	s := newStore(t, clients[len(clients)-1])
-	tok := mint(f.clock.Now(), life)
+	tok := minter.Mint(f.clock.Now(), life, nil)
 	if err := s.Save(ctx, "after-failover", tok, f.clock.Now().Add(life)); err != nil {
 		t.Errorf("Save() after the failover: %v", err)
 	}
@@ -620,7 +493,7 @@ func fleetFailover(t *testing.T, topo haTopology) {
 	// A cache logs a store failure at most once a minute, so this sees the
 	// first of each minute; the direct calls above and the round trip test
 	// see every one.
-	for line := range strings.Lines(logs.String()) {
+	for _, line := range logs.Lines() {
 		if strings.Contains(line, "CROSSSLOT") {
 			t.Errorf("a cache logged a CROSSSLOT error: %s", line)
 		}
@@ -642,7 +515,7 @@ func storeRoundTrip(t *testing.T, topo haTopology) {
 	}
 	for i := range 32 {
 		key := fmt.Sprintf("tenant-%d", i)
-		tok := mint(time.Now(), time.Hour)
+		tok := minter.Mint(time.Now(), time.Hour, nil)
 		expiry := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 		if err := a.Save(ctx, key, tok, expiry); err != nil {
 			t.Fatalf("Save(%q): %v", key, err)
@@ -676,7 +549,7 @@ func storeRoundTrip(t *testing.T, topo haTopology) {
 			t.Errorf("Lease(%q) of a kept lease = %v, %v; want it refused", key, ok, err)
 		}
 		// A rejected token goes, and only that one.
-		if deleted, err := b.CompareAndDelete(ctx, key, mint(time.Now(), time.Hour)); err != nil || deleted {
+		if deleted, err := b.CompareAndDelete(ctx, key, minter.Mint(time.Now(), time.Hour, nil)); err != nil || deleted {
 			t.Errorf("CompareAndDelete(%q) of another token = %v, %v; want false, nil", key, deleted, err)
 		}
 		if deleted, err := b.CompareAndDelete(ctx, key, tok); err != nil || !deleted {
@@ -701,7 +574,7 @@ func TestCluster_StoreRoundTrip(t *testing.T) {
 	// of its own tells this cache's keys from the others'.
 	ctx := context.Background()
 	s := newStore(t, rc.client(t), redisstore.Prefix("slots"))
-	if err := s.Save(ctx, "billing", mint(time.Now(), time.Hour), time.Now().Add(time.Hour)); err != nil {
+	if err := s.Save(ctx, "billing", minter.Mint(time.Now(), time.Hour, nil), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	release, ok, err := s.Lease(ctx, "billing", time.Minute)

@@ -3,15 +3,9 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,75 +14,73 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed7aeb0c6e/jwtcache"
-	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/redisstore"
 )
 
-// redisServer is a real redis-server on 127.0.0.1, without persistence,
-// that a test can kill and start again on the same port.
-type redisServer struct {
-	t    *testing.T
-	bin  string
+// redisProc is a real redis-server on 127.0.0.1, without persistence. The
+// test's cleanup kills it, and shows the end of its log if the test failed;
+// the test may kill it and start it again on the same port.
+type redisProc struct {
+	t    testing.TB
+	name string
 	port int
-	cmd  *exec.Cmd
+	args []string
+	proc *testkit.Process
 }
 
-// startRedis starts redis-server. Without it (`make test` installs it), the
-// test is skipped, unless CI is set: there it must run.
-func startRedis(t *testing.T) *redisServer {
+// startRedis starts a lone redis-server.
+func startRedis(t testing.TB) *redisProc {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not found (make test installs it: apt-get install -y redis-server)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &redisServer{t: t, bin: bin, port: port}
-	r.start()
-	t.Cleanup(r.kill)
-	return r
+	port := testkit.FreePorts(t, 1)[0]
+	return startProc(t, fmt.Sprintf("redis-server-%d", port), t.TempDir(), port)
 }
 
-func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: r.addr()})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			r.t.Fatal("redis-server did not start within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// startProc starts redis-server on 127.0.0.1:port, in dir, with args added,
+// and waits until it accepts connections. Without redis-server (`make test`
+// installs it), the test is skipped, unless CI is set: there it must run.
+func startProc(t testing.TB, name, dir string, port int, args ...string) *redisProc {
+	t.Helper()
+	p := &redisProc{t: t, name: name, port: port, args: append(args,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+		"--save", "", "--appendonly", "no", "--dir", dir,
+		// A replica's first sync waits five seconds by default, for others
+		// to share it.
+		"--repl-diskless-sync-delay", "0")}
+	p.start()
+	return p
 }
 
-func (r *redisServer) kill() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-		r.cmd = nil
-	}
+// redisBin returns the path of a Redis program, or skips the test without it
+// (see [testkit.Unavailable]).
+func redisBin(t testing.TB, name string) string {
+	t.Helper()
+	return testkit.LookPath(t, name, "make test installs it: apt-get install -y redis-server redis-tools")
 }
 
-func (r *redisServer) client(t *testing.T) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), DialTimeout: 100 * time.Millisecond})
+// start starts the process, again after kill.
+func (p *redisProc) start() {
+	p.t.Helper()
+	p.proc = testkit.Start(p.t, testkit.Command{Name: p.name, Path: redisBin(p.t, "redis-server"), Args: p.args, ReadyAddr: p.addr()})
+}
+
+// kill kills the process and waits until it has exited.
+func (p *redisProc) kill() { p.proc.Stop() }
+
+func (p *redisProc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
+
+// client returns a client of the process, as a replica of a fleet would
+// configure it, closed when the test ends.
+func (p *redisProc) client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: p.addr(), DialTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// admin returns a plain client on the process alone, for the test's own
+// commands. The caller closes it.
+func (p *redisProc) admin() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: p.addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
 }
 
 var testKey = bytes.Repeat([]byte{7}, 32)
@@ -102,36 +94,8 @@ func newStore(t *testing.T, c redis.UniversalClient, opts ...redisstore.Option) 
 	return s
 }
 
-// issuer mints the tests' tokens.
-var issuer = jwtcachetest.NewIssuer()
-
-// mint returns a token issued at iat that lives for life.
-func mint(iat time.Time, life time.Duration) string {
-	return issuer.Mint(iat, life, nil)
-}
-
-// expClaim returns the exp claim of a token the tests minted, read from the
-// token itself rather than from what the cache made of it.
-func expClaim(t *testing.T, raw string) time.Time {
-	t.Helper()
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		t.Errorf("token has %d parts; want 3", len(parts))
-		return time.Time{}
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var claims struct {
-		Exp int64 `json:"exp"`
-	}
-	if err == nil {
-		err = json.Unmarshal(payload, &claims)
-	}
-	if err != nil {
-		t.Errorf("token payload: %v", err)
-		return time.Time{}
-	}
-	return time.Unix(claims.Exp, 0)
-}
+// minter signs the tests' tokens.
+var minter = testkit.NewMinter("redisstore-test")
 
 func TestStore_RoundTrip(t *testing.T) {
 	r := startRedis(t)
@@ -141,7 +105,7 @@ func TestStore_RoundTrip(t *testing.T) {
 	if _, _, err := s.Load(ctx, "billing"); !errors.Is(err, jwtcache.ErrNotFound) {
 		t.Fatalf("Load() of a missing key: error = %v; want ErrNotFound", err)
 	}
-	tok := mint(time.Now(), time.Hour)
+	tok := minter.Mint(time.Now(), time.Hour, nil)
 	expiry := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	if err := s.Save(ctx, "billing", tok, expiry); err != nil {
 		t.Fatal(err)
@@ -165,7 +129,7 @@ func TestStore_Encryption(t *testing.T) {
 	c := r.client(t)
 	ctx := context.Background()
 	s := newStore(t, c)
-	tok := mint(time.Now(), time.Hour)
+	tok := minter.Mint(time.Now(), time.Hour, nil)
 	if err := s.Save(ctx, "billing", tok, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +163,7 @@ func TestStore_Encryption(t *testing.T) {
 
 	// A value copied to another cache's key does not decrypt there.
 	c.Set(ctx, keys[0], raw, time.Hour)
-	if err := s.Save(ctx, "payroll", mint(time.Now(), time.Hour), time.Now().Add(time.Hour)); err != nil {
+	if err := s.Save(ctx, "payroll", minter.Mint(time.Now(), time.Hour, nil), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	payroll := ""
@@ -344,7 +308,7 @@ func TestStore_CompareAndDelete(t *testing.T) {
 	s := newStore(t, r.client(t))
 	ctx := context.Background()
 	expiry := time.Now().Add(time.Hour)
-	t1, t2 := mint(time.Now(), time.Hour), mint(time.Now(), time.Hour)
+	t1, t2 := minter.Mint(time.Now(), time.Hour, nil), minter.Mint(time.Now(), time.Hour, nil)
 	if deleted, err := s.CompareAndDelete(ctx, "billing", t1); err != nil || deleted {
 		t.Fatalf("CompareAndDelete() with nothing saved = %v, %v; want false, nil", deleted, err)
 	}
@@ -370,10 +334,14 @@ func TestStore_CompareAndDelete(t *testing.T) {
 type fleet struct {
 	caches  []*jwtcache.Cache
 	fetches atomic.Int64
-	clock   *jwtcachetest.Clock
+	clock   *testkit.Clock
+
+	mu sync.Mutex
+	// guards exps
+	exps map[string]time.Time // the exp claims of the tokens returned, each parsed once
 }
 
-func newFleet(t *testing.T, r *redisServer, n int, life time.Duration) *fleet {
+func newFleet(t *testing.T, r *redisProc, n int, life time.Duration) *fleet {
 	return newFleetOn(t, func() redis.UniversalClient { return r.client(t) }, n, life)
 }
 
@@ -382,7 +350,7 @@ func newFleet(t *testing.T, r *redisServer, n int, life time.Duration) *fleet {
 // they override them.
 func newFleetOn(t *testing.T, client func() redis.UniversalClient, n int, life time.Duration, opts ...jwtcache.Option) *fleet {
 	// The fake clock starts at the real time: Redis expires keys by its own.
-	f := &fleet{clock: jwtcachetest.NewClock(time.Now())}
+	f := &fleet{clock: testkit.NewClock(time.Now())}
 	for range n {
 		f.caches = append(f.caches, jwtcache.NewCache(append([]jwtcache.Option{
 			jwtcache.Name("billing"), jwtcache.Logger(nil), jwtcache.Clock(f.clock.Now),
@@ -390,7 +358,7 @@ func newFleetOn(t *testing.T, client func() redis.UniversalClient, n int, life t
 			jwtcache.SharedStore(newStore(t, client())),
 			jwtcache.TokenFunction(func(context.Context) (string, error) {
 				f.fetches.Add(1)
-				return mint(f.clock.Now(), life), nil
+				return minter.Mint(f.clock.Now(), life, nil), nil
 			})}, opts...)...))
 	}
 	return f
@@ -418,7 +386,7 @@ func (f *fleet) run(t *testing.T, steps int, step time.Duration) (calls, failed 
 					if !now.Before(tok.Expiry) {
 						t.Errorf("a replica returned a token that expired at %v at %v", tok.Expiry, now)
 					}
-					if exp := expClaim(t, tok.Value); !now.Before(exp) {
+					if exp := f.exp(t, tok.Value); !now.Before(exp) {
 						t.Errorf("a replica returned a token whose exp claim is %v at %v", exp, now)
 					}
 				}
@@ -427,6 +395,22 @@ func (f *fleet) run(t *testing.T, steps int, step time.Duration) (calls, failed 
 		wg.Wait()
 	}
 	return nCalls.Load(), nFailed.Load()
+}
+
+// exp returns the exp claim of tok, read from the token itself rather than
+// from what the cache made of it. It may be called from any goroutine.
+func (f *fleet) exp(t *testing.T, tok string) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	exp, ok := f.exps[tok]
+	if !ok {
+		exp = testkit.Claims(t, tok).Expiration()
+		if f.exps == nil {
+			f.exps = map[string]time.Time{}
+		}
+		f.exps[tok] = exp
+	}
+	return exp
 }
 
 // TestFleet_OneTokenForAll has 20 replicas share tokens through Redis over
@@ -456,7 +440,7 @@ func TestFleet_OneTokenForAll(t *testing.T) {
 		jwtcache.SharedStore(newStore(t, r.client(t))),
 		jwtcache.TokenFunction(func(context.Context) (string, error) {
 			f.fetches.Add(1)
-			return mint(f.clock.Now(), life), nil
+			return minter.Mint(f.clock.Now(), life, nil), nil
 		})).EnsureToken(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +488,7 @@ func TestCacheMap_SharedPerKey(t *testing.T) {
 				mu.Lock()
 				fetches[key]++
 				mu.Unlock()
-				return mint(time.Now(), time.Hour), nil
+				return minter.Mint(time.Now(), time.Hour, nil), nil
 			}))
 	}
 	a, b := replica(), replica()
@@ -538,28 +522,12 @@ func mustGet(t *testing.T, m *jwtcache.CacheMap, key string) string {
 // BenchmarkAdopt measures what a replica pays to adopt a token another saved:
 // a new cache's first call, which loads, decrypts and parses it.
 func BenchmarkAdopt(b *testing.B) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		b.Skip("redis-server not found")
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	defer client.Close()
-	for client.Ping(context.Background()).Err() != nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	client := startRedis(b).client(b)
 	store, err := redisstore.New(client, redisstore.Key("k1", testKey))
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok := mint(time.Now(), time.Hour)
+	tok := minter.Mint(time.Now(), time.Hour, nil)
 	if err := store.Save(context.Background(), "billing", tok, time.Now().Add(time.Hour)); err != nil {
 		b.Fatal(err)
 	}
