@@ -100,7 +100,7 @@ func decodeClaims(payload []byte) (*Claims, error) {
 	}
 	m, err := jose.Members(payload)
 	if err != nil {
-		return nil, fmt.Errorf("claims %w", err)
+		return nil, fmt.Errorf("the claims set %w", err)
 	}
 	c := &Claims{raw: m, payload: payload}
 	var hasExp bool

@@ -21,11 +21,19 @@ var (
 	// [Algorithms]: "none" and the HMAC algorithms always are not.
 	ErrAlgorithm = errors.New("verify: algorithm not allowed")
 
-	// ErrUnknownKey is returned, wrapping the [KeySource]'s error, when the
-	// key source has no key for the token's kid, and also when the key it has
-	// cannot verify the token's algorithm: its type, curve, size, alg, use or
-	// key_ops do not fit. A cancelled context stays errors.Is(err,
-	// context.Canceled).
+	// ErrType is returned for a token whose typ header is not the [Type]
+	// asked for (an ID token where an access token is wanted, say).
+	ErrType = errors.New("verify: wrong token type")
+
+	// ErrUnknownKey is the Verifier's error, wrapping the [KeySource]'s, when
+	// the key source has no key for the token's kid (a KeySet's error then
+	// wraps [ErrKeySetUnknownKID]), and also when the key it has cannot
+	// verify the token's algorithm: its type, curve, size, alg, use or
+	// key_ops do not fit. When the keys cannot be had at all (the key set's
+	// server is down, or a refresh for a new kid is not allowed yet), the
+	// error also wraps [ErrKeySetStale]: match that first, and answer 503
+	// (the token may be good) rather than 401, as the [Middleware] does. A
+	// cancelled context stays errors.Is(err, context.Canceled).
 	ErrUnknownKey = errors.New("verify: no usable key")
 
 	// ErrSignature is returned for a token whose signature does not verify

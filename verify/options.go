@@ -121,8 +121,11 @@ func invalid(option string, value any, want string) error {
 // for an OAuth access token (RFC 9068, section 4), which an ID token, typ
 // "JWT" or none, does not. It is compared case-insensitively, with
 // "application/" put before a typ without a slash on either side (RFC 7515,
-// section 4.1.9), so that "at+jwt" and "application/at+jwt" match. The
-// default is "", which checks no typ.
+// section 4.1.9), so that "at+jwt" and "application/at+jwt" match; a
+// token of another typ is refused with [ErrType]. Not every provider types
+// its access tokens: Ory Hydra's carry typ "JWT" (and an empty aud unless an
+// audience is requested), Keycloak's "JWT" too; check what yours issues
+// before you set it. The default is "", which checks no typ.
 func Type(typ string) Option {
 	return optionFunc(func(c *config) { c.typ = jose.MediaType(typ) })
 }

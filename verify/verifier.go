@@ -239,7 +239,7 @@ func (v *Verifier) header(h64 string) (jose.Alg, string, error) {
 	}
 	h, err := jose.Members(b)
 	if err != nil {
-		return jose.Alg{}, "", fmt.Errorf("%w: header %w", ErrMalformed, err)
+		return jose.Alg{}, "", fmt.Errorf("%w: the header %w", ErrMalformed, err)
 	}
 	algName, ok := jose.RawString(h["alg"])
 	if !ok || algName == "" {
@@ -265,7 +265,7 @@ func (v *Verifier) header(h64 string) (jose.Alg, string, error) {
 	if v.cfg.typ != "" {
 		typ, _ := jose.RawString(h["typ"])
 		if !strings.EqualFold(jose.MediaType(typ), v.cfg.typ) {
-			return jose.Alg{}, "", fmt.Errorf("%w: typ %s, want %q", ErrMalformed, jose.Quote(typ), v.cfg.typ)
+			return jose.Alg{}, "", fmt.Errorf("%w: typ %s, want %q (see verify.Type)", ErrType, jose.Quote(typ), v.cfg.typ)
 		}
 	}
 	return spec, kid, nil
@@ -279,6 +279,9 @@ func (v *Verifier) claims(payload []byte, now time.Time) (*Claims, error) {
 		return nil, err
 	}
 	if c.issuer != v.cfg.issuer {
+		if c.issuer == "" {
+			return nil, fmt.Errorf("%w: the token has no iss claim; want %q", ErrIssuer, v.cfg.issuer)
+		}
 		return nil, fmt.Errorf("%w: iss %s, want %q", ErrIssuer, jose.Quote(c.issuer), v.cfg.issuer)
 	}
 	if len(c.audience) == 0 {

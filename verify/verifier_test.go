@@ -295,8 +295,8 @@ func TestVerifier_Refuses(t *testing.T) {
 		{"expired", es(nil, map[string]any{"exp": t0.Add(-time.Minute).Unix()}), nil, verify.ErrExpired},
 		{"nbf to come", es(nil, map[string]any{"nbf": t0.Add(time.Minute).Unix()}), nil, verify.ErrNotYetValid},
 		{"iat to come", es(nil, map[string]any{"iat": t0.Add(time.Minute).Unix()}), nil, verify.ErrNotYetValid},
-		{"typ JWT for at+jwt", es(nil, nil), []verify.Option{verify.Type("at+jwt")}, verify.ErrMalformed},
-		{"no typ for at+jwt", es(map[string]any{"typ": nil}, nil), []verify.Option{verify.Type("at+jwt")}, verify.ErrMalformed},
+		{"typ JWT for at+jwt", es(nil, nil), []verify.Option{verify.Type("at+jwt")}, verify.ErrType},
+		{"no typ for at+jwt", es(map[string]any{"typ": nil}, nil), []verify.Option{verify.Type("at+jwt")}, verify.ErrType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -229,10 +229,14 @@ func CheckURL(what, raw string) error {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return fmt.Errorf("provider: %s %q has a fragment", what, short(raw))
 	}
-	if u.Scheme == "https" || u.Scheme == "http" && loopback.Host(u.Hostname()) {
+	switch {
+	case u.Scheme == "https" || u.Scheme == "http" && loopback.Host(u.Hostname()):
 		return nil
+	case u.Scheme != "http":
+		// A typo ("htp://") is the scheme's fault, not the host's.
+		return fmt.Errorf("%w: %s %q: the scheme %q is neither https nor http", ErrInsecureURL, what, short(raw), short(u.Scheme))
 	}
-	return fmt.Errorf("%w: %s %q", ErrInsecureURL, what, short(raw))
+	return fmt.Errorf("%w: %s %q: plain http is for loopback hosts only; use https", ErrInsecureURL, what, short(raw))
 }
 
 // short cuts s, a string from a provider, to at most 256 bytes and an

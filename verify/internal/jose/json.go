@@ -28,7 +28,7 @@ func Members(b []byte) (map[string]json.RawMessage, error) {
 	// From here on, b is valid JSON: no bound needs checking.
 	i := skipSpace(b, 0)
 	if b[i] != '{' {
-		return nil, errors.New("are not a JSON object")
+		return nil, errors.New("is not a JSON object")
 	}
 	m := make(map[string]json.RawMessage, 8)
 	if i = skipSpace(b, i+1); b[i] == '}' {
@@ -38,7 +38,7 @@ func Members(b []byte) (map[string]json.RawMessage, error) {
 		end := skipString(b, i)
 		name, _ := RawString(b[i:end])
 		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("have %s twice", Quote(name))
+			return nil, fmt.Errorf("has %s twice", Quote(name))
 		}
 		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
 		end = skipValue(b, i)

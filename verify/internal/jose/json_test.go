@@ -22,12 +22,12 @@ func TestMembers(t *testing.T) {
 			map[string]string{"s": `"a\"}b"`, "n": "-1.5e3", "t": "true", "f": "false", "z": "null", "o": `{"x":[1,{"y":"]"}]}`, "l": "[]"}, ""},
 		{"escaped name", `{"\u0061b":1}`, map[string]string{"ab": "1"}, ""},
 		{"names match exactly", `{"Iss":1,"iss":2}`, map[string]string{"Iss": "1", "iss": "2"}, ""},
-		{"a name twice", `{"a":1,"a":2}`, nil, `have "a" twice`},
-		{"a name twice, once escaped", `{"a":1,"\u0061":2}`, nil, `have "a" twice`},
+		{"a name twice", `{"a":1,"a":2}`, nil, `has "a" twice`},
+		{"a name twice, once escaped", `{"a":1,"\u0061":2}`, nil, `has "a" twice`},
 		{"not JSON", `{"a":1`, nil, "are not valid JSON"},
 		{"data after the object", `{"a":1} {}`, nil, "are not valid JSON"},
-		{"an array", `[{"a":1}]`, nil, "are not a JSON object"},
-		{"a string", `"{}"`, nil, "are not a JSON object"},
+		{"an array", `[{"a":1}]`, nil, "is not a JSON object"},
+		{"a string", `"{}"`, nil, "is not a JSON object"},
 		{"empty", ``, nil, "are not valid JSON"},
 	}
 	for _, tt := range tests {
