@@ -17,9 +17,8 @@ func TestSampled_Even(t *testing.T) {
 	want := float64(n >> SampleShift)
 	rng := rand.New(rand.NewPCG(1, 2))
 	type steps struct {
-		name   string
-		step   func() time.Duration
-		starts int
+		name string
+		step func() time.Duration
 	}
 	var cases []steps
 	for _, d := range []time.Duration{1, 7, 17, 23, 25, 27, 29, 30, 31, 32, 33, 35, 38, 40, 45, 50, 64, 100, 128, 256, 1000, 1024, 4096} {
