@@ -105,8 +105,8 @@ func (c *Client) Exchange(ctx context.Context, x Exchange) (jwtcache.Issued, err
 	return c.grant(ctx, form, func(r *tokenRequest) error {
 		r.redact(x.SubjectToken, x.ActorToken)
 		if !expiry.IsZero() {
-			if !r.now.Before(expiry) {
-				return fmt.Errorf("%w (at %s)", ErrSubjectExpired, expiry.UTC().Format(time.RFC3339))
+			if !r.now.Before(expiry.Add(-minSubjectLeft)) {
+				return subjectExpired(expiry)
 			}
 			r.bound(expiry)
 		}
@@ -126,4 +126,16 @@ func (x *Exchange) accept(r *tokenRequest, tokenType, issuedType string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %q", ErrTokenType, r.clean(tokenType, 32))
+}
+
+// minSubjectLeft is how long a subject token must have left to be exchanged:
+// one closer to its end would be exchanged again and again for ever shorter
+// lives, the last milliseconds before its exp, which the provider refuses
+// (invalid_grant) or answers with a token that arrives expired.
+const minSubjectLeft = 2 * time.Second
+
+// subjectExpired is the error of a subject token that expires at expiry, too
+// soon to be exchanged.
+func subjectExpired(expiry time.Time) error {
+	return fmt.Errorf("%w (at %s, less than %s from now): the caller needs a new token", ErrSubjectExpired, expiry.UTC().Format(time.RFC3339), minSubjectLeft)
 }

@@ -189,9 +189,11 @@ func TestClient_ExchangeErrors(t *testing.T) {
 		{"an actor token type without an actor token", provider.Exchange{SubjectToken: "s", ActorTokenType: accessToken}, nil,
 			"provider: token exchange: an actor token type without an actor token"},
 		{"an expired JWT subject", provider.Exchange{SubjectToken: expired}, provider.ErrSubjectExpired,
-			"provider: subject token expired (at 2026-03-04T04:36:07Z)"},
+			"provider: subject token expired (at 2026-03-04T04:36:07Z, less than 2s from now): the caller needs a new token"},
 		{"an opaque subject past its SubjectExpiry", provider.Exchange{SubjectToken: "opaque", SubjectExpiry: clk.Now()}, provider.ErrSubjectExpired,
-			"provider: subject token expired (at 2026-03-04T05:06:07Z)"},
+			"provider: subject token expired (at 2026-03-04T05:06:07Z, less than 2s from now): the caller needs a new token"},
+		{"a subject too close to its end to be exchanged", provider.Exchange{SubjectToken: "opaque", SubjectExpiry: clk.Now().Add(1500 * time.Millisecond)}, provider.ErrSubjectExpired,
+			"provider: subject token expired (at 2026-03-04T05:06:08Z, less than 2s from now): the caller needs a new token"},
 	}
 	p := newIDP(t, false)
 	c := p.client(t, basic, provider.Clock(clk.Now))

@@ -73,11 +73,14 @@ func NewExchanger(client *Client, req Request, opts ...jwtcache.MapOption) *Exch
 // EnsureToken returns a valid token exchanged for subjectToken, from the
 // cache or from a new exchange, as [jwtcache.CacheMap.EnsureToken] does. An
 // empty (or blank) subjectToken is [ErrNoSubjectToken], and nothing is
-// exchanged; an expired one, once its token has gone, [ErrSubjectExpired].
+// exchanged; an expired one, or one within 2 seconds of its exp (too close to
+// its end to be exchanged), once its token has gone, an error that
+// errors.Is [ErrSubjectExpired] (wrapped in [jwtcache.ErrBackoff] while the
+// map backs off).
 // No error carries the subject token.
 func (x *Exchanger) EnsureToken(ctx context.Context, subjectToken string) (string, error) {
-	if strings.TrimSpace(subjectToken) == "" {
-		return "", ErrNoSubjectToken
+	if err := x.check(subjectToken); err != nil {
+		return "", err
 	}
 	return x.m.EnsureToken(context.WithValue(ctx, subjectKey{}, subjectToken), x.key(subjectToken))
 }
@@ -85,8 +88,8 @@ func (x *Exchanger) EnsureToken(ctx context.Context, subjectToken string) (strin
 // Token is [Exchanger.EnsureToken] for callers that also need the token's
 // expiry, which is never after the subject token's exp.
 func (x *Exchanger) Token(ctx context.Context, subjectToken string) (jwtcache.Token, error) {
-	if strings.TrimSpace(subjectToken) == "" {
-		return jwtcache.Token{}, ErrNoSubjectToken
+	if err := x.check(subjectToken); err != nil {
+		return jwtcache.Token{}, err
 	}
 	return x.m.Token(context.WithValue(ctx, subjectKey{}, subjectToken), x.key(subjectToken))
 }
@@ -96,6 +99,16 @@ func (x *Exchanger) Token(ctx context.Context, subjectToken string) (jwtcache.To
 // token (or a backoff) for.
 func (x *Exchanger) Stats() jwtcache.Stats {
 	return x.m.Stats()
+}
+
+// check refuses a blank subject token. (One too close to its exp is
+// refused by the exchange: checking its claims here would cost every hit a
+// decode.)
+func (x *Exchanger) check(subjectToken string) error {
+	if strings.TrimSpace(subjectToken) == "" {
+		return ErrNoSubjectToken
+	}
+	return nil
 }
 
 // subjectKey is the context key of the subject token of the call that
