@@ -1,11 +1,10 @@
 // Package jwtcache caches the outbound JWTs a service obtains from an identity
 // provider and attaches to its own calls.
 //
-// A token in a [Cache] is served at the cost of an atomic load and a clock
-// read; from 75-80% of its life (jittered) its successor is fetched in the
-// background, and callers wait only in its last moments (the headroom) or
-// when there is none. An expired token is never handed out. A [Transport]
-// puts tokens on HTTP requests; docs/lifecycle.md tells a token's whole life.
+// A hit on a [Cache] is an atomic load and a clock read; a token is refreshed
+// in the background from 75-80% of its life, callers wait only in its last
+// moments or when there is none, and an expired token is never handed out
+// (docs/lifecycle.md). A [Transport] puts tokens on HTTP requests.
 //
 // Every type in this package is safe for concurrent use.
 package jwtcache

@@ -285,3 +285,34 @@ func ExampleChallengeError() {
 	// 403 insufficient_scope orders:admin
 	// tokens issued: 1
 }
+
+// A multi-tenant client: the tenant of each request rides in its context.
+func ExampleRequestKey() {
+	tenants := jwtcache.NewCacheMap(jwtcache.MapName("tenants"), jwtcache.Logger(nil),
+		jwtcache.MapIssueFunction(func(ctx context.Context, tenant string) (jwtcache.Issued, error) {
+			return jwtcache.Issued{Token: "token-of-" + tenant, ExpiresIn: time.Hour}, nil
+		}))
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Header.Get("Authorization"))
+	}))
+	defer api.Close()
+	client := &http.Client{Transport: jwtcache.NewMapTransport(tenants, jwtcache.RequestKey, nil)}
+	for _, tenant := range []string{"acme", "globex"} {
+		req, _ := http.NewRequestWithContext(jwtcache.WithKey(context.Background(), tenant), http.MethodGet, api.URL, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(string(body))
+	}
+	req, _ := http.NewRequest(http.MethodGet, api.URL, nil)
+	_, err := client.Do(req)
+	fmt.Println(errors.Is(err, jwtcache.ErrEmptyKey))
+	// Output:
+	// Bearer token-of-acme
+	// Bearer token-of-globex
+	// true
+}

@@ -189,6 +189,26 @@ func NewMapTransport(m *CacheMap, key func(*http.Request) (string, error), base 
 	return newTransport(t, opts)
 }
 
+// WithKey returns a copy of ctx that carries key: the [CacheMap] key (a
+// tenant, say) of the requests made with it, which [RequestKey] reads for
+// [NewMapTransport].
+func WithKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, requestKey{}, key)
+}
+
+// RequestKey is the key function of the common case for [NewMapTransport]:
+// the key that [WithKey] put in the request's context. A request without one
+// fails, unsent, with an error wrapping [ErrEmptyKey].
+func RequestKey(r *http.Request) (string, error) {
+	if k, _ := r.Context().Value(requestKey{}).(string); k != "" {
+		return k, nil
+	}
+	return "", fmt.Errorf("%w: the request's context has none (see jwtcache.WithKey)", ErrEmptyKey)
+}
+
+// requestKey is the context key of WithKey.
+type requestKey struct{}
+
 func newTransport(t *Transport, opts []TransportOption) *Transport {
 	for _, o := range opts {
 		if o != nil {
