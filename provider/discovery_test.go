@@ -380,10 +380,10 @@ func TestClient_MetadataRefresh(t *testing.T) {
 		return p.last(t).path
 	}
 	// settle waits for the background refresh to have asked the provider
-	// n times in all.
+	// n times in all, and to have published what it found.
 	settle := func(n int32) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); p.discoveries.Load() < n; {
+		for deadline := time.Now().Add(10 * time.Second); p.discoveries.Load() < n || !provider.DiscoveryIdle(c); {
 			if time.Now().After(deadline) {
 				t.Fatalf("discovery requests = %d; want %d", p.discoveries.Load(), n)
 			}

@@ -7,3 +7,7 @@ import "time"
 func SignAssertion(auth ClientAuth, aud string, now time.Time) (string, error) {
 	return auth.(*signedAssertion).sign(aud, now)
 }
+
+// DiscoveryIdle reports whether c's Issuer runs no discovery: the outcome of
+// the last, if any, is published.
+func DiscoveryIdle(c *Client) bool { return c.issuer == nil || c.issuer.src.Idle() }

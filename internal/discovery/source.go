@@ -158,3 +158,6 @@ func (s *Source[T]) Held() (*T, error) {
 	}
 	return st.doc, nil
 }
+
+// Idle reports whether no fetch runs: its outcome, if one ran, is published.
+func (s *Source[T]) Idle() bool { return !s.flight.Running() }
