@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -239,5 +240,27 @@ func TestVerify_NonUTF8(t *testing.T) {
 	tok := input + "." + base64.RawURLEncoding.EncodeToString(rawSign(t, "RS256", testKeys().rsa, input))
 	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, verify.ErrMalformed) || !strings.Contains(err.Error(), "UTF-8") {
 		t.Errorf("Verify() of claims with invalid UTF-8 error = %v; want ErrMalformed naming UTF-8", err)
+	}
+}
+
+// TestKeySet_FirstErrorNamesCause: the error of the call whose fetch failed
+// names the fetch's cause, not the backoff that fetch started; the calls
+// during the backoff say so.
+func TestKeySet_FirstErrorNamesCause(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<html>log in</html>"))
+	}))
+	defer srv.Close()
+	s, err := verify.NewKeySet(srv.URL+"/jwks", verify.Logger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Key(t.Context(), "k1")
+	if !errors.Is(err, verify.ErrKeySetStale) || !errors.Is(err, verify.ErrKeySetRefused) || strings.Contains(err.Error(), "backing off") || !strings.Contains(err.Error(), `"text/html"`) {
+		t.Errorf("first Key() error = %v; want ErrKeySetStale naming the HTML, not a backoff", err)
+	}
+	if _, err := s.Key(t.Context(), "k1"); !strings.Contains(fmt.Sprint(err), "backing off") {
+		t.Errorf("second Key() error = %v; want it to say the key set backs off", err)
 	}
 }

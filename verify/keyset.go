@@ -284,7 +284,9 @@ func (s *KeySet) lookup(ctx context.Context, kid string) (jwk.Key, error) {
 			s.stats.misses.Add(1)
 			return nil, s.unknownError(kid, err)
 		}
-		return nil, s.snap.Load().staleError(s.now())
+		// This call's own fetch failed: its error, not the backoff it
+		// started, is the cause to name.
+		return nil, s.snap.Load().fetchError(err)
 	}
 	if !n.usable(s.now()) {
 		return nil, n.staleError(s.now())
@@ -572,6 +574,15 @@ func (p *keySetSnapshot) staleError(now time.Time) error {
 		return fmt.Errorf("%w: none fetched: %w", ErrKeySetStale, why)
 	}
 	return fmt.Errorf("%w: expired at %s: %w", ErrKeySetStale, p.expiry.Round(0).Format(time.RFC3339), why)
+}
+
+// fetchError is the error for a caller with no usable set whose own fetch
+// just failed with err.
+func (p *keySetSnapshot) fetchError(err error) error {
+	if p.keys == nil {
+		return fmt.Errorf("%w: none fetched: %w", ErrKeySetStale, err)
+	}
+	return fmt.Errorf("%w: expired at %s: %w", ErrKeySetStale, p.expiry.Round(0).Format(time.RFC3339), err)
 }
 
 // ksQuote quotes a kid for an error message, cut short: kids come from
