@@ -64,9 +64,9 @@ func TestRegisterKeySet(t *testing.T) {
 		"jwtcache.keyset.requests":         4,
 		"jwtcache.keyset.hits":             3,
 		"jwtcache.keyset.misses":           1,
-		"jwtcache.keyset.refreshes":        1,
+		"jwtcache.keyset.refreshes":        2, // the first, and one for the first unknown kid after it
 		"jwtcache.keyset.keys":             1,
-		"jwtcache.keyset.store_errors":     2,
+		"jwtcache.keyset.store_errors":     3, // the load, and each fetch's save
 		"jwtcache.keyset.snapshot_loads":   0,
 		"jwtcache.keyset.snapshot_rejects": 0,
 	} {
