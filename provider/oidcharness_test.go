@@ -1,8 +1,6 @@
 package provider_test
 
 import (
-	"bufio"
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,13 +14,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,6 +32,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // This file is the harness of a real OpenID provider for the package's
@@ -180,10 +177,9 @@ type oidcServer struct {
 	// RootCAs verifies the server's certificate; nil over plain HTTP.
 	RootCAs *x509.CertPool
 
-	stdin   io.Writer
-	exited  chan struct{} // closed when the server's output ends
-	synced  chan int      // the n of each SYNCED line
-	rotated chan string   // the step of each ROTATED line
+	proc    *testkit.Process
+	synced  chan int    // the n of each SYNCED line
+	rotated chan string // the step of each ROTATED line
 
 	syncMu sync.Mutex // serializes sync and Rotate: one outstanding at a time
 	nsync  int        // guarded by syncMu
@@ -199,44 +195,16 @@ type oidcRefusal struct {
 	Detail string // why, which an invalid_client response does not say
 }
 
-// lockedBuffer collects the server's stderr, which exec copies in a
-// goroutine of its own.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // startOIDC starts a provider configured by cfg and waits (30 s at most)
-// until it listens. Without node or the npm packages (`make test` installs
-// them), the test is skipped, unless CI=true: there it fails. The server's
-// stderr is logged if the test fails. When the test ends, the server's stdin
-// is closed, on which it exits; it is killed if it has not within 10 s.
+// until it listens: until its READY line, which names the issuer. Without
+// node or the npm packages (`make test` installs them), the test is skipped,
+// unless CI=true: there it fails. The end of the server's output is logged
+// if the test fails. When the test ends, the server's stdin is closed, on
+// which it exits; it is killed if it has not within 10 s.
 func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 	t.Helper()
 	dir := filepath.Join("testdata", "oidc")
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "node_modules", "oidc-provider"))
-	}
-	if err != nil {
-		msg := fmt.Sprintf("OpenID provider needs node and `npm ci` in %s (make test does it): %v", dir, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	node := testkit.Node(t, dir, "oidc-provider")
 	doc, err := json.Marshal(cfg.wire())
 	if err != nil {
 		t.Fatal(err)
@@ -246,24 +214,7 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(node, "server.mjs", cfgFile)
-	cmd.Dir = dir
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	s := &oidcServer{
-		stdin:   stdin,
-		exited:  make(chan struct{}),
 		synced:  make(chan int, 1),
 		rotated: make(chan string, 1),
 		issued:  map[string]int{},
@@ -272,18 +223,20 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 	if cfg.TLS != nil {
 		s.RootCAs = cfg.TLS.RootCAs
 	}
-	ready := make(chan string, 1)
-	var mtls string // written before ready is sent; read after it is received
-	go func() {
-		defer close(s.exited) // stdout closes when the server exits
-		lines := bufio.NewScanner(stdout)
-		for lines.Scan() {
-			word, rest, _ := strings.Cut(lines.Text(), " ")
+	// Written by OnLine before the READY line, so before Start returns;
+	// only read after.
+	var mtls string
+	s.proc = testkit.Start(t, testkit.Command{
+		Name:      "oidc-provider",
+		Path:      node,
+		Args:      []string{"server.mjs", cfgFile},
+		Dir:       dir,
+		ReadyLine: "READY", // READY <issuer>
+		OnLine: func(line string) {
+			word, rest, _ := strings.Cut(line, " ")
 			switch word {
 			case "MTLS":
 				mtls = rest
-			case "READY":
-				ready <- rest
 			case "ISSUED":
 				client, _, _ := strings.Cut(rest, " ")
 				s.mu.Lock()
@@ -302,29 +255,10 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 			case "ROTATED":
 				s.rotated <- rest
 			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	t.Cleanup(func() {
-		stdin.Close() // the server exits when its stdin closes
-		select {
-		case <-s.exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-s.exited
-		}
-		cmd.Wait() // after the reads from stdout, as exec requires
-		if t.Failed() {
-			t.Logf("oidc-provider stderr:\n%s", stderr)
-		}
+		},
+		Stdin: true,
 	})
-	select {
-	case s.Issuer = <-ready:
-	case <-s.exited:
-		t.Fatal("oidc-provider exited before it was ready") // the cleanup logs its stderr
-	case <-time.After(30 * time.Second):
-		t.Fatal("oidc-provider did not start within 30s")
-	}
+	s.Issuer = s.proc.Ready()
 	s.TokenURL = s.Issuer + "/token"
 	if mtls != "" {
 		s.MTLSTokenURL = mtls + cfg.IssuerPath + "/token"
@@ -361,7 +295,7 @@ func (s *oidcServer) sync(t *testing.T) {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	s.nsync++
-	if _, err := fmt.Fprintf(s.stdin, "sync %d\n", s.nsync); err != nil {
+	if err := s.proc.Send(fmt.Sprintf("sync %d", s.nsync)); err != nil {
 		t.Fatalf("sync with oidc-provider: %v", err)
 	}
 	timeout := time.After(10 * time.Second)
@@ -371,7 +305,7 @@ func (s *oidcServer) sync(t *testing.T) {
 			if n == s.nsync {
 				return
 			}
-		case <-s.exited:
+		case <-s.proc.Exited():
 			t.Fatal("oidc-provider exited")
 		case <-timeout:
 			t.Fatal("oidc-provider did not answer sync within 10s")
@@ -387,7 +321,7 @@ func (s *oidcServer) Rotate(t *testing.T, step string) {
 	t.Helper()
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	if _, err := fmt.Fprintf(s.stdin, "rotate %s\n", step); err != nil {
+	if err := s.proc.Send("rotate " + step); err != nil {
 		t.Fatalf("rotate %s: %v", step, err)
 	}
 	select {
@@ -395,7 +329,7 @@ func (s *oidcServer) Rotate(t *testing.T, step string) {
 		if got != step {
 			t.Fatalf("oidc-provider rotated %q; want %q", got, step)
 		}
-	case <-s.exited:
+	case <-s.proc.Exited():
 		t.Fatal("oidc-provider exited")
 	case <-time.After(10 * time.Second):
 		t.Fatalf("oidc-provider did not rotate %q within 10s (started without KeyRotation?)", step)
