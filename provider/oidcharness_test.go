@@ -39,7 +39,7 @@ import (
 // tests: node's oidc-provider (testdata/oidc/server.mjs), started by
 // startOIDC on 127.0.0.1 and configured by an oidcConfig; the helpers that
 // make the keys and certificates its clients authenticate with; and the
-// TestOIDCHarness tests, which prove it with net/http and jwx alone.
+// TestOIDCHarness tests, which prove it with net/http, jwx and testkit alone.
 
 // Grant and token types of OAuth 2.0 Token Exchange (RFC 8693).
 const (
@@ -1095,9 +1095,8 @@ func TestOIDCHarness_MTLSEndpointAliases(t *testing.T) {
 // or with a subject token it cannot verify.
 func TestOIDCHarness_TokenExchange(t *testing.T) {
 	t.Parallel()
-	upstream := newSigningKey(t, jwa.ES256, "upstream-1")
-	forger := newSigningKey(t, jwa.ES256, "upstream-1")
 	const upstreamIss = "https://login.upstream.example"
+	upstream := testkit.NewMinter(upstreamIss)
 	s := startOIDC(t, oidcConfig{
 		AccessTokenTTL: time.Minute,
 		Clients: []oidcClient{
@@ -1107,25 +1106,21 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 		Resources: []oidcResource{
 			{Identifier: "https://orders.example", Audience: "orders", Scope: "orders:read orders:write", TTL: time.Hour},
 		},
-		TrustedIssuers: []oidcTrustedIssuer{{Issuer: upstreamIss, JWKS: publicJWKS(t, upstream)}},
+		TrustedIssuers: []oidcTrustedIssuer{{Issuer: upstreamIss, JWKS: publicJWKS(t, upstream.PublicKey())}},
 	})
 	hc := s.Client(t)
-	// subjectJWT returns a JWT about alice, signed with key, and its exp.
-	subjectJWT := func(key jwk.Key, iss string, life time.Duration) (string, time.Time) {
-		now := time.Now()
-		exp := now.Add(life).Truncate(time.Second)
-		tok, err := jwt.NewBuilder().Issuer(iss).Subject("alice").Audience([]string{"gateway"}).
-			IssuedAt(now).Expiration(exp).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(signed), exp
+	// subjectJWT returns a JWT about alice that iss issued, signed with the
+	// upstream key, and its exp.
+	subjectJWT := func(iss string, life time.Duration) (string, time.Time) {
+		raw := upstream.Mint(time.Now(), life, map[string]any{"iss": iss, "sub": "alice", "aud": []string{"gateway"}})
+		return raw, testkit.Claims(t, raw).Expiration()
 	}
 	subject := func(token string, _ time.Time) string { return token }
+	// forged is an upstream JWT's header (its kid) and claims, with another
+	// key's signature.
+	valid := subject(subjectJWT(upstreamIss, time.Minute))
+	other := testkit.NewMinter("forger").Mint(time.Now(), time.Minute, nil)
+	forged := valid[:strings.LastIndex(valid, ".")] + other[strings.LastIndex(other, "."):]
 	exchange := func(t *testing.T, subject, subjectType string, extra ...string) oidcTokenResponse {
 		form := url.Values{"grant_type": {grantTokenExchange}, "subject_token": {subject}}
 		if subjectType != "" {
@@ -1144,8 +1139,8 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 		t.Fatalf("client_credentials: %+v, %+v; want 200", ownOpaque, ownJWT)
 	}
 	ownJWTExp := verifyAccessToken(t, s, hc, ownJWT.AccessToken).Expiration()
-	upstream10m, upstream10mExp := subjectJWT(upstream, upstreamIss, 10*time.Minute)
-	upstream2h, upstream2hExp := subjectJWT(upstream, upstreamIss, 2*time.Hour)
+	upstream10m, upstream10mExp := subjectJWT(upstreamIss, 10*time.Minute)
+	upstream2h, upstream2hExp := subjectJWT(upstreamIss, 2*time.Hour)
 
 	tests := []struct {
 		name                 string
@@ -1176,20 +1171,20 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 			wantSub: "billing", wantAud: "orders", subjectExp: ownJWTExp, exact: true},
 		{name: "no target", subject: upstream10m, subjectType: tokenTypeJWT,
 			wantOpaque: true},
-		{name: "missing subject_token_type", subject: subject(subjectJWT(upstream, upstreamIss, time.Minute)),
+		{name: "missing subject_token_type", subject: subject(subjectJWT(upstreamIss, time.Minute)),
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "subject_token_type"},
-		{name: "forged subject token", subject: subject(subjectJWT(forger, upstreamIss, time.Minute)), subjectType: tokenTypeJWT,
+		{name: "forged subject token", subject: forged, subjectType: tokenTypeJWT,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "signature verification failed"},
-		{name: "untrusted issuer", subject: subject(subjectJWT(upstream, "https://other.example", time.Minute)), subjectType: tokenTypeJWT,
+		{name: "untrusted issuer", subject: subject(subjectJWT("https://other.example", time.Minute)), subjectType: tokenTypeJWT,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "not trusted"},
-		{name: "expired subject token", subject: subject(subjectJWT(upstream, upstreamIss, -time.Minute)), subjectType: tokenTypeJWT,
+		{name: "expired subject token", subject: subject(subjectJWT(upstreamIss, -time.Minute)), subjectType: tokenTypeJWT,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: `"exp"`},
 		{name: "unknown opaque token", subject: "not-a-token-of-this-provider", subjectType: tokenTypeAccessToken,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "subject_token is invalid"},
-		{name: "unsupported subject_token_type", subject: subject(subjectJWT(upstream, upstreamIss, time.Minute)),
+		{name: "unsupported subject_token_type", subject: subject(subjectJWT(upstreamIss, time.Minute)),
 			subjectType: "urn:ietf:params:oauth:token-type:saml2",
 			target:      []string{"audience", "orders"}, wantError: "invalid_request", why: "unsupported subject_token_type"},
-		{name: "unknown audience", subject: subject(subjectJWT(upstream, upstreamIss, time.Minute)), subjectType: tokenTypeJWT,
+		{name: "unknown audience", subject: subject(subjectJWT(upstreamIss, time.Minute)), subjectType: tokenTypeJWT,
 			target: []string{"audience", "inventory"}, wantError: "invalid_target", why: "unknown audience"},
 	}
 	for _, tt := range tests {
