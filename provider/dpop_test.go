@@ -27,9 +27,9 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -210,22 +210,19 @@ func TestDPoP_RefusesUnusableKeys(t *testing.T) {
 	}
 }
 
-// dpopToken returns a JWT bound to jkt, unsigned checks aside.
+// dpopMinter signs dpopToken's tokens, which only their claims matter for:
+// the client reads them, and nothing verifies their signature.
+var dpopMinter = testkit.NewMinter("dpop-test")
+
+// dpopToken returns a JWT about svc that lives an hour, bound to jkt (cnf;
+// none if jkt is empty).
 func dpopToken(t *testing.T, jkt string) string {
 	t.Helper()
-	b := jwt.NewBuilder().Subject("svc").Expiration(time.Now().Add(time.Hour))
+	claims := map[string]any{"sub": "svc"}
 	if jkt != "" {
-		b = b.Claim("cnf", map[string]any{"jkt": jkt})
+		claims["cnf"] = map[string]any{"jkt": jkt}
 	}
-	tok, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, ecKey(elliptic.P256())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(raw)
+	return dpopMinter.Mint(time.Now(), time.Hour, claims)
 }
 
 func TestDPoP_TokenRequest(t *testing.T) {

@@ -1,7 +1,6 @@
 package provider_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,11 +10,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
@@ -157,24 +156,6 @@ func TestExchanger_MaxKeys(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use, for a logger.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestExchanger_KeepsSubjectSecret has the provider echo the subject token
 // into its error: neither the errors nor the log records (at debug level)
 // show a subject token, and every key in the records is the subject's
@@ -189,7 +170,7 @@ func TestExchanger_KeepsSubjectSecret(t *testing.T) {
 		}
 		exchanges(p, 3600)(w, r)
 	})
-	var logs syncBuffer
+	var logs testkit.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	req := provider.Request{Audience: []string{"orders"}}
 	x := provider.NewExchanger(p.client(t, basic), req, jwtcache.Logger(logger))

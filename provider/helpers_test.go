@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -194,24 +195,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// clock is a fake clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex // guards now
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock returns the tests' clock, at a fixed start.
+func newClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
 }
 
 // Test keys, made once: RSA key generation is slow under the race detector.

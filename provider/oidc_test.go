@@ -22,6 +22,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
@@ -432,27 +433,18 @@ func cnfThumbprint(t *testing.T, tok jwt.Token) string {
 // cached per subject and never outliving it.
 func TestOIDC_TokenExchange(t *testing.T) {
 	t.Parallel()
-	upstream := newSigningKey(t, jwa.ES256, "upstream-1")
 	const upstreamIss = "https://login.upstream.example"
+	upstream := testkit.NewMinter(upstreamIss)
 	s := startOIDC(t, oidcConfig{
 		Clients:        []oidcClient{{ID: "gateway", Secret: harnessSecret}},
 		Resources:      []oidcResource{{Identifier: "https://orders.example", Audience: "orders", Scope: "orders:read", TTL: time.Hour}},
-		TrustedIssuers: []oidcTrustedIssuer{{Issuer: upstreamIss, JWKS: publicJWKS(t, upstream)}},
+		TrustedIssuers: []oidcTrustedIssuer{{Issuer: upstreamIss, JWKS: publicJWKS(t, upstream.PublicKey())}},
 	})
 	hc := s.Client(t)
+	// subject returns a token of the upstream issuer about who, and its exp.
 	subject := func(who string, life time.Duration) (string, time.Time) {
-		now := time.Now()
-		exp := now.Add(life).Truncate(time.Second)
-		tok, err := jwt.NewBuilder().Issuer(upstreamIss).Subject(who).Audience([]string{"gateway"}).
-			IssuedAt(now).Expiration(exp).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, upstream))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(signed), exp
+		raw := upstream.Mint(time.Now(), life, map[string]any{"sub": who, "aud": []string{"gateway"}})
+		return raw, testkit.Claims(t, raw).Expiration()
 	}
 	c := newOIDCClient(t, s, provider.ClientSecretBasic("gateway", harnessSecret))
 	x := provider.NewExchanger(c, provider.Request{Audience: []string{"orders"}}, jwtcache.Logger(nil))
@@ -484,16 +476,14 @@ func TestOIDC_TokenExchange(t *testing.T) {
 		}
 	})
 	t.Run("forged subject", func(t *testing.T) {
-		forger := newSigningKey(t, jwa.ES256, "upstream-1")
-		now := time.Now()
-		tok, _ := jwt.NewBuilder().Issuer(upstreamIss).Subject("mallory").IssuedAt(now).Expiration(now.Add(time.Hour)).Build()
-		forged, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, forger))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = x.Token(context.Background(), string(forged))
+		// A token of the upstream issuer about mallory (its kid, its
+		// claims), with another key's signature.
+		mallory, _ := subject("mallory", time.Hour)
+		other := testkit.NewMinter("forger").Mint(time.Now(), time.Hour, nil)
+		forged := mallory[:strings.LastIndex(mallory, ".")] + other[strings.LastIndex(other, "."):]
+		_, err := x.Token(context.Background(), forged)
 		var perr *provider.Error
-		if !errors.As(err, &perr) || perr.Code != "invalid_request" || strings.Contains(err.Error(), string(forged)) {
+		if !errors.As(err, &perr) || perr.Code != "invalid_request" || strings.Contains(err.Error(), forged) {
 			t.Errorf("Token(forged) error = %v; want invalid_request, without the token", err)
 		}
 	})

@@ -1,8 +1,6 @@
 package provider_test
 
 import (
-	"bufio"
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,13 +14,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,13 +32,14 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 )
 
 // This file is the harness of a real OpenID provider for the package's
 // tests: node's oidc-provider (testdata/oidc/server.mjs), started by
 // startOIDC on 127.0.0.1 and configured by an oidcConfig; the helpers that
 // make the keys and certificates its clients authenticate with; and the
-// TestOIDCHarness tests, which prove it with net/http and jwx alone.
+// TestOIDCHarness tests, which prove it with net/http, jwx and testkit alone.
 
 // Grant and token types of OAuth 2.0 Token Exchange (RFC 8693).
 const (
@@ -180,10 +177,9 @@ type oidcServer struct {
 	// RootCAs verifies the server's certificate; nil over plain HTTP.
 	RootCAs *x509.CertPool
 
-	stdin   io.Writer
-	exited  chan struct{} // closed when the server's output ends
-	synced  chan int      // the n of each SYNCED line
-	rotated chan string   // the step of each ROTATED line
+	proc    *testkit.Process
+	synced  chan int    // the n of each SYNCED line
+	rotated chan string // the step of each ROTATED line
 
 	syncMu sync.Mutex // serializes sync and Rotate: one outstanding at a time
 	nsync  int        // guarded by syncMu
@@ -199,44 +195,16 @@ type oidcRefusal struct {
 	Detail string // why, which an invalid_client response does not say
 }
 
-// lockedBuffer collects the server's stderr, which exec copies in a
-// goroutine of its own.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // startOIDC starts a provider configured by cfg and waits (30 s at most)
-// until it listens. Without node or the npm packages (`make test` installs
-// them), the test is skipped, unless CI=true: there it fails. The server's
-// stderr is logged if the test fails. When the test ends, the server's stdin
-// is closed, on which it exits; it is killed if it has not within 10 s.
+// until it listens: until its READY line, which names the issuer. Without
+// node or the npm packages (`make test` installs them), the test is skipped,
+// unless CI=true: there it fails. The end of the server's output is logged
+// if the test fails. When the test ends, the server's stdin is closed, on
+// which it exits; it is killed if it has not within 10 s.
 func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 	t.Helper()
 	dir := filepath.Join("testdata", "oidc")
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "node_modules", "oidc-provider"))
-	}
-	if err != nil {
-		msg := fmt.Sprintf("OpenID provider needs node and `npm ci` in %s (make test does it): %v", dir, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	node := testkit.Node(t, dir, "oidc-provider")
 	doc, err := json.Marshal(cfg.wire())
 	if err != nil {
 		t.Fatal(err)
@@ -246,24 +214,7 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(node, "server.mjs", cfgFile)
-	cmd.Dir = dir
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	s := &oidcServer{
-		stdin:   stdin,
-		exited:  make(chan struct{}),
 		synced:  make(chan int, 1),
 		rotated: make(chan string, 1),
 		issued:  map[string]int{},
@@ -272,18 +223,20 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 	if cfg.TLS != nil {
 		s.RootCAs = cfg.TLS.RootCAs
 	}
-	ready := make(chan string, 1)
-	var mtls string // written before ready is sent; read after it is received
-	go func() {
-		defer close(s.exited) // stdout closes when the server exits
-		lines := bufio.NewScanner(stdout)
-		for lines.Scan() {
-			word, rest, _ := strings.Cut(lines.Text(), " ")
+	// Written by OnLine before the READY line, so before Start returns;
+	// only read after.
+	var mtls string
+	s.proc = testkit.Start(t, testkit.Command{
+		Name:      "oidc-provider",
+		Path:      node,
+		Args:      []string{"server.mjs", cfgFile},
+		Dir:       dir,
+		ReadyLine: "READY", // READY <issuer>
+		OnLine: func(line string) {
+			word, rest, _ := strings.Cut(line, " ")
 			switch word {
 			case "MTLS":
 				mtls = rest
-			case "READY":
-				ready <- rest
 			case "ISSUED":
 				client, _, _ := strings.Cut(rest, " ")
 				s.mu.Lock()
@@ -302,29 +255,10 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 			case "ROTATED":
 				s.rotated <- rest
 			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	t.Cleanup(func() {
-		stdin.Close() // the server exits when its stdin closes
-		select {
-		case <-s.exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-s.exited
-		}
-		cmd.Wait() // after the reads from stdout, as exec requires
-		if t.Failed() {
-			t.Logf("oidc-provider stderr:\n%s", stderr)
-		}
+		},
+		Stdin: true,
 	})
-	select {
-	case s.Issuer = <-ready:
-	case <-s.exited:
-		t.Fatal("oidc-provider exited before it was ready") // the cleanup logs its stderr
-	case <-time.After(30 * time.Second):
-		t.Fatal("oidc-provider did not start within 30s")
-	}
+	s.Issuer = s.proc.Ready()
 	s.TokenURL = s.Issuer + "/token"
 	if mtls != "" {
 		s.MTLSTokenURL = mtls + cfg.IssuerPath + "/token"
@@ -361,7 +295,7 @@ func (s *oidcServer) sync(t *testing.T) {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	s.nsync++
-	if _, err := fmt.Fprintf(s.stdin, "sync %d\n", s.nsync); err != nil {
+	if err := s.proc.Send(fmt.Sprintf("sync %d", s.nsync)); err != nil {
 		t.Fatalf("sync with oidc-provider: %v", err)
 	}
 	timeout := time.After(10 * time.Second)
@@ -371,7 +305,7 @@ func (s *oidcServer) sync(t *testing.T) {
 			if n == s.nsync {
 				return
 			}
-		case <-s.exited:
+		case <-s.proc.Exited():
 			t.Fatal("oidc-provider exited")
 		case <-timeout:
 			t.Fatal("oidc-provider did not answer sync within 10s")
@@ -387,7 +321,7 @@ func (s *oidcServer) Rotate(t *testing.T, step string) {
 	t.Helper()
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	if _, err := fmt.Fprintf(s.stdin, "rotate %s\n", step); err != nil {
+	if err := s.proc.Send("rotate " + step); err != nil {
 		t.Fatalf("rotate %s: %v", step, err)
 	}
 	select {
@@ -395,7 +329,7 @@ func (s *oidcServer) Rotate(t *testing.T, step string) {
 		if got != step {
 			t.Fatalf("oidc-provider rotated %q; want %q", got, step)
 		}
-	case <-s.exited:
+	case <-s.proc.Exited():
 		t.Fatal("oidc-provider exited")
 	case <-time.After(10 * time.Second):
 		t.Fatalf("oidc-provider did not rotate %q within 10s (started without KeyRotation?)", step)
@@ -1161,9 +1095,8 @@ func TestOIDCHarness_MTLSEndpointAliases(t *testing.T) {
 // or with a subject token it cannot verify.
 func TestOIDCHarness_TokenExchange(t *testing.T) {
 	t.Parallel()
-	upstream := newSigningKey(t, jwa.ES256, "upstream-1")
-	forger := newSigningKey(t, jwa.ES256, "upstream-1")
 	const upstreamIss = "https://login.upstream.example"
+	upstream := testkit.NewMinter(upstreamIss)
 	s := startOIDC(t, oidcConfig{
 		AccessTokenTTL: time.Minute,
 		Clients: []oidcClient{
@@ -1173,25 +1106,21 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 		Resources: []oidcResource{
 			{Identifier: "https://orders.example", Audience: "orders", Scope: "orders:read orders:write", TTL: time.Hour},
 		},
-		TrustedIssuers: []oidcTrustedIssuer{{Issuer: upstreamIss, JWKS: publicJWKS(t, upstream)}},
+		TrustedIssuers: []oidcTrustedIssuer{{Issuer: upstreamIss, JWKS: publicJWKS(t, upstream.PublicKey())}},
 	})
 	hc := s.Client(t)
-	// subjectJWT returns a JWT about alice, signed with key, and its exp.
-	subjectJWT := func(key jwk.Key, iss string, life time.Duration) (string, time.Time) {
-		now := time.Now()
-		exp := now.Add(life).Truncate(time.Second)
-		tok, err := jwt.NewBuilder().Issuer(iss).Subject("alice").Audience([]string{"gateway"}).
-			IssuedAt(now).Expiration(exp).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(signed), exp
+	// subjectJWT returns a JWT about alice that iss issued, signed with the
+	// upstream key, and its exp.
+	subjectJWT := func(iss string, life time.Duration) (string, time.Time) {
+		raw := upstream.Mint(time.Now(), life, map[string]any{"iss": iss, "sub": "alice", "aud": []string{"gateway"}})
+		return raw, testkit.Claims(t, raw).Expiration()
 	}
 	subject := func(token string, _ time.Time) string { return token }
+	// forged is an upstream JWT's header (its kid) and claims, with another
+	// key's signature.
+	valid := subject(subjectJWT(upstreamIss, time.Minute))
+	other := testkit.NewMinter("forger").Mint(time.Now(), time.Minute, nil)
+	forged := valid[:strings.LastIndex(valid, ".")] + other[strings.LastIndex(other, "."):]
 	exchange := func(t *testing.T, subject, subjectType string, extra ...string) oidcTokenResponse {
 		form := url.Values{"grant_type": {grantTokenExchange}, "subject_token": {subject}}
 		if subjectType != "" {
@@ -1210,8 +1139,8 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 		t.Fatalf("client_credentials: %+v, %+v; want 200", ownOpaque, ownJWT)
 	}
 	ownJWTExp := verifyAccessToken(t, s, hc, ownJWT.AccessToken).Expiration()
-	upstream10m, upstream10mExp := subjectJWT(upstream, upstreamIss, 10*time.Minute)
-	upstream2h, upstream2hExp := subjectJWT(upstream, upstreamIss, 2*time.Hour)
+	upstream10m, upstream10mExp := subjectJWT(upstreamIss, 10*time.Minute)
+	upstream2h, upstream2hExp := subjectJWT(upstreamIss, 2*time.Hour)
 
 	tests := []struct {
 		name                 string
@@ -1242,20 +1171,20 @@ func TestOIDCHarness_TokenExchange(t *testing.T) {
 			wantSub: "billing", wantAud: "orders", subjectExp: ownJWTExp, exact: true},
 		{name: "no target", subject: upstream10m, subjectType: tokenTypeJWT,
 			wantOpaque: true},
-		{name: "missing subject_token_type", subject: subject(subjectJWT(upstream, upstreamIss, time.Minute)),
+		{name: "missing subject_token_type", subject: subject(subjectJWT(upstreamIss, time.Minute)),
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "subject_token_type"},
-		{name: "forged subject token", subject: subject(subjectJWT(forger, upstreamIss, time.Minute)), subjectType: tokenTypeJWT,
+		{name: "forged subject token", subject: forged, subjectType: tokenTypeJWT,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "signature verification failed"},
-		{name: "untrusted issuer", subject: subject(subjectJWT(upstream, "https://other.example", time.Minute)), subjectType: tokenTypeJWT,
+		{name: "untrusted issuer", subject: subject(subjectJWT("https://other.example", time.Minute)), subjectType: tokenTypeJWT,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "not trusted"},
-		{name: "expired subject token", subject: subject(subjectJWT(upstream, upstreamIss, -time.Minute)), subjectType: tokenTypeJWT,
+		{name: "expired subject token", subject: subject(subjectJWT(upstreamIss, -time.Minute)), subjectType: tokenTypeJWT,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: `"exp"`},
 		{name: "unknown opaque token", subject: "not-a-token-of-this-provider", subjectType: tokenTypeAccessToken,
 			target: []string{"audience", "orders"}, wantError: "invalid_request", why: "subject_token is invalid"},
-		{name: "unsupported subject_token_type", subject: subject(subjectJWT(upstream, upstreamIss, time.Minute)),
+		{name: "unsupported subject_token_type", subject: subject(subjectJWT(upstreamIss, time.Minute)),
 			subjectType: "urn:ietf:params:oauth:token-type:saml2",
 			target:      []string{"audience", "orders"}, wantError: "invalid_request", why: "unsupported subject_token_type"},
-		{name: "unknown audience", subject: subject(subjectJWT(upstream, upstreamIss, time.Minute)), subjectType: tokenTypeJWT,
+		{name: "unknown audience", subject: subject(subjectJWT(upstreamIss, time.Minute)), subjectType: tokenTypeJWT,
 			target: []string{"audience", "inventory"}, wantError: "invalid_target", why: "unknown audience"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -134,12 +135,12 @@ func TestVerifierFromIssuer_StartWithoutProvider(t *testing.T) {
 // slog.Default, with the reason and never the token, at Warn, at most once a
 // second per kind.
 func TestMiddlewareLogs(t *testing.T) {
-	var buf lockedBuf
+	var buf testkit.Buffer
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
 	defer slog.SetDefault(old)
 	keys := newKeys(t)
-	clk := newClock(t0)
+	clk := testkit.NewClock(t0)
 	v, err := verify.New(keys, verify.Issuer(testIssuer), verify.Audience(testAudience), verify.Clock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
@@ -174,27 +175,9 @@ func TestMiddlewareLogs(t *testing.T) {
 	}
 }
 
-// lockedBuf is a bytes.Buffer safe for concurrent use.
-type lockedBuf struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestClaimsDecode: custom claims decode into the caller's struct.
 func TestClaimsDecode(t *testing.T) {
-	v := newVerifier(t, newKeys(t), newClock(t0))
+	v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 	tok := sign(t, "RS256", "rsa", testKeys().rsa, nil, claims(map[string]any{
 		"tenant": "acme", "roles": []string{"reader", "writer"}, "limits": map[string]any{"rps": 50},
 	}))
@@ -228,7 +211,7 @@ func TestClaimsDecode(t *testing.T) {
 // refused, even with a good signature: "user-\xff" and "user-\xfe" must not
 // become one subject once re-encoded.
 func TestVerify_NonUTF8(t *testing.T) {
-	v := newVerifier(t, newKeys(t), newClock(t0))
+	v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 	good := sign(t, "RS256", "rsa", testKeys().rsa, nil, claims(map[string]any{"sub": "user-AAAA"}))
 	parts := strings.Split(good, ".")
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])

@@ -16,29 +16,13 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
-// ksClock is a test clock that moves only when told.
-type ksClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func ksNewClock() *ksClock {
-	return &ksClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *ksClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *ksClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// ksNewClock returns the key set tests' clock, at a fixed start.
+func ksNewClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // ksPrivate returns a new P-256 private JWK with kid.
@@ -146,7 +130,7 @@ func ksServe(t testing.TB, src http.Handler) string {
 }
 
 // ksNew returns a key set on url with the clock and opts.
-func ksNew(t testing.TB, url string, clk *ksClock, opts ...verify.KeySetOption) *verify.KeySet {
+func ksNew(t testing.TB, url string, clk *testkit.Clock, opts ...verify.KeySetOption) *verify.KeySet {
 	t.Helper()
 	if clk != nil {
 		opts = append([]verify.KeySetOption{verify.Clock(clk.Now)}, opts...)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -22,7 +22,7 @@ import (
 // does: a call whose context has ended fails, and it can be made down, hang
 // or panic. Its values expire on the test's clock.
 type ksStore struct {
-	clock *ksClock
+	clock *testkit.Clock
 
 	mu     sync.Mutex // guards the fields below
 	values map[string]ksStored
@@ -39,7 +39,7 @@ type ksStored struct {
 
 var _ jwtcache.Store = (*ksStore)(nil)
 
-func ksNewStore(clock *ksClock) *ksStore {
+func ksNewStore(clock *testkit.Clock) *ksStore {
 	return &ksStore{clock: clock, values: map[string]ksStored{}, calls: map[string]int{}}
 }
 
@@ -119,31 +119,9 @@ func (s *ksStore) set(f func(s *ksStore)) {
 // ksSecret is the snapshots' secret in these tests.
 var ksSecret = bytes.Repeat([]byte("s"), 32)
 
-// ksLog is a logger whose records the test can read.
-type ksLog struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *ksLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *ksLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *ksLog) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // ksSaved runs a key set with snapshots in store on url once, so that it
 // saves its set, and returns what it saved.
-func ksSaved(t *testing.T, url string, clk *ksClock, store *ksStore, opts ...verify.KeySetOption) ksStored {
+func ksSaved(t *testing.T, url string, clk *testkit.Clock, store *ksStore, opts ...verify.KeySetOption) ksStored {
 	t.Helper()
 	s := ksNew(t, url, clk, append([]verify.KeySetOption{verify.Snapshots(store, "auth", ksSecret)}, opts...)...)
 	if _, err := s.Key(context.Background(), "k1"); err != nil {
@@ -257,8 +235,8 @@ func TestKeySet_SnapshotExpired(t *testing.T) {
 	// replica with a longer StaleWindow saved it): it is too old.
 	store.put("auth:"+url, saved.value, clk.Now().Add(time.Hour))
 	src.fail(http.StatusServiceUnavailable)
-	log := &ksLog{}
-	b := ksNew(t, url, clk, verify.Snapshots(store, "auth", ksSecret), verify.Logger(log.logger()))
+	logger, log := testkit.NewLogger()
+	b := ksNew(t, url, clk, verify.Snapshots(store, "auth", ksSecret), verify.Logger(logger))
 	if _, err := b.Key(context.Background(), "k1"); !errors.Is(err, verify.ErrKeySetStale) {
 		t.Errorf("Key() error = %v; want ErrKeySetStale (the snapshot is too old to serve)", err)
 	}
@@ -336,12 +314,12 @@ func TestKeySet_SnapshotTampered(t *testing.T) {
 			// The provider now publishes k2 only: a key set that took the
 			// snapshot would have k1.
 			src.set(ksDoc(t, "k2"), nil)
-			log := &ksLog{}
+			logger, log := testkit.NewLogger()
 			opts := tt.opts
 			if opts == nil {
 				opts = []verify.KeySetOption{verify.Snapshots(store, "auth", ksSecret)}
 			}
-			b := ksNew(t, url, clk, append(opts, verify.Logger(log.logger()))...)
+			b := ksNew(t, url, clk, append(opts, verify.Logger(logger))...)
 			if _, err := b.Key(context.Background(), "k1"); !errors.Is(err, verify.ErrKeySetUnknownKID) {
 				t.Errorf("Key(k1) error = %v; want ErrKeySetUnknownKID (the snapshot ignored)", err)
 			}

@@ -1,7 +1,6 @@
 package verify_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -55,7 +55,7 @@ func TestMiddleware_Responses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newVerifier(t, newKeys(t), newClock(t0), tt.opts...)
+			v := newVerifier(t, newKeys(t), testkit.NewClock(t0), tt.opts...)
 			r := httptest.NewRequest("GET", "/orders", nil)
 			for _, h := range tt.header {
 				r.Header.Add("Authorization", h)
@@ -92,10 +92,10 @@ func TestMiddleware_Logs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
+			var buf testkit.Buffer
 			var logged error
 			l := slog.New(captureHandler{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), &logged})
-			v := newVerifier(t, newKeys(t), newClock(t0), verify.Logger(l))
+			v := newVerifier(t, newKeys(t), testkit.NewClock(t0), verify.Logger(l))
 			r := httptest.NewRequest("GET", "/orders", nil)
 			if tt.header != "" {
 				r.Header.Set("Authorization", tt.header)
@@ -140,7 +140,7 @@ func TestMiddleware_FromContext(t *testing.T) {
 
 func TestMiddleware_NewContext(t *testing.T) {
 	k := testKeys()
-	v := newVerifier(t, newKeys(t), newClock(t0))
+	v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 	want, err := v.Verify(context.Background(), sign(t, "ES256", "p256", k.p256, nil, claims(nil)))
 	if err != nil {
 		t.Fatalf("Verify() error = %v", err)
@@ -256,9 +256,9 @@ func (staleKeys) Key(context.Context, string) (jwk.Key, error) {
 func TestMiddleware_KeySetStale(t *testing.T) {
 	k := testKeys()
 	valid := sign(t, "ES256", "p256", k.p256, nil, claims(nil))
-	var logs bytes.Buffer
+	var logs testkit.Buffer
 	v, err := verify.New(staleKeys{}, verify.Issuer(testIssuer), verify.Audience(testAudience),
-		verify.Clock(newClock(t0).Now), verify.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+		verify.Clock(testkit.NewClock(t0).Now), verify.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -73,11 +74,11 @@ func TestKeySetClock_Deprecated(t *testing.T) {
 // KeySet's.
 func TestLogger_OneForVerifierAndKeySet(t *testing.T) {
 	for _, deprecated := range []bool{false, true} {
-		var log ksLog
-		logger := verify.Logger(log.logger())
+		l, log := testkit.NewLogger()
+		logger := verify.Logger(l)
 		var ksLogger verify.KeySetOption = logger
 		if deprecated {
-			ksLogger = verify.KeySetLogger(log.logger())
+			ksLogger = verify.KeySetLogger(l)
 		}
 		src := &ksSource{}
 		src.set(ksDoc(t, "k1"), nil)

@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
 func TestVerifier_CacheHit(t *testing.T) {
 	keys := newKeys(t)
-	v := newVerifier(t, keys, newClock(t0))
+	v := newVerifier(t, keys, testkit.NewClock(t0))
 	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(nil))
 	first, err := v.Verify(context.Background(), token)
 	if err != nil {
@@ -37,7 +38,7 @@ func TestVerifier_CacheHit(t *testing.T) {
 
 func TestVerifier_CacheOff(t *testing.T) {
 	keys := newKeys(t)
-	v := newVerifier(t, keys, newClock(t0), verify.CacheSize(jwtcache.Off))
+	v := newVerifier(t, keys, testkit.NewClock(t0), verify.CacheSize(jwtcache.Off))
 	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(nil))
 	for range 3 {
 		if _, err := v.Verify(context.Background(), token); err != nil {
@@ -53,7 +54,7 @@ func TestVerifier_CacheOff(t *testing.T) {
 }
 
 func TestVerifier_CacheExpiry(t *testing.T) {
-	clock := newClock(t0)
+	clock := testkit.NewClock(t0)
 	keys := newKeys(t)
 	v := newVerifier(t, keys, clock)
 	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(nil))
@@ -103,7 +104,7 @@ func TestVerifier_CacheKeyRemoved(t *testing.T) {
 			if tt.presence {
 				src = presentKeys{keys}
 			}
-			v := newVerifier(t, src, newClock(t0))
+			v := newVerifier(t, src, testkit.NewClock(t0))
 			token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(nil))
 			if _, err := v.Verify(context.Background(), token); err != nil {
 				t.Fatal(err)
@@ -122,7 +123,7 @@ func TestVerifier_CacheBound(t *testing.T) {
 		n = 5_000
 	}
 	keys := newKeys(t)
-	v := newVerifier(t, keys, newClock(t0), verify.CacheSize(size))
+	v := newVerifier(t, keys, testkit.NewClock(t0), verify.CacheSize(size))
 	ed := testKeys().ed
 	for i := range n {
 		token := sign(t, "EdDSA", "ed", ed, nil, claims(map[string]any{"jti": fmt.Sprint(i)}))
@@ -143,7 +144,7 @@ func TestVerifier_CacheBound(t *testing.T) {
 func TestVerifier_CacheBoundSmall(t *testing.T) {
 	for _, size := range []int{1, 2, 15, 300} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			v := newVerifier(t, newKeys(t), newClock(t0), verify.CacheSize(size))
+			v := newVerifier(t, newKeys(t), testkit.NewClock(t0), verify.CacheSize(size))
 			for i := range 2*size + 3 {
 				token := sign(t, "EdDSA", "ed", testKeys().ed, nil, claims(map[string]any{"jti": fmt.Sprint(i)}))
 				if _, err := v.Verify(context.Background(), token); err != nil {
@@ -158,7 +159,7 @@ func TestVerifier_CacheBoundSmall(t *testing.T) {
 }
 
 func TestVerifier_CacheEvictsExpiredFirst(t *testing.T) {
-	clock := newClock(t0)
+	clock := testkit.NewClock(t0)
 	keys := newKeys(t)
 	v := newVerifier(t, keys, clock, verify.CacheSize(4), verify.Leeway(jwtcache.Off))
 	ed := testKeys().ed
@@ -190,7 +191,7 @@ func TestVerifier_CacheEvictsExpiredFirst(t *testing.T) {
 
 func TestVerifier_Concurrent(t *testing.T) {
 	keys := presentKeys{newKeys(t)}
-	v := newVerifier(t, keys, newClock(t0), verify.CacheSize(8))
+	v := newVerifier(t, keys, testkit.NewClock(t0), verify.CacheSize(8))
 	k := testKeys()
 	tokens := make([]string, 16)
 	for i := range tokens {
@@ -217,7 +218,7 @@ func TestVerifier_Concurrent(t *testing.T) {
 // differs from it in one byte, anywhere, nor one cut short or made longer, is
 // accepted on its cache entry: the key covers every byte of the text.
 func TestVerifier_CacheKeyIsTheWholeToken(t *testing.T) {
-	v := newVerifier(t, newKeys(t), newClock(t0))
+	v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(nil))
 	if _, err := v.Verify(context.Background(), token); err != nil {
 		t.Fatal(err)

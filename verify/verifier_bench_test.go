@@ -15,6 +15,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkVerifier_New(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
 			token := benchTokens(b)[alg]
-			v := newVerifier(b, newSnapshotKeys(newKeys(b)), newClock(t0), verify.CacheSize(jwtcache.Off))
+			v := newVerifier(b, newSnapshotKeys(newKeys(b)), testkit.NewClock(t0), verify.CacheSize(jwtcache.Off))
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -128,7 +129,7 @@ func BenchmarkVerifier_Seen(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
 			token := benchTokens(b)[alg]
-			v := newVerifier(b, newSnapshotKeys(newKeys(b)), newClock(t0))
+			v := newVerifier(b, newSnapshotKeys(newKeys(b)), testkit.NewClock(t0))
 			ctx := context.Background()
 			if _, err := v.Verify(ctx, token); err != nil {
 				b.Fatal(err)
@@ -148,7 +149,7 @@ func BenchmarkVerifier_Seen(b *testing.B) {
 // processor at once.
 func BenchmarkVerifier_SeenParallel(b *testing.B) {
 	token := benchTokens(b)["ES256"]
-	v := newVerifier(b, newSnapshotKeys(newKeys(b)), newClock(t0))
+	v := newVerifier(b, newSnapshotKeys(newKeys(b)), testkit.NewClock(t0))
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, token); err != nil {
 		b.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -155,19 +156,6 @@ func newKeys(t testing.TB) *staticKeys {
 	}}
 }
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(t.UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // claims returns valid claims for t0, with the changes (a nil value deletes).
 func claims(changes map[string]any) map[string]any {
 	c := map[string]any{
@@ -259,7 +247,7 @@ func rawSign(t testing.TB, alg string, key any, input string) []byte {
 
 // newVerifier returns a verifier for testIssuer and testAudience on clock,
 // allowing every algorithm, configured further by opts.
-func newVerifier(t testing.TB, keys verify.KeySource, clock *fakeClock, opts ...verify.Option) *verify.Verifier {
+func newVerifier(t testing.TB, keys verify.KeySource, clock *testkit.Clock, opts ...verify.Option) *verify.Verifier {
 	t.Helper()
 	opts = append([]verify.Option{
 		verify.Issuer(testIssuer), verify.Audience(testAudience),

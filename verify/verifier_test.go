@@ -17,6 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -80,7 +81,7 @@ func TestVerifier_Algorithms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.alg+"/"+tt.kid, func(t *testing.T) {
-			v := newVerifier(t, newKeys(t), newClock(t0))
+			v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 			token := sign(t, tt.alg, tt.kid, tt.key, nil, claims(nil))
 			if _, err := v.Verify(context.Background(), token); err != nil {
 				t.Fatalf("Verify() = %v; want success", err)
@@ -91,7 +92,7 @@ func TestVerifier_Algorithms(t *testing.T) {
 
 func TestVerifier_DefaultAlgorithms(t *testing.T) {
 	k := testKeys()
-	v, err := verify.New(newKeys(t), verify.Issuer(testIssuer), verify.Audience(testAudience), verify.Clock(newClock(t0).Now))
+	v, err := verify.New(newKeys(t), verify.Issuer(testIssuer), verify.Audience(testAudience), verify.Clock(testkit.NewClock(t0).Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestVerifier_DefaultAlgorithms(t *testing.T) {
 }
 
 func TestVerifier_Claims(t *testing.T) {
-	v := newVerifier(t, newKeys(t), newClock(t0))
+	v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(map[string]any{
 		"aud":   []string{"other", testAudience},
 		"jti":   "id-1",
@@ -301,7 +302,7 @@ func TestVerifier_Refuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			keys := newKeys(t)
-			v := newVerifier(t, keys, newClock(t0), tt.opts...)
+			v := newVerifier(t, keys, testkit.NewClock(t0), tt.opts...)
 			c, err := v.Verify(context.Background(), tt.token)
 			if !errors.Is(err, tt.wantErr) || c != nil {
 				t.Fatalf("Verify() = %v, %v; want nil, %v", c, err, tt.wantErr)
@@ -343,7 +344,7 @@ func TestVerifier_ClaimsJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newVerifier(t, newKeys(t), newClock(t0))
+			v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 			c, err := v.Verify(context.Background(), signRaw(t, tt.payload))
 			if err != nil {
 				t.Fatalf("Verify() = %v", err)
@@ -367,7 +368,7 @@ func FuzzVerifier(f *testing.F) {
 	f.Add(`{"alg":"EdDSA","kid":"ed","x":{"y":["}"]}}`, fmt.Sprintf(`{"iss":%q,"aud":[%q],"exp":%d,"nbf":1,"scp":["a"]}`, testIssuer, testAudience, exp), true)
 	f.Add(`{"alg":"none"}`, `{}`, false)
 	f.Add(`{"alg":"EdDSA","kid":"ed"`, `[`, true)
-	v := newVerifier(f, newKeys(f), newClock(t0), verify.CacheSize(jwtcache.Off))
+	v := newVerifier(f, newKeys(f), testkit.NewClock(t0), verify.CacheSize(jwtcache.Off))
 	ed := testKeys().ed
 	f.Fuzz(func(t *testing.T, header, payload string, signed bool) {
 		input := b64([]byte(header)) + "." + b64([]byte(payload))
@@ -396,7 +397,7 @@ func must64(s string) []byte {
 
 func TestVerifier_UnknownKeyWrapsSourceError(t *testing.T) {
 	keys := newKeys(t)
-	v := newVerifier(t, keys, newClock(t0))
+	v := newVerifier(t, keys, testkit.NewClock(t0))
 	_, err := v.Verify(context.Background(), sign(t, "ES256", "gone", testKeys().p256, nil, claims(nil)))
 	if !errors.Is(err, verify.ErrUnknownKey) || !errors.Is(err, errNoKey) {
 		t.Errorf("Verify() = %v; want ErrUnknownKey wrapping %v", err, errNoKey)
@@ -426,7 +427,7 @@ func TestVerifier_Type(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want+"/"+tt.typ, func(t *testing.T) {
-			v := newVerifier(t, newKeys(t), newClock(t0), verify.Type(tt.want))
+			v := newVerifier(t, newKeys(t), testkit.NewClock(t0), verify.Type(tt.want))
 			header := map[string]any{"typ": tt.typ}
 			if tt.typ == "" {
 				header["typ"] = nil
@@ -462,7 +463,7 @@ func TestVerifier_Leeway(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newClock(tt.now)
+			clock := testkit.NewClock(tt.now)
 			var opts []verify.Option
 			if tt.leeway != nil {
 				opts = append(opts, verify.Leeway(*tt.leeway))
@@ -479,7 +480,7 @@ func TestVerifier_Leeway(t *testing.T) {
 }
 
 func TestVerifier_IssuedInTheFuture(t *testing.T) {
-	clock := newClock(t0)
+	clock := testkit.NewClock(t0)
 	v := newVerifier(t, newKeys(t), clock)
 	token := sign(t, "ES256", "p256", testKeys().p256, nil, claims(map[string]any{"iat": t0.Add(30 * time.Second).Unix()}))
 	if _, err := v.Verify(context.Background(), token); err != nil {
@@ -499,7 +500,7 @@ func TestVerifier_PrivateKeyInSource(t *testing.T) {
 	}
 	_ = priv.Set(jwk.KeyIDKey, "p256")
 	keys := &staticKeys{keys: map[string]jwk.Key{"p256": priv}}
-	v := newVerifier(t, keys, newClock(t0))
+	v := newVerifier(t, keys, testkit.NewClock(t0))
 	if _, err := v.Verify(context.Background(), sign(t, "ES256", "p256", k.p256, nil, claims(nil))); err != nil {
 		t.Errorf("Verify() with a private JWK in the source = %v; want success", err)
 	}
@@ -527,7 +528,7 @@ func TestVerifier_JWXTokens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := newVerifier(t, newKeys(t), newClock(t0))
+			v := newVerifier(t, newKeys(t), testkit.NewClock(t0))
 			if _, err := v.Verify(context.Background(), string(token)); err != nil {
 				t.Errorf("Verify(a token of jws.Sign) = %v; want success", err)
 			}
