@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -483,6 +484,8 @@ func TestClient_MetadataRefreshOneAtATime(t *testing.T) {
 			t.Errorf("Issue() error = %v", err)
 		}
 	}
+	// The refresh runs in the background: once it has ended, it was one.
+	testkit.Eventually(t, "the refresh to end", func() bool { return provider.DiscoveryIdle(c) })
 	if n := p.discoveries.Load(); n != 2 {
 		t.Errorf("discovery requests = %d; want 2 (New, and one refresh)", n)
 	}
