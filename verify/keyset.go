@@ -16,6 +16,7 @@ import (
 
 	"github.com/seed7aeb0c6e/jwtcache/internal/discovery"
 	"github.com/seed7aeb0c6e/jwtcache/internal/engine"
+	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
 
 // KeySet caches one issuer's JSON Web Key Set, fetched from its URL (the
@@ -339,9 +340,9 @@ func (s *KeySet) unknown(ctx context.Context, kid string, p *keySetSnapshot, now
 // refresh failed.
 func (s *KeySet) unknownError(kid string, cause error) error {
 	if cause != nil {
-		return fmt.Errorf("%w: %s (refresh: %w)", ErrKeySetUnknownKID, ksQuote(kid), cause)
+		return fmt.Errorf("%w: %s (refresh: %w)", ErrKeySetUnknownKID, jose.Quote(kid), cause)
 	}
-	return fmt.Errorf("%w: %s", ErrKeySetUnknownKID, ksQuote(kid))
+	return fmt.Errorf("%w: %s", ErrKeySetUnknownKID, jose.Quote(kid))
 }
 
 // wait joins the fetch in flight, or starts one for reason, and waits for it
@@ -518,7 +519,7 @@ type putOff struct {
 }
 
 func (e *putOff) Error() string {
-	return fmt.Sprintf("%s: %s: %s; a refresh for it is allowed from %s", ErrKeySetStale, ErrKeySetUnknownKID, ksQuote(e.kid), e.until.Round(0).Format(time.RFC3339))
+	return fmt.Sprintf("%s: %s: %s; a refresh for it is allowed from %s", ErrKeySetStale, ErrKeySetUnknownKID, jose.Quote(e.kid), e.until.Round(0).Format(time.RFC3339))
 }
 
 func (e *putOff) Unwrap() []error { return []error{ErrKeySetStale, ErrKeySetUnknownKID} }
@@ -583,16 +584,6 @@ func (p *keySetSnapshot) fetchError(err error) error {
 		return fmt.Errorf("%w: none fetched: %w", ErrKeySetStale, err)
 	}
 	return fmt.Errorf("%w: expired at %s: %w", ErrKeySetStale, p.expiry.Round(0).Format(time.RFC3339), err)
-}
-
-// ksQuote quotes a kid for an error message, cut short: kids come from
-// tokens, which anyone can send.
-func ksQuote(kid string) string {
-	const most = 64
-	if len(kid) > most {
-		return fmt.Sprintf("%q...", kid[:most])
-	}
-	return fmt.Sprintf("%q", kid)
 }
 
 var (
