@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/seed7aeb0c6e/jwtcache/internal/bounds"
 	"github.com/seed7aeb0c6e/jwtcache/internal/shardmap"
 )
 
@@ -136,14 +137,7 @@ func MapIssueFunction(f func(ctx context.Context, key string) (Issued, error)) M
 // 10,000.
 func MaxKeys(n int) MapOption {
 	return mapOptionFunc(func(m *mapConfig) {
-		switch {
-		case n == Off:
-			m.maxKeys = 0
-		case n < 0:
-			m.check(invalid("MaxKeys", n, "a negative bound cannot be meant; give 0 for the default, 10000, or Off for none"))
-		case n > 0:
-			m.maxKeys = n
-		}
+		bounds.Rule[int]{Pkg: "jwtcache", Name: "MaxKeys", Off: true, Want: "0 for the default, 10000, or Off for no bound"}.Apply(n, &m.maxKeys, m.check)
 	})
 }
 
@@ -155,14 +149,7 @@ func MaxKeys(n int) MapOption {
 // is an error. The default (0) is an hour.
 func IdleTimeout(d time.Duration) MapOption {
 	return mapOptionFunc(func(m *mapConfig) {
-		switch {
-		case d == Off:
-			m.idleTimeout = 0
-		case d < 0:
-			m.check(invalid("IdleTimeout", d, "a negative timeout cannot be meant; give 0 for the default, 1h, or Off to keep idle keys"))
-		case d > 0:
-			m.idleTimeout = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "jwtcache", Name: "IdleTimeout", Off: true, Want: "0 for the default, 1h, or Off to keep idle keys"}.Apply(d, &m.idleTimeout, m.check)
 	})
 }
 

@@ -1,6 +1,10 @@
 package jwtcache
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/bounds"
+)
 
 // The errors of this package, each to match with [errors.Is]. Errors from a
 // token function, a [Store] or a server come back wrapped in them or beside
@@ -12,7 +16,7 @@ var (
 	// the others (NewCache, NewCacheMap, NewTransport) log it at once and
 	// return it from every call, so that a mistake is loud, never deep in a
 	// request.
-	ErrInvalid = errors.New("jwtcache: invalid configuration")
+	ErrInvalid = bounds.ErrInvalid
 
 	// ErrNoTokenFunction is returned by every call of a [Cache] built without a
 	// [TokenFunction], or of a [CacheMap] built without a [MapTokenFunction].

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/seed7aeb0c6e/jwtcache/internal/bounds"
 )
 
 // TokenFunc fetches a new token from the identity provider. A [Cache] has at
@@ -99,11 +100,12 @@ type config struct {
 // so), turns its feature off. It is the one negative value such options
 // take: another negative duration, size or fraction is an error wrapping
 // [ErrInvalid], and zero is the option's default.
-const Off = -1
+const Off = bounds.Off
 
-// invalid returns the error of an option given a value that cannot be meant.
+// invalid returns the error of an option given a value that cannot be meant,
+// as package bounds words it.
 func invalid(option string, value any, want string) error {
-	return fmt.Errorf("%w: %s(%v): %s", ErrInvalid, option, value, want)
+	return fmt.Errorf("jwtcache: %s(%v): want %s: %w", option, value, want, ErrInvalid)
 }
 
 // check records err, the first invalid option of c.
@@ -245,14 +247,7 @@ func Logger(l *slog.Logger) Option {
 // served a token until it expires. The default (0) is 10 seconds.
 func Headroom(d time.Duration) Option {
 	return optionFunc(func(c *config) {
-		switch {
-		case d == Off:
-			c.headroom = 0
-		case d < 0:
-			c.check(invalid("Headroom", d, "a negative headroom cannot be meant; give 0 for the default, 10s, or Off for none"))
-		case d > 0:
-			c.headroom = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "jwtcache", Name: "Headroom", Off: true, Want: "0 for the default, 10s, or Off for none"}.Apply(d, &c.headroom, c.check)
 	})
 }
 
@@ -269,14 +264,8 @@ func Headroom(d time.Duration) Option {
 // (0, 0.5] is an error. The default (0) is 0.25.
 func RefreshAhead(fraction float64) Option {
 	return optionFunc(func(c *config) {
-		switch {
-		case fraction == Off:
-			c.refreshAhead = 0
-		case math.IsNaN(fraction) || fraction < 0 || fraction > maxRefreshAhead:
-			c.check(invalid("RefreshAhead", fraction, "a fraction of the token's life in (0, 0.5]; 0 for the default, 0.25, or Off for none"))
-		case fraction > 0:
-			c.refreshAhead = fraction
-		}
+		bounds.Rule[float64]{Pkg: "jwtcache", Name: "RefreshAhead", Off: true, Max: maxRefreshAhead,
+			Want: "a fraction of the token's life in (0, 0.5]; 0 for the default, 0.25, or Off for none"}.Apply(fraction, &c.refreshAhead, c.check)
 	})
 }
 
@@ -318,12 +307,7 @@ func Backoff(minDelay, maxDelay time.Duration) Option {
 // an error. The default (0) is 15 seconds.
 func FetchTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
-		switch {
-		case d < 0:
-			c.check(invalid("FetchTimeout", d, "a negative timeout cannot be meant; give 0 for the default, 15s"))
-		case d > 0:
-			c.fetchTimeout = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "jwtcache", Name: "FetchTimeout", Want: "0 for the default, 15s, or more"}.Apply(d, &c.fetchTimeout, c.check)
 	})
 }
 

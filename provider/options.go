@@ -1,11 +1,10 @@
 package provider
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/bounds"
 )
 
 // Option configures a [Client].
@@ -46,12 +45,6 @@ func (c *config) check(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-}
-
-// invalid returns the error of an option given a value that cannot be meant:
-// the same rule in every package of the module (see [jwtcache.Off]).
-func invalid(option string, value any, want string) error {
-	return fmt.Errorf("provider: %s(%v): want %s: %w", option, value, want, jwtcache.ErrInvalid)
 }
 
 // newConfig applies opts over the defaults, then clamps what is out of range,
@@ -118,11 +111,7 @@ func DefaultRequest(r Request) Option {
 // wrapping [jwtcache.ErrInvalid]. The default is 24 hours.
 func MetadataTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) {
-		if d < 0 {
-			c.check(invalid("MetadataTTL", d, "a TTL of 0 (the default, 24h) or more"))
-			return
-		}
-		c.metadataTTL = d
+		bounds.Rule[time.Duration]{Pkg: "provider", Name: "MetadataTTL", Want: "a TTL of 0 (the default, 24h) or more"}.Apply(d, &c.metadataTTL, c.check)
 	})
 }
 
@@ -135,11 +124,7 @@ func MetadataTTL(d time.Duration) Option {
 // default is 24 hours.
 func MaxLifetime(d time.Duration) Option {
 	return optionFunc(func(c *config) {
-		if d < 0 {
-			c.check(invalid("MaxLifetime", d, "a lifetime of 0 (the default, 24h) or more"))
-			return
-		}
-		c.maxLifetime = d
+		bounds.Rule[time.Duration]{Pkg: "provider", Name: "MaxLifetime", Want: "a lifetime of 0 (the default, 24h) or more"}.Apply(d, &c.maxLifetime, c.check)
 	})
 }
 

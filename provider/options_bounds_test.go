@@ -1,12 +1,10 @@
 package provider_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -26,24 +24,12 @@ func TestOptionBounds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := provider.NewIssuer("https://idp.example", tt.opt)
-		check(t, "NewIssuer", err, tt.want)
+		testkit.WantInvalid(t, "NewIssuer", err, tt.want)
 		_, err = provider.NewFromTokenURL("https://idp.example/token", basic, tt.opt)
-		check(t, "NewFromTokenURL", err, tt.want)
+		testkit.WantInvalid(t, "NewFromTokenURL", err, tt.want)
 		if tt.want != "" {
 			_, err = provider.New(t.Context(), "https://idp.example", basic, tt.opt)
-			check(t, "New", err, tt.want)
+			testkit.WantInvalid(t, "New", err, tt.want)
 		}
-	}
-}
-
-// check checks a constructor's error against want, the option and value it
-// must name ("" for none).
-func check(t *testing.T, call string, err error, want string) {
-	t.Helper()
-	switch {
-	case want == "" && err != nil:
-		t.Errorf("%s() error = %v; want none", call, err)
-	case want != "" && (!errors.Is(err, jwtcache.ErrInvalid) || !strings.Contains(err.Error(), want)):
-		t.Errorf("%s() error = %v; want ErrInvalid naming %s", call, err, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/bounds"
 )
 
 // KeySetOption configures a [KeySet]; given to [NewRegistry], it configures
@@ -89,7 +90,7 @@ func newKeySetConfig(opts []KeySetOption) keySetConfig {
 		}
 	}
 	if c.maxTTL < c.minTTL {
-		c.check(invalid("MaxTTL", c.maxTTL, fmt.Sprintf("no less than MinTTL (%s)", c.minTTL)))
+		c.check(fmt.Errorf("verify: MaxTTL(%s): want no less than MinTTL (%s): %w", c.maxTTL, c.minTTL, jwtcache.ErrInvalid))
 	}
 	switch {
 	case !c.loggerSet:
@@ -117,12 +118,7 @@ func HTTPClient(c *http.Client) KeySetOption {
 // is an error wrapping [jwtcache.ErrInvalid]. The default is 10 seconds.
 func FetchTimeout(d time.Duration) KeySetOption {
 	return keySetOptionFunc(func(c *keySetConfig) {
-		switch {
-		case d < 0:
-			c.check(invalid("FetchTimeout", d, "a timeout of 0 (the default, 10s) or more"))
-		case d > 0:
-			c.fetchTimeout = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "verify", Name: "FetchTimeout", Want: "a timeout of 0 (the default, 10s) or more"}.Apply(d, &c.fetchTimeout, c.check)
 	})
 }
 
@@ -133,12 +129,7 @@ func FetchTimeout(d time.Duration) KeySetOption {
 // header. Zero is the default; a negative value is an error wrapping [jwtcache.ErrInvalid]. The default is 5 minutes.
 func MinTTL(d time.Duration) KeySetOption {
 	return keySetOptionFunc(func(c *keySetConfig) {
-		switch {
-		case d < 0:
-			c.check(invalid("MinTTL", d, "a lifetime of 0 (the default, 5m) or more"))
-		case d > 0:
-			c.minTTL = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "verify", Name: "MinTTL", Want: "a lifetime of 0 (the default, 5m) or more"}.Apply(d, &c.minTTL, c.check)
 	})
 }
 
@@ -148,12 +139,7 @@ func MinTTL(d time.Duration) KeySetOption {
 // an error wrapping [jwtcache.ErrInvalid]. The default is 24 hours.
 func MaxTTL(d time.Duration) KeySetOption {
 	return keySetOptionFunc(func(c *keySetConfig) {
-		switch {
-		case d < 0:
-			c.check(invalid("MaxTTL", d, "a lifetime of 0 (the default, 24h) or more, no less than MinTTL"))
-		case d > 0:
-			c.maxTTL = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "verify", Name: "MaxTTL", Want: "a lifetime of 0 (the default, 24h) or more, no less than MinTTL"}.Apply(d, &c.maxTTL, c.check)
 	})
 }
 
@@ -164,12 +150,7 @@ func MaxTTL(d time.Duration) KeySetOption {
 // The default is 10 seconds.
 func MinRefreshInterval(d time.Duration) KeySetOption {
 	return keySetOptionFunc(func(c *keySetConfig) {
-		switch {
-		case d < 0:
-			c.check(invalid("MinRefreshInterval", d, "an interval of 0 (the default, 10s) or more"))
-		case d > 0:
-			c.minRefreshInterval = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "verify", Name: "MinRefreshInterval", Want: "an interval of 0 (the default, 10s) or more"}.Apply(d, &c.minRefreshInterval, c.check)
 	})
 }
 
@@ -182,14 +163,7 @@ func MinRefreshInterval(d time.Duration) KeySetOption {
 // [jwtcache.ErrInvalid]. The default (0) is 1 hour.
 func StaleWindow(d time.Duration) KeySetOption {
 	return keySetOptionFunc(func(c *keySetConfig) {
-		switch {
-		case d == jwtcache.Off:
-			c.staleWindow = 0
-		case d < 0:
-			c.check(invalid("StaleWindow", d, "a window of 0 (the default, 1h) or more, or Off for none"))
-		case d > 0:
-			c.staleWindow = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "verify", Name: "StaleWindow", Off: true, Want: "a window of 0 (the default, 1h) or more, or Off for none"}.Apply(d, &c.staleWindow, c.check)
 	})
 }
 
@@ -199,12 +173,7 @@ func StaleWindow(d time.Duration) KeySetOption {
 // MiB.
 func MaxResponseSize(n int64) KeySetOption {
 	return keySetOptionFunc(func(c *keySetConfig) {
-		switch {
-		case n < 0:
-			c.check(invalid("MaxResponseSize", n, "a size of 0 (the default, 1 MiB) or more"))
-		case n > 0:
-			c.maxResponseSize = n
-		}
+		bounds.Rule[int64]{Pkg: "verify", Name: "MaxResponseSize", Want: "a size of 0 (the default, 1 MiB) or more"}.Apply(n, &c.maxResponseSize, c.check)
 	})
 }
 

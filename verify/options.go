@@ -2,14 +2,13 @@ package verify
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/bounds"
 	"github.com/seed7aeb0c6e/jwtcache/verify/internal/jose"
 )
 
@@ -100,22 +99,12 @@ func Algorithms(algs ...jwa.SignatureAlgorithm) Option {
 // seconds.
 func Leeway(d time.Duration) Option {
 	return optionFunc(func(c *config) {
-		switch {
-		case d == jwtcache.Off:
-			c.leeway = 0
-		case d < 0 || d > maxLeeway:
-			c.errs = append(c.errs, invalid("Leeway", d, "from 0 (the default, 30s) to 5m, or Off for none"))
-		case d > 0:
-			c.leeway = d
-		}
+		bounds.Rule[time.Duration]{Pkg: "verify", Name: "Leeway", Off: true, Max: maxLeeway, Want: "from 0 (the default, 30s) to 5m, or Off for none"}.Apply(d, &c.leeway, c.record)
 	})
 }
 
-// invalid returns the error of an option given a value that cannot be meant:
-// the same rule in every package of the module (see [jwtcache.Off]).
-func invalid(option string, value any, want string) error {
-	return fmt.Errorf("verify: %s(%v): want %s: %w", option, value, want, jwtcache.ErrInvalid)
-}
+// record keeps err, an invalid option's, for New to report.
+func (c *config) record(err error) { c.errs = append(c.errs, err) }
 
 // Type sets the media type a token's typ header must name, such as "at+jwt"
 // for an OAuth access token (RFC 9068, section 4), which an ID token, typ
@@ -135,12 +124,7 @@ func Type(typ string) Option {
 // error wrapping [jwtcache.ErrInvalid]. The default (0) is 8 KiB.
 func MaxTokenSize(n int) Option {
 	return optionFunc(func(c *config) {
-		switch {
-		case n < 0:
-			c.errs = append(c.errs, invalid("MaxTokenSize", n, "a size of 0 (the default, 8 KiB) or more"))
-		case n > 0:
-			c.maxSize = n
-		}
+		bounds.Rule[int]{Pkg: "verify", Name: "MaxTokenSize", Want: "a size of 0 (the default, 8 KiB) or more"}.Apply(n, &c.maxSize, c.record)
 	})
 }
 
@@ -157,14 +141,7 @@ func MaxTokenSize(n int) Option {
 // wrapping [jwtcache.ErrInvalid]. The default (0) is 10,000.
 func CacheSize(n int) Option {
 	return optionFunc(func(c *config) {
-		switch {
-		case n == jwtcache.Off:
-			c.cacheSize = 0
-		case n < 0:
-			c.errs = append(c.errs, invalid("CacheSize", n, "a size of 0 (the default, 10000) or more, or Off for no cache"))
-		case n > 0:
-			c.cacheSize = n
-		}
+		bounds.Rule[int]{Pkg: "verify", Name: "CacheSize", Off: true, Want: "a size of 0 (the default, 10000) or more, or Off for no cache"}.Apply(n, &c.cacheSize, c.record)
 	})
 }
 

@@ -1,12 +1,11 @@
 package verify_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
 	"github.com/seed7aeb0c6e/jwtcache/verify"
 )
 
@@ -32,7 +31,7 @@ func TestOptionBounds(t *testing.T) {
 	}
 	for _, tt := range verifier {
 		_, err := verify.New(newKeys(t), verify.Issuer(testIssuer), verify.Audience(testAudience), verify.Logger(nil), tt.opt)
-		check(t, "New", err, tt.want)
+		testkit.WantInvalid(t, "New", err, tt.want)
 	}
 	keySet := []struct {
 		opt  verify.KeySetOption
@@ -55,20 +54,8 @@ func TestOptionBounds(t *testing.T) {
 	}
 	for _, tt := range keySet {
 		_, err := verify.NewKeySet("https://idp.example/jwks", tt.opt)
-		check(t, "NewKeySet", err, tt.want)
+		testkit.WantInvalid(t, "NewKeySet", err, tt.want)
 		_, err = verify.NewFromIssuer("https://idp.example", "api", tt.opt)
-		check(t, "NewFromIssuer", err, tt.want)
-	}
-}
-
-// check checks a constructor's error against want, the option and value it
-// must name ("" for none).
-func check(t *testing.T, call string, err error, want string) {
-	t.Helper()
-	switch {
-	case want == "" && err != nil:
-		t.Errorf("%s() error = %v; want none", call, err)
-	case want != "" && (!errors.Is(err, jwtcache.ErrInvalid) || !strings.Contains(err.Error(), want)):
-		t.Errorf("%s() error = %v; want ErrInvalid naming %s", call, err, want)
+		testkit.WantInvalid(t, "NewFromIssuer", err, tt.want)
 	}
 }
