@@ -74,6 +74,7 @@ type config struct {
 	tokenFunc        IssueFunc
 	rejectUnparsable bool
 	named            bool // a Name (or MapName) was given
+	exclusive        bool // ExclusiveFetch: never fetch without the store's lease
 	parseOptions     []jwt.ParseOption
 	logger           *slog.Logger
 	headroom         time.Duration

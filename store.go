@@ -65,6 +65,18 @@ func SharedStore(s Store) Option {
 	return optionFunc(func(c *config) { c.store = s })
 }
 
+// ExclusiveFetch makes a cache with a [SharedStore] call its token function
+// only while it holds the store's lease, so that no two replicas ever run it
+// at once: when the store fails, the fetch fails (and the cache backs off,
+// serving its token while it is valid) instead of fetching alone. It is for a
+// token function that must not run twice at once, one that spends a refresh
+// token that rotates, say; with a token function that may, the default keeps
+// a fleet fetching while its store is down. Without a store, it changes
+// nothing: a cache fetches one token at a time anyway. The default is off.
+func ExclusiveFetch() Option {
+	return optionFunc(func(c *config) { c.exclusive = true })
+}
+
 // storePoll is how often a replica that did not get the lease looks for the
 // holder's token, or for the lease to come free.
 const storePoll = 50 * time.Millisecond
@@ -140,7 +152,7 @@ func (s *shared) now() time.Time {
 // time, not the fetch's.
 func (s *shared) obtain(ctx context.Context, a *attempt) (tok Token, err error) {
 	if !s.deleteRejected(ctx) {
-		return a.issue(ctx)
+		return s.alone(ctx, a)
 	}
 	tok, adopted, ok := s.adopt(ctx, a)
 	if adopted || !ok {
@@ -149,13 +161,13 @@ func (s *shared) obtain(ctx context.Context, a *attempt) (tok Token, err error) 
 	release, leased, err := s.lease(ctx)
 	if err != nil {
 		s.failed("lease", err)
-		return a.issue(ctx)
+		return s.alone(ctx, a)
 	}
 	if !leased {
 		var w waited
 		if w, tok, release, err = s.awaitHolder(ctx, a); w != leaseTaken {
 			if w == storeDown {
-				return a.issue(ctx)
+				return s.alone(ctx, a)
 			}
 			return tok, err // adopted, or gave up
 		}
@@ -180,9 +192,10 @@ func (s *shared) obtain(ctx context.Context, a *attempt) (tok Token, err error) 
 		}
 	}()
 	// Another replica may have saved a token between the look above and the
-	// lease: adopt it rather than fetch a second one.
-	if tok, adopted, ok = s.adopt(ctx, a); adopted || !ok {
-		return s.orIssue(ctx, a, tok, adopted)
+	// lease: adopt it rather than fetch a second one. (A load that fails
+	// here leaves the fetch to the holder of the lease, this cache.)
+	if tok, adopted, _ = s.adopt(ctx, a); adopted {
+		return tok, nil
 	}
 	if tok, err = a.issue(ctx); err == nil && !tok.Expiry.IsZero() {
 		sctx, cancel := s.afterFetch(ctx)
@@ -195,10 +208,23 @@ func (s *shared) obtain(ctx context.Context, a *attempt) (tok Token, err error) 
 }
 
 // orIssue returns tok if it was adopted, and otherwise (the store failed)
-// calls the token function.
+// fetches alone.
 func (s *shared) orIssue(ctx context.Context, a *attempt, tok Token, adopted bool) (Token, error) {
 	if adopted {
 		return tok, nil
+	}
+	return s.alone(ctx, a)
+}
+
+// errStoreExclusive is the fetch's error when the store failed and the cache
+// has ExclusiveFetch.
+var errStoreExclusive = errors.New("jwtcache: fetch token: the store failed, and ExclusiveFetch forbids fetching without its lease")
+
+// alone calls the token function without the store, which failed; with
+// ExclusiveFetch, it fails instead.
+func (s *shared) alone(ctx context.Context, a *attempt) (Token, error) {
+	if s.cfg.exclusive {
+		return Token{}, errStoreExclusive
 	}
 	return a.issue(ctx)
 }

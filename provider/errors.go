@@ -57,6 +57,14 @@ var ErrNoSubjectToken = errors.New("provider: no subject token")
 // [Exchange.SubjectExpiry]), before any request is made.
 var ErrSubjectExpired = errors.New("provider: subject token expired")
 
+// ErrInvalidGrant is matched, by errors.Is, by an [*Error] whose code is
+// invalid_grant, and wrapped by the errors of a [Delegated] whose user has no
+// grant left: the refresh token (or the assertion) was refused as invalid,
+// expired, revoked or already used, or none is stored. No retry can succeed:
+// the user must authorize again, and whatever holds the grant should ask
+// them to.
+var ErrInvalidGrant = errors.New("provider: invalid_grant: the grant is gone, and the user must authorize again")
+
 // Error is an error response from the token endpoint (RFC 6749, section 5.2),
 // for errors.As. Its fields are what the provider sent, stripped of control
 // characters, shortened, and with anything the request carried as a secret
@@ -73,6 +81,12 @@ type Error struct {
 	URI string
 	// StatusCode is the HTTP status of the response.
 	StatusCode int
+}
+
+// Is reports whether e matches target: [ErrInvalidGrant], for the code
+// invalid_grant.
+func (e *Error) Is(target error) bool {
+	return target == ErrInvalidGrant && e.Code == "invalid_grant"
 }
 
 // Error returns "provider: token request: <code> (HTTP <status>)", followed by

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -37,6 +38,7 @@ type config struct {
 	maxLifetime time.Duration
 	clock       func() time.Time
 	dpop        *DPoP // DPoPProof's
+	logger      *slog.Logger
 	err         error // the first invalid option; the constructors return it
 }
 
@@ -125,6 +127,18 @@ func MetadataTTL(d time.Duration) Option {
 func MaxLifetime(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		bounds.Rule[time.Duration]{Pkg: "provider", Name: "MaxLifetime", Want: "a lifetime of 0 (the default, 24h) or more"}.Apply(d, &c.maxLifetime, c.check)
+	})
+}
+
+// Logger sets where what a [Delegated] over the Client logs goes: a
+// refresh token it could not store yet, a grant the provider refused. Never
+// a token. A nil l discards. The default is [slog.Default].
+func Logger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.logger = l
 	})
 }
 

@@ -10,9 +10,11 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
@@ -117,11 +119,24 @@ func withRequest(form url.Values, req Request) url.Values {
 // once, with the nonce, and with client credentials of its own (a fresh
 // assertion: the provider may refuse a replayed one).
 func (c *Client) grant(ctx context.Context, form url.Values, prepare func(*tokenRequest) error) (jwtcache.Issued, error) {
+	resp, err := c.request(ctx, form, prepare)
+	return resp.Issued, err
+}
+
+// response is a successful token response, as a grant reads it.
+type response struct {
+	jwtcache.Issued
+	// refresh is the response's refresh_token, if it has one.
+	refresh string
+}
+
+// request is [Client.grant], returning the whole response.
+func (c *Client) request(ctx context.Context, form url.Values, prepare func(*tokenRequest) error) (response, error) {
 	certRetried, nonceRetried := false, false
 	for {
 		meta, err := c.metadata(ctx)
 		if err != nil {
-			return jwtcache.Issued{}, err
+			return response{}, err
 		}
 		r := &tokenRequest{
 			endpoint: meta.TokenEndpoint,
@@ -135,11 +150,11 @@ func (c *Client) grant(ctx context.Context, form url.Values, prepare func(*token
 		}
 		if prepare != nil {
 			if err := prepare(r); err != nil {
-				return jwtcache.Issued{}, err
+				return response{}, err
 			}
 		}
 		if err := c.auth.authenticate(ctx, r); err != nil {
-			return jwtcache.Issued{}, fmt.Errorf("provider: client authentication (%s): %w", c.auth.method(), err)
+			return response{}, fmt.Errorf("provider: client authentication (%s): %w", c.auth.method(), err)
 		}
 		iss, err := c.send(ctx, r, !nonceRetried)
 		if errors.Is(err, errDPoPNonce) {
@@ -159,7 +174,7 @@ var errDPoPNonce = errors.New("provider: the token endpoint asks for a DPoP nonc
 
 // send sends r and reads the token response. With nonceRetry, a response
 // that refuses r's DPoP proof for want of the nonce it gives is errDPoPNonce.
-func (c *Client) send(ctx context.Context, r *tokenRequest, nonceRetry bool) (jwtcache.Issued, error) {
+func (c *Client) send(ctx context.Context, r *tokenRequest, nonceRetry bool) (response, error) {
 	if r.cert != nil {
 		// The handshake finds the certificate in the context: see
 		// presentCertificate.
@@ -173,7 +188,7 @@ func (c *Client) send(ctx context.Context, r *tokenRequest, nonceRetry bool) (jw
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint, strings.NewReader(r.form.Encode()))
 	if err != nil {
-		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+		return response{}, fmt.Errorf("provider: token request: %w", err)
 	}
 	for k, vs := range r.header {
 		req.Header[k] = vs
@@ -183,30 +198,39 @@ func (c *Client) send(ctx context.Context, r *tokenRequest, nonceRetry bool) (jw
 	if r.dpop != nil {
 		proof, err := r.dpop.proof(http.MethodPost, req.URL, "")
 		if err != nil {
-			return jwtcache.Issued{}, err
+			return response{}, err
 		}
 		req.Header.Set("DPoP", proof)
 	}
+	// Whether the request was sent tells a response lost in transit (the
+	// provider may have acted on it) from a request that never left.
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) { sent.Store(info.Err == nil) },
+	}))
 	resp, err := r.client.Do(req)
 	if err != nil {
 		// A url.Error: the endpoint's URL and the transport's reason,
 		// never the body.
-		if r.cert != nil {
-			return jwtcache.Issued{}, fmt.Errorf("provider: token request over mutual TLS: %w", err)
+		if sent.Load() {
+			err = &lostError{err}
 		}
-		return jwtcache.Issued{}, fmt.Errorf("provider: token request: %w", err)
+		if r.cert != nil {
+			return response{}, fmt.Errorf("provider: token request over mutual TLS: %w", err)
+		}
+		return response{}, fmt.Errorf("provider: token request: %w", err)
 	}
 	defer resp.Body.Close()
 	data, readErr := readLimited(resp.Body)
 	// A DPoP nonce is kept from any response.
 	if r.dpop != nil && r.dpop.keepNonce(req.URL, resp.Header) && nonceRetry && useDPoPNonce(resp.StatusCode, data) {
-		return jwtcache.Issued{}, errDPoPNonce
+		return response{}, errDPoPNonce
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return jwtcache.Issued{}, r.certificateHint(r.errorResponse(resp.StatusCode, data, readErr))
+		return response{}, r.certificateHint(r.errorResponse(resp.StatusCode, data, readErr))
 	}
 	if readErr != nil {
-		return jwtcache.Issued{}, fmt.Errorf("provider: token response: %w", readErr)
+		return response{}, fmt.Errorf("provider: token response: %w", &lostError{readErr})
 	}
 	iss, err := r.tokenResponse(resp.StatusCode, data, c.cfg.maxLifetime)
 	if e := (*Error)(nil); errors.As(err, &e) {
@@ -214,6 +238,14 @@ func (c *Client) send(ctx context.Context, r *tokenRequest, nonceRetry bool) (jw
 	}
 	return iss, err
 }
+
+// lostError is the error of a request that was sent, and whose response was
+// lost: the connection broke, or timed out, before it was read. The provider
+// may have acted on the request.
+type lostError struct{ err error }
+
+func (e *lostError) Error() string { return "sent, but the response was lost: " + e.err.Error() }
+func (e *lostError) Unwrap() error { return e.err }
 
 // useDPoPNonce reports whether a token endpoint's response, with status and
 // body data, refused a DPoP proof for want of a nonce (RFC 9449, section 8).
@@ -237,51 +269,52 @@ func (r *tokenRequest) tokenType() string {
 }
 
 // tokenResponse reads a successful token response (RFC 6749, section 5.1).
-func (r *tokenRequest) tokenResponse(status int, data []byte, maxLifetime time.Duration) (jwtcache.Issued, error) {
+func (r *tokenRequest) tokenResponse(status int, data []byte, maxLifetime time.Duration) (response, error) {
 	var resp struct {
 		AccessToken string          `json:"access_token"`
 		TokenType   string          `json:"token_type"`
 		IssuedType  string          `json:"issued_token_type"` // RFC 8693's
 		ExpiresIn   json.RawMessage `json:"expires_in"`
 		Scope       string          `json:"scope"`
+		Refresh     string          `json:"refresh_token"`
 		// Some providers (GitHub's, for one) answer errors with 200 OK.
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
 		URI         string `json:"error_uri"`
 	}
 	if err := json.Unmarshal(data, &resp); err != nil {
-		return jwtcache.Issued{}, fmt.Errorf("provider: token response: %w", jsonError(err))
+		return response{}, fmt.Errorf("provider: token response: %w", jsonError(err))
 	}
 	if resp.Error != "" {
-		return jwtcache.Issued{}, r.oauthError(status, resp.Error, resp.Description, resp.URI)
+		return response{}, r.oauthError(status, resp.Error, resp.Description, resp.URI)
 	}
 	if resp.AccessToken == "" {
-		return jwtcache.Issued{}, errors.New("provider: token response: no access_token")
+		return response{}, errors.New("provider: token response: no access_token")
 	}
-	r.redact(resp.AccessToken)
+	r.redact(resp.AccessToken, resp.Refresh)
 	accept := r.accept
 	if accept == nil {
 		accept = bearerOnly
 	}
 	if err := accept(r, resp.TokenType, resp.IssuedType); err != nil {
-		return jwtcache.Issued{}, err
+		return response{}, err
 	}
 	life, err := r.expiresIn(resp.ExpiresIn, maxLifetime)
 	if err != nil {
-		return jwtcache.Issued{}, err
+		return response{}, err
 	}
 	iss := jwtcache.Issued{Token: resp.AccessToken, ExpiresIn: life, Scope: resp.Scope}
 	if r.cert != nil {
 		if err := r.cert.check(iss.Token); err != nil {
-			return jwtcache.Issued{}, err
+			return response{}, err
 		}
 	}
 	if r.dpop != nil {
 		if c, isJWT := peekClaims(iss.Token); isJWT && c.Jkt != "" && c.Jkt != r.dpop.thumb {
-			return jwtcache.Issued{}, fmt.Errorf("%w: the DPoP token is bound to another key (cnf.jkt)", ErrTokenType)
+			return response{}, fmt.Errorf("%w: the DPoP token is bound to another key (cnf.jkt)", ErrTokenType)
 		}
 	}
-	return r.capLifetime(iss), nil
+	return response{Issued: r.capLifetime(iss), refresh: resp.Refresh}, nil
 }
 
 // bearerOnly is the accept of a request for an access token: the token must

@@ -18,9 +18,19 @@
 //                               the line), which invalid_client responses
 //                               do not tell;
 //           "SYNCED <n>"        in answer to "sync <n>";
-//           "ROTATED <step>"    in answer to "rotate <step>" (see rotation).
+//           "ROTATED <step>"    in answer to "rotate <step>" (see rotation);
+//           "GRANT <account> <grant_id> <refresh_token>"   in answer to
+//                               "grant <client_id> <account>" (see
+//                               refreshTokens);
+//           "REVOKED <grant_id>"   in answer to "revoke <grant_id>";
+//           "REFRESHED <account> <grant_id>"   for every refresh token grant
+//                               that succeeded, after its ISSUED line.
 //   stdin:  "sync <n>": answered with "SYNCED <n>" once every earlier line is
-//           written; "rotate <step>": a key rotation step, with keyRotation. A token response is sent after its ISSUED line is
+//           written; "rotate <step>": a key rotation step, with keyRotation;
+//           "grant <client_id> <account>": a grant minted for the account, as
+//           an authorization code flow would leave it, with cfg.refreshTokens;
+//           "revoke <grant_id>": the grant and its tokens revoked, as an
+//           administrator would. A token response is sent after its ISSUED line is
 //           written (writes to a pipe are synchronous on Linux), so a test
 //           that syncs after a response has read that response's line.
 //           The server exits when stdin closes.
@@ -189,7 +199,17 @@ for (const { scope } of [...(cfg.clients ?? []), ...resources.values()]) {
   for (const s of (scope ?? '').split(' ').filter(Boolean)) scopes.add(s);
 }
 
+// Refresh tokens (cfg.refreshTokens: { rotate, resource, scope }): the
+// grants "grant" mints are for the resource (whose entry in cfg.resources
+// sets the access tokens' format and TTL) with the scope, plus
+// offline_access; with rotate, every refresh spends the refresh token and
+// issues a new one, and a spent one presented again revokes the grant
+// (oidc-provider's reuse detection). The clients that refresh list
+// refresh_token among their grant_types.
+const refreshTokens = cfg.refreshTokens;
+
 const provider = new Provider(issuer, {
+  rotateRefreshToken: Boolean(refreshTokens?.rotate),
   clients: (cfg.clients ?? []).map((c) => ({
     grant_types: ['client_credentials', TOKEN_EXCHANGE],
     response_types: [],
@@ -402,7 +422,33 @@ provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
 
 provider.on('grant.success', (ctx) => {
   console.log(`ISSUED ${ctx.oidc.client.clientId} ${ctx.oidc.params.grant_type}`);
+  if (ctx.oidc.params.grant_type === 'refresh_token') {
+    const rt = ctx.oidc.entities.RefreshToken;
+    console.log(`REFRESHED ${rt.accountId} ${rt.grantId}`);
+  }
 });
+
+// mintGrant returns a grant for account, by client, and its first refresh
+// token, as an authorization code flow with consent would leave them.
+async function mintGrant(clientId, account) {
+  const client = await provider.Client.find(clientId);
+  if (!client || !refreshTokens) throw new Error(`cannot mint a grant for ${clientId}`);
+  const grant = new provider.Grant({ clientId, accountId: account });
+  grant.addOIDCScope('offline_access');
+  grant.addResourceScope(refreshTokens.resource, refreshTokens.scope ?? '');
+  const grantId = await grant.save();
+  const rt = new provider.RefreshToken({
+    client,
+    accountId: account,
+    grantId,
+    gty: 'authorization_code',
+    scope: ['offline_access', refreshTokens.scope].filter(Boolean).join(' '),
+    resource: refreshTokens.resource,
+    expiresWithSession: false,
+    iiat: Math.floor(Date.now() / 1000),
+  });
+  return { grantId, value: await rt.save() };
+}
 provider.on('grant.error', (ctx, err) => {
   const detail = String(err.error_detail ?? err.error_description ?? '').replace(/\s+/g, ' ');
   console.log(`REFUSED ${ctx.oidc.client?.clientId ?? '-'} ${ctx.oidc.params?.grant_type ?? '-'} ${err.message} ${detail}`);
@@ -450,9 +496,25 @@ if (mtlsOrigin) console.log(`MTLS ${mtlsOrigin}`);
 console.log(`READY ${issuer}`);
 
 const lines = readline.createInterface({ input: process.stdin });
-lines.on('line', (line) => {
-  const [command, arg] = line.split(' ');
+lines.on('line', async (line) => {
+  const [command, arg, arg2] = line.split(' ');
   if (command === 'sync') console.log(`SYNCED ${arg}`);
   if (command === 'rotate' && rotation?.step(arg)) console.log(`ROTATED ${arg}`);
+  try {
+    if (command === 'grant') {
+      const { grantId, value } = await mintGrant(arg, arg2);
+      console.log(`GRANT ${arg2} ${grantId} ${value}`);
+    }
+    if (command === 'revoke') {
+      await Promise.all([
+        provider.RefreshToken.revokeByGrantId(arg),
+        provider.AccessToken.revokeByGrantId(arg),
+        provider.Grant.adapter.destroy(arg),
+      ]);
+      console.log(`REVOKED ${arg}`);
+    }
+  } catch (err) {
+    console.error(`${command}: ${err.stack}`);
+  }
 });
 lines.on('close', () => process.exit(0));
