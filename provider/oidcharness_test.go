@@ -91,6 +91,20 @@ type oidcConfig struct {
 	// RS256 key published; its jwks_uri is then served by server.mjs, with
 	// the published keys. The default keys are "rs256" and "es256".
 	KeyRotation bool
+	// RefreshTokens, when set, lets [oidcServer.Grant] mint grants with a
+	// refresh token, for clients that list refresh_token among their
+	// grant_types (in Metadata).
+	RefreshTokens *oidcRefreshTokens
+}
+
+// oidcRefreshTokens configures the refresh tokens of minted grants.
+type oidcRefreshTokens struct {
+	// Rotate spends a refresh token on every refresh, which issues a new
+	// one; a spent one presented again revokes the grant.
+	Rotate bool
+	// Resource is the resource (one of oidcConfig.Resources) the grants'
+	// access tokens are for, and Scope their scope there.
+	Resource, Scope string
 }
 
 // oidcClient is a registered client. ID is required.
@@ -180,13 +194,16 @@ type oidcServer struct {
 	proc    *testkit.Process
 	synced  chan int    // the n of each SYNCED line
 	rotated chan string // the step of each ROTATED line
+	granted chan string // the rest of each GRANT line
+	revoked chan string // the grant id of each REVOKED line
 
 	syncMu sync.Mutex // serializes sync and Rotate: one outstanding at a time
 	nsync  int        // guarded by syncMu
 
-	mu      sync.Mutex // guards issued and refused
-	issued  map[string]int
-	refused map[string][]oidcRefusal
+	mu        sync.Mutex // guards issued, refused and refreshed
+	issued    map[string]int
+	refused   map[string][]oidcRefusal
+	refreshed map[string]int // refresh token grants by account
 }
 
 // oidcRefusal is a token request the provider refused.
@@ -216,9 +233,12 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 
 	s := &oidcServer{
 		synced:  make(chan int, 1),
-		rotated: make(chan string, 1),
-		issued:  map[string]int{},
-		refused: map[string][]oidcRefusal{},
+		rotated:   make(chan string, 1),
+		granted:   make(chan string, 1),
+		revoked:   make(chan string, 1),
+		issued:    map[string]int{},
+		refused:   map[string][]oidcRefusal{},
+		refreshed: map[string]int{},
 	}
 	if cfg.TLS != nil {
 		s.RootCAs = cfg.TLS.RootCAs
@@ -254,6 +274,15 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 				s.synced <- n
 			case "ROTATED":
 				s.rotated <- rest
+			case "GRANT":
+				s.granted <- rest
+			case "REVOKED":
+				s.revoked <- rest
+			case "REFRESHED":
+				account, _, _ := strings.Cut(rest, " ")
+				s.mu.Lock()
+				s.refreshed[account]++
+				s.mu.Unlock()
 			}
 		},
 		Stdin: true,
@@ -336,6 +365,61 @@ func (s *oidcServer) Rotate(t *testing.T, step string) {
 	}
 }
 
+// Grant mints a grant of the account to the client, as an authorization code
+// flow would leave it (a server started with RefreshTokens), and returns its
+// id and first refresh token.
+func (s *oidcServer) Grant(t *testing.T, clientID, account string) (grantID, refreshToken string) {
+	t.Helper()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if err := s.proc.Send("grant " + clientID + " " + account); err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	select {
+	case got := <-s.granted:
+		f := strings.Fields(got)
+		if len(f) != 3 || f[0] != account {
+			t.Fatalf("oidc-provider granted %q; want a grant of %s", got, account)
+		}
+		return f[1], f[2]
+	case <-s.proc.Exited():
+		t.Fatal("oidc-provider exited")
+	case <-time.After(10 * time.Second):
+		t.Fatal("oidc-provider minted no grant within 10s (started without RefreshTokens?)")
+	}
+	return "", ""
+}
+
+// Revoke revokes the grant and its tokens, as an administrator would.
+func (s *oidcServer) Revoke(t *testing.T, grantID string) {
+	t.Helper()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if err := s.proc.Send("revoke " + grantID); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	select {
+	case got := <-s.revoked:
+		if got != grantID {
+			t.Fatalf("oidc-provider revoked %q; want %q", got, grantID)
+		}
+	case <-s.proc.Exited():
+		t.Fatal("oidc-provider exited")
+	case <-time.After(10 * time.Second):
+		t.Fatal("oidc-provider did not revoke within 10s")
+	}
+}
+
+// Refreshed returns how many refresh token grants of the account the server
+// answered with a token, up to the last response the test has received.
+func (s *oidcServer) Refreshed(t *testing.T, account string) int {
+	t.Helper()
+	s.sync(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshed[account]
+}
+
 // Client returns an HTTP client that trusts the server's certificate and
 // presents certs, if any, as its TLS client certificate. Its idle
 // connections are closed when the test ends.
@@ -392,6 +476,9 @@ func (c oidcConfig) wire() map[string]any {
 		"dpopNonces":          c.DPoPNonces,
 		"keyRotation":         c.KeyRotation,
 		"tokenExchange":       map[string]any{"trustedIssuers": issuers},
+	}
+	if r := c.RefreshTokens; r != nil {
+		w["refreshTokens"] = map[string]any{"rotate": r.Rotate, "resource": r.Resource, "scope": r.Scope}
 	}
 	if c.TLS != nil {
 		cas := make([]string, 0, len(c.TLS.ClientCAPEMs))
