@@ -231,7 +231,7 @@ func (d *Delegated) current(ctx context.Context, key string) (string, int64, err
 	token, version, err := d.grants.Load(sctx, key)
 	cancel()
 	if errors.Is(err, jwtcache.ErrNotFound) {
-		return "", 0, fmt.Errorf("provider: refresh %q: no refresh token is stored: %w", key, ErrInvalidGrant)
+		return "", 0, fmt.Errorf("%w: no refresh token is stored for %q", ErrInvalidGrant, key)
 	}
 	if err != nil {
 		d.storeFailures.Add(1)

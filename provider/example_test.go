@@ -31,10 +31,18 @@ import (
 // (if set), or with the assertion "platform-token" (the examples' workload
 // identity). An exchanged token names the subject token it was exchanged
 // for.
+//
+// For the users' grants, it takes the authorization code
+// "code-from-the-redirect" (of the user alice), and rotates refresh tokens:
+// each is spent by the refresh it is used for.
 type exampleIDP struct {
 	*httptest.Server
 	key    crypto.PublicKey
 	issued int
+	// refresh holds the user of each live refresh token; refreshes counts
+	// the refresh tokens issued.
+	refresh   map[string]string
+	refreshes int
 }
 
 func startIDP() *exampleIDP {
@@ -53,6 +61,11 @@ func (p *exampleIDP) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "client authentication failed"})
 		return
 	}
+	switch r.PostForm.Get("grant_type") {
+	case "authorization_code", "refresh_token":
+		p.serveUser(w, r)
+		return
+	}
 	p.issued++
 	token := fmt.Sprintf("token-%d", p.issued)
 	if aud := r.PostForm["audience"]; len(aud) > 0 {
@@ -66,6 +79,36 @@ func (p *exampleIDP) serve(w http.ResponseWriter, r *http.Request) {
 		tokenType = "DPoP" // a real provider binds it to the proof's key
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"access_token": token, "token_type": tokenType, "expires_in": 3600})
+}
+
+// serveUser answers the grants of a user's tokens: the authorization code,
+// and the refresh token, which it rotates.
+func (p *exampleIDP) serveUser(w http.ResponseWriter, r *http.Request) {
+	user := "alice"
+	if r.PostForm.Get("grant_type") == "authorization_code" {
+		if r.PostForm.Get("code") != "code-from-the-redirect" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant"})
+			return
+		}
+	} else {
+		var live bool
+		if user, live = p.refresh[r.PostForm.Get("refresh_token")]; !live {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant", "error_description": "refresh token spent or unknown"})
+			return
+		}
+		delete(p.refresh, r.PostForm.Get("refresh_token"))
+	}
+	p.issued++
+	p.refreshes++
+	if p.refresh == nil {
+		p.refresh = map[string]string{}
+	}
+	rt := fmt.Sprintf("refresh-%d", p.refreshes)
+	p.refresh[rt] = user
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": fmt.Sprintf("token-%d for %s", p.issued, user), "token_type": "Bearer",
+		"expires_in": 3600, "refresh_token": rt,
+	})
 }
 
 func (p *exampleIDP) authenticated(r *http.Request) bool {

@@ -184,10 +184,12 @@ type Server struct {
 	syncMu sync.Mutex // serializes sync and Rotate: one outstanding at a time
 	nsync  int        // guarded by syncMu
 
-	mu        sync.Mutex // guards issued, refused and refreshed
+	mu        sync.Mutex // guards issued, refused, refreshed and grantsRevoked
 	issued    map[string]int
 	refused   map[string][]Refusal
 	refreshed map[string]int // refresh token grants by account
+
+	grantsRevoked []string // the grants oidc-provider revoked, in order
 }
 
 // Refusal is a token request the provider refused.
@@ -262,6 +264,10 @@ func Start(t *testing.T, cfg Config) *Server {
 				s.granted <- rest
 			case "REVOKED":
 				s.revoked <- rest
+			case "GRANTREVOKED":
+				s.mu.Lock()
+				s.grantsRevoked = append(s.grantsRevoked, rest)
+				s.mu.Unlock()
 			case "REFRESHED":
 				account, _, _ := strings.Cut(rest, " ")
 				s.mu.Lock()
@@ -402,6 +408,17 @@ func (s *Server) Refreshed(t *testing.T, account string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.refreshed[account]
+}
+
+// GrantsRevoked returns the ids of the grants the provider revoked of its
+// own accord (on reuse of a spent refresh token: not by [Server.Revoke]),
+// in order, up to the last response the test has received.
+func (s *Server) GrantsRevoked(t *testing.T) []string {
+	t.Helper()
+	s.sync(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.grantsRevoked)
 }
 
 // Client returns an HTTP client that trusts the server's certificate and

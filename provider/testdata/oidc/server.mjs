@@ -23,6 +23,8 @@
 //                               "grant <client_id> <account>" (see
 //                               refreshTokens);
 //           "REVOKED <grant_id>"   in answer to "revoke <grant_id>";
+//           "GRANTREVOKED <grant_id>"   for every grant oidc-provider
+//                               revokes (reuse of a spent refresh token);
 //           "REFRESHED <account> <grant_id>"   for every refresh token grant
 //                               that succeeded, after its ISSUED line.
 //   stdin:  "sync <n>": answered with "SYNCED <n>" once every earlier line is
@@ -426,6 +428,11 @@ provider.on('grant.success', (ctx) => {
     const rt = ctx.oidc.entities.RefreshToken;
     console.log(`REFRESHED ${rt.accountId} ${rt.grantId}`);
   }
+});
+
+// A grant revoked by oidc-provider itself: on reuse of a spent refresh token.
+provider.on('grant.revoked', (ctx, grantId) => {
+  console.log(`GRANTREVOKED ${grantId}`);
 });
 
 // mintGrant returns a grant for account, by client, and its first refresh
