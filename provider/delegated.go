@@ -279,6 +279,11 @@ func (d *Delegated) flushKey(ctx context.Context, key string) (*pendingGrant, bo
 		d.drop(key, p)
 		log.Debug("provider: rotated refresh token stored", "key", key)
 		return p, true
+	case errors.Is(err, ErrGrantConflict) && d.storedAlready(ctx, key, p):
+		// An earlier swap that failed (timed out, say) was applied.
+		d.drop(key, p)
+		log.Debug("provider: rotated refresh token stored", "key", key)
+		return p, true
 	case errors.Is(err, ErrGrantConflict):
 		// The user authorized again meanwhile (or a replica refreshed
 		// without the lease): the stored grant wins.
@@ -289,6 +294,16 @@ func (d *Delegated) flushKey(ctx context.Context, key string) (*pendingGrant, bo
 	d.storeFailures.Add(1)
 	log.Error("provider: a rotated refresh token could not be stored; it is kept in memory and stored once the GrantStore answers", "key", key, "error", err.Error())
 	return p, false
+}
+
+// storedAlready reports whether the GrantStore holds p's token as key's, in
+// the version after p's: whether a swap that returned an error had been
+// applied nonetheless.
+func (d *Delegated) storedAlready(ctx context.Context, key string, p *pendingGrant) bool {
+	sctx, cancel := engine.Detach(ctx, delegatedStoreTime)
+	defer cancel()
+	token, version, err := d.grants.Load(sctx, key)
+	return err == nil && version == p.from+1 && token == p.token
 }
 
 // drop forgets p, key's pending token, unless another replaced it.

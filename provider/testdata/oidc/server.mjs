@@ -209,6 +209,8 @@ for (const { scope } of [...(cfg.clients ?? []), ...resources.values()]) {
 // (oidc-provider's reuse detection). The clients that refresh list
 // refresh_token among their grant_types.
 const refreshTokens = cfg.refreshTokens;
+// offline_access is what enables oidc-provider's refresh_token grant.
+if (refreshTokens) scopes.add('offline_access');
 
 const provider = new Provider(issuer, {
   rotateRefreshToken: Boolean(refreshTokens?.rotate),
