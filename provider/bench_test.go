@@ -156,3 +156,40 @@ func BenchmarkDPoP_Transport(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDelegated_Hit measures a call for a user whose access token is
+// cached, against its floor: the same hit on a plain CacheMap.
+func BenchmarkDelegated_Hit(b *testing.B) {
+	p := newIDP(b, false)
+	p.answer(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-2"})
+	})
+	grants := newMemoryGrants()
+	d, err := provider.NewDelegated(p.client(b, basic), grants, jwtcache.MapLogger(nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := d.Authorize(b.Context(), "alice", "rt-1"); err != nil {
+		b.Fatal(err)
+	}
+	m := jwtcache.NewCacheMap(jwtcache.MapLogger(nil), jwtcache.MapIssueFunction(func(context.Context, string) (jwtcache.Issued, error) {
+		return jwtcache.Issued{Token: "at", ExpiresIn: time.Hour}, nil
+	}))
+	for name, ensure := range map[string]func(context.Context, string) (string, error){
+		"CacheMap":  m.EnsureToken,
+		"Delegated": d.Token,
+	} {
+		if _, err := ensure(b.Context(), "alice"); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ensure(ctx, "alice"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -181,3 +181,38 @@ func TestReuseDetected_OIDC(t *testing.T) {
 		}
 	})
 }
+
+func TestRefreshRotation_RevokedGrant_OIDC(t *testing.T) {
+	t.Parallel()
+	s, c := startRefreshing(t, true)
+	ctx := context.Background()
+	grants := newMemoryGrants()
+	d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.MapLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, user := range []string{"erin", "frank"} {
+		id, rt := s.Grant(t, "sync", user)
+		ids[user] = id
+		if err := d.Authorize(ctx, user, rt); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Token(ctx, user); err != nil {
+			t.Fatalf("Token(%s) error = %v", user, err)
+		}
+	}
+	s.Revoke(t, ids["erin"]) // an administrator, or the user at the provider
+	for _, user := range []string{"erin", "frank"} {
+		d.Map().Invalidate(user)
+	}
+	if _, err := d.Token(ctx, "erin"); !errors.Is(err, provider.ErrInvalidGrant) {
+		t.Errorf("Token(erin) error = %v; want ErrInvalidGrant", err)
+	}
+	if _, err := d.Token(ctx, "frank"); err != nil {
+		t.Errorf("Token(frank) error = %v; want his token", err)
+	}
+	if n := s.Refreshed(t, "frank"); n != 2 {
+		t.Errorf("frank refreshed %d times; want 2", n)
+	}
+}
