@@ -27,11 +27,11 @@ import (
 // ClientAuth is how a [Client] authenticates to the token endpoint: one of
 // [ClientSecretBasic], [ClientSecretPost], [ClientSecretJWT],
 // [PrivateKeyJWT], [ClientAssertion], [ClientAssertionFile],
-// [TLSClientAuth] and [SelfSignedTLSClientAuth], or [NoClientAuth]. A ClientAuth
-// is immutable, and may be shared by Clients. Whether it suits the provider
-// (a client id, a key its algorithm suits, a method and an algorithm the
-// provider lists) is checked by [New] and [NewFromTokenURL], which fail if
-// not.
+// [TLSClientAuth] and [SelfSignedTLSClientAuth], or [NoClientAuth]. A
+// ClientAuth is immutable, and may be shared by Clients. Whether it suits
+// the provider (a client id, a key its algorithm suits, a method and an
+// algorithm the provider lists) is checked by [New] and [NewFromTokenURL],
+// which fail if not.
 type ClientAuth interface {
 	// method returns the token_endpoint_auth_method it implements (RFC
 	// 7591, section 2), as providers list them.
