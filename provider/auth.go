@@ -27,11 +27,11 @@ import (
 // ClientAuth is how a [Client] authenticates to the token endpoint: one of
 // [ClientSecretBasic], [ClientSecretPost], [ClientSecretJWT],
 // [PrivateKeyJWT], [ClientAssertion], [ClientAssertionFile],
-// [TLSClientAuth] and [SelfSignedTLSClientAuth]. A ClientAuth
-// is immutable, and may be shared by Clients. Whether it suits the provider
-// (a client id, a key its algorithm suits, a method and an algorithm the
-// provider lists) is checked by [New] and [NewFromTokenURL], which fail if
-// not.
+// [TLSClientAuth] and [SelfSignedTLSClientAuth], or [NoClientAuth]. A
+// ClientAuth is immutable, and may be shared by Clients. Whether it suits
+// the provider (a client id, a key its algorithm suits, a method and an
+// algorithm the provider lists) is checked by [New] and [NewFromTokenURL],
+// which fail if not.
 type ClientAuth interface {
 	// method returns the token_endpoint_auth_method it implements (RFC
 	// 7591, section 2), as providers list them.
@@ -133,8 +133,38 @@ func (a *clientSecret) authenticate(_ context.Context, r *tokenRequest) error {
 	return nil
 }
 
+// NoClientAuth does not authenticate the client: the token request carries
+// no credentials, only the client id as the client_id parameter, or nothing
+// if id is empty (token_endpoint_auth_method none, RFC 7591, section 2). It
+// is the authentication of a public client (RFC 6749, section 2.1), and of
+// the JWT bearer grant where the assertion is the only credential
+// ([Client.JWTBearer]; RFC 7523, section 3.1, makes client authentication
+// optional there), as Google's and Salesforce's token endpoints take it,
+// with an empty id. Since providers that accept none often do not list it
+// among their methods, [New] does not check that the provider lists it.
+func NoClientAuth(id string) ClientAuth {
+	return noClientAuth{id: id}
+}
+
+// noClientAuth is NoClientAuth.
+type noClientAuth struct{ id string }
+
+// methodNone is the token_endpoint_auth_method of NoClientAuth.
+const methodNone = "none"
+
+func (a noClientAuth) method() string { return methodNone }
+
+func (a noClientAuth) check(*Metadata) error { return nil }
+
+func (a noClientAuth) authenticate(_ context.Context, r *tokenRequest) error {
+	if a.id != "" {
+		r.form.Set("client_id", a.id)
+	}
+	return nil
+}
+
 // AssertionOption configures the client assertions of [PrivateKeyJWT] and
-// [ClientSecretJWT].
+// [ClientSecretJWT], and the JWT bearer grant's of [Client.JWTBearerSigner].
 type AssertionOption interface {
 	applyAssertion(*assertionConfig)
 }
@@ -216,7 +246,13 @@ func AudienceIssuer() AssertionOption {
 // [New] checks the pinned one is among them, and fails with
 // [ErrSigningAlgorithm] if not.
 func PrivateKeyJWT(id string, key crypto.Signer, opts ...AssertionOption) ClientAuth {
-	a := newSignedAssertion(id, methodPrivateKeyJWT, opts)
+	return newKeyAssertion(id, methodPrivateKeyJWT, key, opts)
+}
+
+// newKeyAssertion is newSignedAssertion, signing with key by the algorithm
+// its public key and opts pick.
+func newKeyAssertion(id, method string, key crypto.Signer, opts []AssertionOption) *signedAssertion {
+	a := newSignedAssertion(id, method, opts)
 	pub, err := publicKey(key)
 	if err != nil {
 		a.err = err
@@ -247,9 +283,11 @@ func ClientSecretJWT(id string, secret []byte, opts ...AssertionOption) ClientAu
 	return a
 }
 
-// signedAssertion is PrivateKeyJWT and ClientSecretJWT.
+// signedAssertion is PrivateKeyJWT and ClientSecretJWT, and the signer of
+// JWT bearer grant assertions (Client.JWTBearerSigner).
 type signedAssertion struct {
 	id   string
+	sub  string // the assertion's sub; iss is id
 	meth string
 	key  any // crypto.Signer, or []byte for client_secret_jwt
 	alg  jwa.SignatureAlgorithm
@@ -259,7 +297,7 @@ type signedAssertion struct {
 
 // newSignedAssertion applies opts over the defaults.
 func newSignedAssertion(id, method string, opts []AssertionOption) *signedAssertion {
-	a := &signedAssertion{id: id, meth: method}
+	a := &signedAssertion{id: id, sub: id, meth: method}
 	for _, o := range opts {
 		if o != nil {
 			o.applyAssertion(&a.cfg)
@@ -292,14 +330,7 @@ func (a *signedAssertion) check(m *Metadata) error {
 }
 
 func (a *signedAssertion) authenticate(_ context.Context, r *tokenRequest) error {
-	aud := r.endpoint
-	if a.cfg.audIssuer {
-		aud = r.meta.Issuer
-	}
-	if secret, ok := a.key.([]byte); ok {
-		r.redact(string(secret))
-	}
-	s, err := a.sign(aud, r.now)
+	s, err := a.signFor(r)
 	if err != nil {
 		return err
 	}
@@ -307,7 +338,20 @@ func (a *signedAssertion) authenticate(_ context.Context, r *tokenRequest) error
 	return nil
 }
 
-// assertionClaims are the claims of a client assertion (RFC 7523, section 3).
+// signFor returns a new assertion for r: its audience the token endpoint's
+// URL, or the issuer with AudienceIssuer, issued at r.now.
+func (a *signedAssertion) signFor(r *tokenRequest) (string, error) {
+	aud := r.endpoint
+	if a.cfg.audIssuer {
+		aud = r.meta.Issuer
+	}
+	if secret, ok := a.key.([]byte); ok {
+		r.redact(string(secret))
+	}
+	return a.sign(aud, r.now)
+}
+
+// assertionClaims are the claims of an assertion (RFC 7523, section 3).
 type assertionClaims struct {
 	Issuer   string `json:"iss"`
 	Subject  string `json:"sub"`
@@ -317,11 +361,12 @@ type assertionClaims struct {
 	Expiry   int64  `json:"exp"`
 }
 
-// sign returns a new assertion for audience aud, issued at now.
+// sign returns a new assertion for audience aud, issued at now: a client
+// assertion, or a JWT bearer grant's.
 func (a *signedAssertion) sign(aud string, now time.Time) (string, error) {
 	payload, err := json.Marshal(assertionClaims{
 		Issuer:   a.id,
-		Subject:  a.id,
+		Subject:  a.sub,
 		Audience: aud,
 		// 128 random bits: a provider that remembers jtis to refuse
 		// replays (RFC 7523, section 3, item 7) never sees one twice.
@@ -330,26 +375,26 @@ func (a *signedAssertion) sign(aud string, now time.Time) (string, error) {
 		Expiry:   now.Add(a.cfg.lifetime).Unix(),
 	})
 	if err != nil {
-		return "", fmt.Errorf("sign client assertion: %w", err)
+		return "", fmt.Errorf("sign assertion: %w", err)
 	}
 	// A fresh header each time: jws.Sign sets alg on the one it is given.
 	h := jws.NewHeaders()
 	if err := h.Set(jws.TypeKey, "JWT"); err != nil {
-		return "", fmt.Errorf("sign client assertion: %w", err)
+		return "", fmt.Errorf("sign assertion: %w", err)
 	}
 	if a.cfg.kid != "" {
 		if err := h.Set(jws.KeyIDKey, a.cfg.kid); err != nil {
-			return "", fmt.Errorf("sign client assertion: %w", err)
+			return "", fmt.Errorf("sign assertion: %w", err)
 		}
 	}
 	if a.cfg.x5t != "" {
 		if err := h.Set(jws.X509CertThumbprintS256Key, a.cfg.x5t); err != nil {
-			return "", fmt.Errorf("sign client assertion: %w", err)
+			return "", fmt.Errorf("sign assertion: %w", err)
 		}
 	}
 	signed, err := jws.Sign(payload, jws.WithKey(a.alg, a.key, jws.WithProtectedHeaders(h)))
 	if err != nil {
-		return "", fmt.Errorf("sign client assertion: %w", err)
+		return "", fmt.Errorf("sign assertion: %w", err)
 	}
 	return string(signed), nil
 }

@@ -13,7 +13,8 @@ import (
 // Client obtains tokens from one identity provider, as one client of it. It
 // holds the provider's metadata and the client's authentication, and makes a
 // token request on every call of [Client.Issue], [Client.IssueFor],
-// [Client.IssueKey] and [Client.Exchange]: it caches no token. Most callers
+// [Client.IssueKey], [Client.Exchange], [Client.Refresh] and
+// [Client.JWTBearer]: it caches no token. Most callers
 // hand its methods to the root package, or use an [Exchanger]:
 //
 //	jwtcache.NewCache(jwtcache.Name("billing"), jwtcache.IssueFunction(client.Issue))

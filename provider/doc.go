@@ -1,10 +1,10 @@
 // Package provider is the client of an identity provider's token endpoint: it
 // discovers the provider's metadata (OpenID Connect Discovery 1.0, RFC 8414),
 // authenticates the client (client secrets, private_key_jwt, client
-// assertions, mutual TLS), runs the grants that issue tokens (client
-// credentials, token exchange), and binds tokens to a key with DPoP (RFC
-// 9449), on the token request and, as a [jwtcache.Scheme], on every request
-// that carries them.
+// assertions, mutual TLS, or none), runs the grants that issue tokens (client
+// credentials, token exchange, refresh token, JWT bearer), and binds tokens
+// to a key with DPoP (RFC 9449), on the token request and, as a
+// [jwtcache.Scheme], on every request that carries them.
 //
 // Its role is how a token is obtained. A [Client] never caches tokens: every
 // [Client.Issue] asks the provider for a new one, and the root package's

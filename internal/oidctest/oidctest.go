@@ -66,6 +66,11 @@ type Config struct {
 	// TrustedIssuers are the issuers whose JWTs a token exchange accepts as
 	// subject tokens, besides tokens this provider issued.
 	TrustedIssuers []TrustedIssuer
+	// AssertionIssuers are the issuers whose JWTs the JWT bearer grant (RFC
+	// 7523) accepts as assertions, for clients that list
+	// urn:ietf:params:oauth:grant-type:jwt-bearer in their grant_types (in
+	// Metadata); see server.mjs for the grant's rules.
+	AssertionIssuers []TrustedIssuer
 	// DPoPNonces makes every DPoP proof at the token endpoint carry a nonce
 	// the provider issued (400 use_dpop_nonce with a DPoP-Nonce header
 	// otherwise). DPoP proofs are accepted either way.
@@ -466,9 +471,12 @@ func (c Config) wire() map[string]any {
 			"accessTokenTTL": seconds(r.TTL), "accessTokenFormat": format, "signingAlg": r.SigningAlg,
 		})
 	}
-	issuers := make([]map[string]any, 0, len(c.TrustedIssuers))
-	for _, iss := range c.TrustedIssuers {
-		issuers = append(issuers, map[string]any{"issuer": iss.Issuer, "jwks": iss.JWKS})
+	trusted := func(list []TrustedIssuer) []map[string]any {
+		issuers := make([]map[string]any, 0, len(list))
+		for _, iss := range list {
+			issuers = append(issuers, map[string]any{"issuer": iss.Issuer, "jwks": iss.JWKS})
+		}
+		return issuers
 	}
 	w := map[string]any{
 		"clients": clients, "resources": resources,
@@ -476,7 +484,8 @@ func (c Config) wire() map[string]any {
 		"mtlsEndpointAliases": c.MTLSEndpointAliases,
 		"dpopNonces":          c.DPoPNonces,
 		"keyRotation":         c.KeyRotation,
-		"tokenExchange":       map[string]any{"trustedIssuers": issuers},
+		"tokenExchange":       map[string]any{"trustedIssuers": trusted(c.TrustedIssuers)},
+		"jwtBearer":           map[string]any{"trustedIssuers": trusted(c.AssertionIssuers)},
 	}
 	if r := c.RefreshTokens; r != nil {
 		w["refreshTokens"] = map[string]any{"rotate": r.Rotate, "resource": r.Resource, "scope": r.Scope}

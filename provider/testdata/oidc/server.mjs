@@ -2,10 +2,12 @@
 // (npm) on 127.0.0.1, on a free port, configured from the JSON file named by
 // the first argument (written by startOIDC in ../../oidcharness_test.go,
 // which documents every field). Its clients are registered for the
-// client_credentials grant and the token exchange grant (RFC 8693, below)
-// and authenticate with any of client_secret_basic, client_secret_post,
-// client_secret_jwt, private_key_jwt, tls_client_auth and
-// self_signed_tls_client_auth; introspection and revocation are enabled too.
+// client_credentials grant and the token exchange grant (RFC 8693, below);
+// the JWT bearer grant (RFC 7523, below) is there for those that list it in
+// their grant_types. They authenticate with any of client_secret_basic,
+// client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth and
+// self_signed_tls_client_auth, or none (a public client, which sends its
+// client_id only); introspection and revocation are enabled too.
 //
 // Line protocol with the test:
 //   stdout: "MTLS <base URL>"   the mTLS endpoint aliases' origin, before READY,
@@ -50,6 +52,7 @@ const [{ default: Provider, errors }, jose] = await Promise.all([import('oidc-pr
 
 const host = '127.0.0.1';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
@@ -221,7 +224,7 @@ const provider = new Provider(issuer, {
     ...c,
   })),
   clientAuthMethods: [
-    'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt',
+    'none', 'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt',
     ...(cfg.tls ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
   ],
   jwks: { keys: [...signingKeys, ...(rotation?.keys ?? [])] },
@@ -264,10 +267,11 @@ const provider = new Provider(issuer, {
   },
   formats: {
     customizers: {
-      // An exchanged token is about the subject token's subject.
+      // An exchanged token is about the subject token's subject, a JWT
+      // bearer grant's about the assertion's (issueAccessToken).
       async jwt(ctx, token, jwt) {
-        if (ctx?.oidc?.params?.grant_type === TOKEN_EXCHANGE && ctx.state.exchangeSubject) {
-          jwt.payload.sub = ctx.state.exchangeSubject;
+        if (ctx?.state?.grantSubject) {
+          jwt.payload.sub = ctx.state.grantSubject;
         }
       },
     },
@@ -350,7 +354,7 @@ function one(name, value) {
 }
 
 async function tokenExchange(ctx) {
-  const { params, client } = ctx.oidc;
+  const { params } = ctx.oidc;
   for (const name of ['subject_token', 'subject_token_type']) {
     if (!params[name]) {
       throw new errors.InvalidRequest(`missing required parameter '${name}'`);
@@ -367,7 +371,18 @@ async function tokenExchange(ctx) {
   if (subject.exp <= now) {
     throw new errors.InvalidRequest('subject_token is expired');
   }
+  await issueAccessToken(ctx, subject.sub, subject.exp, { issued_token_type: ACCESS_TOKEN_TYPE });
+}
 
+// issueAccessToken answers ctx, a grant's request, with an access token about
+// sub, that expires by notAfter (seconds since the epoch) at the latest: for
+// the one resource (or the resource whose identifier or audience is the
+// audience) requested, a JWT when that resource's format is jwt; without
+// resource or audience, an opaque token. The response's body has extra's
+// fields too.
+async function issueAccessToken(ctx, sub, notAfter, extra) {
+  const { params, client } = ctx.oidc;
+  const now = Math.floor(Date.now() / 1000);
   const resource = one('resource', params.resource);
   const audience = one('audience', params.audience);
   if (resource && audience) {
@@ -388,8 +403,8 @@ async function tokenExchange(ctx) {
   const allowed = new Set((target?.scope ?? [...scopes].join(' ')).split(' '));
   const scope = requested.filter((s) => allowed.has(s)).join(' ') || undefined;
   // iat and exp are set here, not by oidc-provider (which reads the clock
-  // twice), so that exp never passes the subject token's.
-  const life = Math.min(target?.accessTokenTTL || cfg.accessTokenTTL || 600, subject.exp - now);
+  // twice), so that exp never passes notAfter (the subject token's).
+  const life = Math.min(target?.accessTokenTTL || cfg.accessTokenTTL || 600, notAfter - now);
   const token = new provider.ClientCredentials({
     client,
     scope,
@@ -407,12 +422,12 @@ async function tokenExchange(ctx) {
     }
     token.setThumbprint('x5t', cert);
   }
-  ctx.state.exchangeSubject = subject.sub;
+  ctx.state.grantSubject = sub;
   ctx.oidc.entity('ClientCredentials', token);
   const value = await token.save();
   ctx.body = {
     access_token: value,
-    issued_token_type: ACCESS_TOKEN_TYPE,
+    ...extra,
     token_type: token.tokenType,
     expires_in: token.expiration,
     ...(token.scope ? { scope: token.scope } : {}),
@@ -423,6 +438,61 @@ provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
   'audience', 'resource', 'scope', 'requested_token_type',
   'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
 ], ['audience', 'resource']);
+
+// The JWT bearer grant (RFC 7523, section 2.1), with or without client
+// authentication (section 3.1), for the clients that list it in their
+// grant_types. The assertion must be a JWT signed by one of the issuers of
+// jwtBearer.trustedIssuers (its "iss" selects the keys), for this provider
+// (its aud the issuer or the token endpoint, RFC 7523 section 3), with sub,
+// exp in the future and a jti this provider has not seen from that issuer
+// (section 3, item 7): a replayed assertion is refused. Any of these wrong is
+// invalid_grant (section 3.1). The token is issued as a token exchange's
+// (issueAccessToken), about the assertion's sub.
+const assertionIssuers = new Map((cfg.jwtBearer?.trustedIssuers ?? [])
+  .map(({ issuer: iss, jwks }) => [iss, jose.createLocalJWKSet(jwks)]));
+// seenAssertions holds the jti of every assertion accepted, by issuer, until
+// its exp.
+const seenAssertions = new Map();
+
+async function jwtBearer(ctx) {
+  const { assertion } = ctx.oidc.params;
+  if (!assertion) {
+    throw new errors.InvalidRequest("missing required parameter 'assertion'");
+  }
+  let iss;
+  try {
+    ({ iss } = jose.decodeJwt(assertion));
+  } catch {
+    throw new errors.InvalidGrant('assertion is not a JWT');
+  }
+  const keys = assertionIssuers.get(iss);
+  if (!keys) {
+    throw new errors.InvalidGrant('assertion issuer is not trusted');
+  }
+  let payload;
+  try {
+    ({ payload } = await jose.jwtVerify(assertion, keys, {
+      issuer: iss,
+      audience: [provider.issuer, ctx.oidc.urlFor('token')],
+      requiredClaims: ['exp', 'sub', 'jti'],
+      algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
+    }));
+  } catch (err) {
+    throw new errors.InvalidGrant(`assertion is invalid: ${err.message}`);
+  }
+  const now = Math.floor(Date.now() / 1000);
+  for (const [key, exp] of seenAssertions) {
+    if (exp < now) seenAssertions.delete(key);
+  }
+  const key = JSON.stringify([iss, payload.jti]);
+  if (seenAssertions.has(key)) {
+    throw new errors.InvalidGrant('assertion jti was already used');
+  }
+  seenAssertions.set(key, payload.exp);
+  await issueAccessToken(ctx, payload.sub, Infinity, {});
+}
+
+provider.registerGrantType(JWT_BEARER, jwtBearer, ['assertion', 'audience', 'resource', 'scope'], ['audience', 'resource']);
 
 provider.on('grant.success', (ctx) => {
   console.log(`ISSUED ${ctx.oidc.client.clientId} ${ctx.oidc.params.grant_type}`);
