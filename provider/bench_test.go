@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -164,7 +165,7 @@ func BenchmarkDelegated_Hit(b *testing.B) {
 	p.answer(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-2"})
 	})
-	grants := newMemoryGrants()
+	grants := jwtcachetest.NewGrants()
 	d, err := provider.NewDelegated(p.client(b, basic), grants, jwtcache.MapLogger(nil))
 	if err != nil {
 		b.Fatal(err)

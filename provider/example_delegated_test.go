@@ -3,11 +3,11 @@ package provider_test
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"golang.org/x/oauth2"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -36,7 +36,7 @@ func ExampleDelegated() {
 		fmt.Println(err)
 		return
 	}
-	grants := newMemoryGrants() // in production: sqlstore.New(db) or redisstore.NewGrants(rdb)
+	grants := jwtcachetest.NewGrants() // in production: a database, sqlstore.New(db)
 	users, err := provider.NewDelegated(client, grants, jwtcache.MapName("users"))
 	if err != nil {
 		fmt.Println(err)
@@ -60,57 +60,4 @@ func ExampleDelegated() {
 	// token-2 for alice <nil>
 	// stored: refresh-2 version 2
 	// jwtcache: fetch token: provider: invalid_grant: the grant is gone, and the user must authorize again: no refresh token is stored for "bob"
-}
-
-// memoryGrants is a [provider.GrantStore] in memory, for the examples and
-// tests: a service's would be a database, which outlives the process.
-type memoryGrants struct {
-	mu sync.Mutex
-	m  map[string]memoryGrant
-}
-
-type memoryGrant struct {
-	token   string
-	version int64
-}
-
-func newMemoryGrants() *memoryGrants { return &memoryGrants{m: map[string]memoryGrant{}} }
-
-func (g *memoryGrants) Load(ctx context.Context, key string) (string, int64, error) {
-	if err := ctx.Err(); err != nil {
-		return "", 0, err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	e, ok := g.m[key]
-	if !ok {
-		return "", 0, fmt.Errorf("memoryGrants: %q: %w", key, jwtcache.ErrNotFound)
-	}
-	return e.token, e.version, nil
-}
-
-func (g *memoryGrants) Swap(ctx context.Context, key string, version int64, token string) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.m[key].version != version {
-		return 0, fmt.Errorf("memoryGrants: %q: %w", key, provider.ErrGrantConflict)
-	}
-	g.m[key] = memoryGrant{token: token, version: version + 1}
-	return version + 1, nil
-}
-
-func (g *memoryGrants) Delete(ctx context.Context, key string, version int64) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if e, ok := g.m[key]; !ok || e.version != version {
-		return false, nil
-	}
-	delete(g.m, key)
-	return true, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -88,7 +89,7 @@ func TestRefreshRotation_OIDC(t *testing.T) {
 
 	t.Run("Delegated stores each rotation", func(t *testing.T) {
 		_, rt := s.Grant(t, "sync", "bob")
-		grants := newMemoryGrants()
+		grants := jwtcachetest.NewGrants()
 		d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.MapLogger(nil))
 		if err != nil {
 			t.Fatal(err)
@@ -150,7 +151,7 @@ func TestReuseDetected_OIDC(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, rt := s.Grant(t, "sync", "dave")
-		grants := newMemoryGrants()
+		grants := jwtcachetest.NewGrants()
 		d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.MapLogger(nil))
 		if err != nil {
 			t.Fatal(err)
@@ -186,7 +187,7 @@ func TestRefreshRotation_RevokedGrant_OIDC(t *testing.T) {
 	t.Parallel()
 	s, c := startRefreshing(t, true)
 	ctx := context.Background()
-	grants := newMemoryGrants()
+	grants := jwtcachetest.NewGrants()
 	d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.MapLogger(nil))
 	if err != nil {
 		t.Fatal(err)

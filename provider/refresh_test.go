@@ -13,6 +13,7 @@ import (
 
 	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
+	"github.com/seed7aeb0c6e/jwtcache/jwtcachetest"
 	"github.com/seed7aeb0c6e/jwtcache/provider"
 )
 
@@ -184,7 +185,7 @@ func TestRefreshToken_LostResponse(t *testing.T) {
 // swap, with applyThenFail, is applied and then reported as failed (as a
 // timeout after the write would be).
 type flakyGrants struct {
-	*memoryGrants
+	*jwtcachetest.Grants
 	down, applyThenFail atomic.Bool
 	swaps               atomic.Int32
 }
@@ -195,7 +196,7 @@ func (g *flakyGrants) Load(ctx context.Context, key string) (string, int64, erro
 	if g.down.Load() {
 		return "", 0, errGrantsDown
 	}
-	return g.memoryGrants.Load(ctx, key)
+	return g.Grants.Load(ctx, key)
 }
 
 func (g *flakyGrants) Swap(ctx context.Context, key string, version int64, token string) (int64, error) {
@@ -203,7 +204,7 @@ func (g *flakyGrants) Swap(ctx context.Context, key string, version int64, token
 	if g.down.Load() {
 		return 0, errGrantsDown
 	}
-	v, err := g.memoryGrants.Swap(ctx, key, version, token)
+	v, err := g.Grants.Swap(ctx, key, version, token)
 	if err == nil && g.applyThenFail.CompareAndSwap(true, false) {
 		return 0, errGrantsDown
 	}
@@ -214,7 +215,7 @@ func (g *flakyGrants) Delete(ctx context.Context, key string, version int64) (bo
 	if g.down.Load() {
 		return false, errGrantsDown
 	}
-	return g.memoryGrants.Delete(ctx, key, version)
+	return g.Grants.Delete(ctx, key, version)
 }
 
 // newDelegated returns a Delegated of p's client over grants, logging to the
@@ -236,7 +237,7 @@ func TestRefreshRotation_GrantStoreDown(t *testing.T) {
 	t.Run("before the refresh: no request", func(t *testing.T) {
 		p := newIDP(t, false)
 		rotatingIDP(p)
-		grants := &flakyGrants{memoryGrants: newMemoryGrants()}
+		grants := &flakyGrants{Grants: jwtcachetest.NewGrants()}
 		d, _ := newDelegated(t, p, grants)
 		grants.down.Store(true)
 		if _, err := d.Token(t.Context(), "alice"); !errors.Is(err, errGrantsDown) {
@@ -250,7 +251,7 @@ func TestRefreshRotation_GrantStoreDown(t *testing.T) {
 	t.Run("after the refresh: kept, used, stored once back", func(t *testing.T) {
 		p := newIDP(t, false)
 		live := rotatingIDP(p)
-		grants := &flakyGrants{memoryGrants: newMemoryGrants()}
+		grants := &flakyGrants{Grants: jwtcachetest.NewGrants()}
 		d, logs := newDelegated(t, p, grants)
 		// Down between the load and the swap: the provider has spent rt-1.
 		p.intercept(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
@@ -295,7 +296,7 @@ func TestRefreshRotation_GrantStoreDown(t *testing.T) {
 	t.Run("a failed swap that was applied", func(t *testing.T) {
 		p := newIDP(t, false)
 		rotatingIDP(p)
-		grants := &flakyGrants{memoryGrants: newMemoryGrants()}
+		grants := &flakyGrants{Grants: jwtcachetest.NewGrants()}
 		d, logs := newDelegated(t, p, grants)
 		grants.applyThenFail.Store(true)
 		if _, err := d.Token(t.Context(), "alice"); err != nil {
