@@ -51,6 +51,12 @@ import (
 // (package redisstore's): without one, nothing stops two of them refreshing
 // one user at once. Access tokens go through that store as a CacheMap's do.
 //
+// A replica that shuts down calls [Delegated.Close], which lets the refreshes
+// under way finish and stores what is kept in memory. A process killed
+// between a refresh's response and its store loses the rotated refresh
+// token: with a provider that allows no reuse of the previous one (Okta's
+// and Auth0's grace periods do), the user must authorize again.
+//
 // A Delegated is safe for concurrent use. Its goroutine, which stores the
 // refresh tokens kept in memory, runs only while there are any.
 type Delegated struct {
@@ -58,10 +64,13 @@ type Delegated struct {
 	grants GrantStore
 	m      *jwtcache.CacheMap
 
-	mu sync.Mutex // guards pending and flushing
+	mu sync.Mutex // guards pending, flushing and closed, and orders refreshes' Add with Close's Wait
 	// pending holds, by key, the rotated refresh tokens not stored yet.
 	pending  map[string]*pendingGrant
 	flushing bool // the goroutine that stores them runs
+	closed   bool
+	// refreshing counts the refreshes under way, which Close waits for.
+	refreshing sync.WaitGroup
 
 	refreshes, rotations, storeFailures, refused atomic.Uint64
 }
@@ -197,9 +206,69 @@ func (d *Delegated) Stats() DelegatedStats {
 	}
 }
 
+// ErrClosed is the error of a refresh asked of a [Delegated] after
+// [Delegated.Close].
+var ErrClosed = errors.New("provider: the Delegated is closed")
+
+// Close stops d's refreshes, for a replica's shutdown (on SIGTERM, before the
+// process exits): it waits for the refreshes under way, then stores the
+// rotated refresh tokens it still keeps in memory, trying until ctx ends. A
+// refresh token in memory is the only copy of the user's grant, lost when
+// the process ends. It returns an error if ctx ended first, and says how
+// many were lost; nil once all are stored. After Close, access tokens still
+// cached are served, and a call that needs a refresh fails with [ErrClosed].
+// Close may be called more than once.
+func (d *Delegated) Close(ctx context.Context) error {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		d.refreshing.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("provider: Delegated.Close: refreshes still under way: %w", ctx.Err())
+	}
+	for n := 1; ; n++ {
+		d.mu.Lock()
+		keys := make([]string, 0, len(d.pending))
+		for k := range d.pending {
+			keys = append(keys, k)
+		}
+		d.mu.Unlock()
+		if len(keys) == 0 {
+			return nil
+		}
+		for _, k := range keys {
+			d.flushKey(ctx, k)
+		}
+		if d.Stats().Pending == 0 {
+			return nil
+		}
+		select {
+		case <-time.After(engine.RetryDelay(n, time.Hour, 100*time.Millisecond, time.Second, rand.Float64())):
+		case <-ctx.Done():
+			lost := d.Stats().Pending
+			d.client.cfg.log().Error("provider: Delegated.Close: rotated refresh tokens could not be stored, and are lost: those users must authorize again", "lost", lost)
+			return fmt.Errorf("provider: Delegated.Close: %d rotated refresh tokens not stored: %w", lost, ctx.Err())
+		}
+	}
+}
+
 // issue is the map's token function: the refresh of key's access token, on
 // the fetch's context, under the fleet's lease.
 func (d *Delegated) issue(ctx context.Context, key string) (jwtcache.Issued, error) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return jwtcache.Issued{}, fmt.Errorf("provider: refresh %q: %w", key, ErrClosed)
+	}
+	d.refreshing.Add(1)
+	d.mu.Unlock()
+	defer d.refreshing.Done()
 	token, version, err := d.current(ctx, key)
 	if err != nil {
 		return jwtcache.Issued{}, err

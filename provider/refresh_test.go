@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/seed7aeb0c6e/jwtcache"
 	"github.com/seed7aeb0c6e/jwtcache/internal/testkit"
@@ -309,6 +310,70 @@ func TestRefreshRotation_GrantStoreDown(t *testing.T) {
 		d.Map().Invalidate("alice")
 		if tok, err := d.Token(t.Context(), "alice"); err != nil || tok != "at-3" {
 			t.Errorf("Token() = %q, %v; want at-3", tok, err)
+		}
+	})
+}
+
+func TestDelegated_Close(t *testing.T) {
+	t.Run("waits for a refresh under way", func(t *testing.T) {
+		p := newIDP(t, false)
+		rotatingIDP(p)
+		d, _ := newDelegated(t, p, jwtcachetest.NewGrants())
+		arrived, release := make(chan struct{}), make(chan struct{})
+		p.intercept(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			close(arrived)
+			<-release
+			next.ServeHTTP(w, r)
+		})
+		got := make(chan error, 1)
+		go func() {
+			_, err := d.Token(context.Background(), "alice")
+			got <- err
+		}()
+		<-arrived
+		closed := make(chan error, 1)
+		go func() { closed <- d.Close(context.Background()) }()
+		select {
+		case err := <-closed:
+			t.Fatalf("Close() = %v before the refresh under way ended", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(release)
+		if err := <-got; err != nil {
+			t.Errorf("the refresh under way: error = %v; want its token", err)
+		}
+		if err := <-closed; err != nil {
+			t.Errorf("Close() error = %v", err)
+		}
+		d.Map().Invalidate("alice")
+		if _, err := d.Token(context.Background(), "alice"); !errors.Is(err, provider.ErrClosed) {
+			t.Errorf("Token() after Close: error = %v; want ErrClosed", err)
+		}
+	})
+
+	t.Run("stores what it keeps, or says it is lost", func(t *testing.T) {
+		p := newIDP(t, false)
+		live := rotatingIDP(p)
+		grants := &flakyGrants{Grants: jwtcachetest.NewGrants()}
+		d, logs := newDelegated(t, p, grants)
+		p.intercept(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			grants.down.Store(true)
+			next.ServeHTTP(w, r)
+		})
+		if _, err := d.Token(t.Context(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		if err := d.Close(ctx); err == nil || !strings.Contains(logs.String(), "lost") {
+			t.Errorf("Close() with the GrantStore down: error = %v, log %q; want an error, and the loss logged", err, logs)
+		}
+		grants.down.Store(false)
+		if err := d.Close(t.Context()); err != nil {
+			t.Errorf("Close() with the GrantStore back: error = %v", err)
+		}
+		if stored, _, _ := grants.Load(t.Context(), "alice"); stored != fmt.Sprintf("rt-%d", live()) {
+			t.Errorf("stored %q; want the live rt-%d", stored, live())
 		}
 	})
 }
