@@ -10,7 +10,9 @@
 // [Client.Issue] asks the provider for a new one, and the root package's
 // [jwtcache.Cache] and [jwtcache.CacheMap] do the caching, with a Client's
 // methods as their token functions (an [Exchanger] is such a CacheMap, keyed
-// by subject):
+// by subject, and a [Delegated] one keyed by user, refreshing the users'
+// tokens with refresh tokens that a [GrantStore] keeps across restarts and
+// replicas):
 //
 //	client, err := provider.New(ctx, "https://idp.example/realms/acme",
 //		provider.ClientSecretBasic("billing", secret))
