@@ -232,7 +232,7 @@ func startOIDC(t *testing.T, cfg oidcConfig) *oidcServer {
 	}
 
 	s := &oidcServer{
-		synced:  make(chan int, 1),
+		synced:    make(chan int, 1),
 		rotated:   make(chan string, 1),
 		granted:   make(chan string, 1),
 		revoked:   make(chan string, 1),
