@@ -1,5 +1,6 @@
 // Package redisstore implements [jwtcache.Store] on Redis, so that a fleet of
-// replicas fetches one token, not one each.
+// replicas fetches one token, not one each, and, as [Grants],
+// [provider.GrantStore], the durable home of users' refresh tokens.
 //
 // Tokens are stored encrypted and authenticated with AES-256-GCM under a key
 // the user supplies; each value names its key's ID, so keys can rotate, and is
@@ -83,7 +84,7 @@ func Prefix(p string) Option {
 
 // Timeout bounds every Redis call: past it, a [Store]'s cache fetches on its
 // own, and a call of [Grants] fails. Zero or less is taken as the default.
-// The default is 200 milliseconds for a Store, 1 second for Grants.
+// The default is 200 milliseconds for a Store, 2 seconds for Grants.
 func Timeout(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d > 0 {
