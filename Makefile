@@ -12,12 +12,12 @@ IDP_DIR       := jwtoauth2/testdata/idp
 # The real OpenID provider (oidc-provider, from npm) the provider tests run.
 OIDC_DIR      := provider/testdata/oidc
 
-.PHONY: all test vet fmt-check unit bench-smoke fuzz-smoke demo-smoke demo bench lint idp-deps oidc-deps redis-deps
+.PHONY: all test vet fmt-check unit bench-smoke fuzz-smoke demo-smoke demo bench lint idp-deps oidc-deps redis-deps postgres-deps
 
 all: test
 
 ## test: gofmt, vet, race-enabled tests (with examples), a benchmark smoke run and the demo.
-test: fmt-check vet idp-deps oidc-deps redis-deps unit bench-smoke fuzz-smoke demo-smoke
+test: fmt-check vet idp-deps oidc-deps redis-deps postgres-deps unit bench-smoke fuzz-smoke demo-smoke
 
 # redis-server and redis-cli (which builds the test clusters) for the
 # redisstore tests, from Debian's redis-server and redis-tools, installed when
@@ -29,6 +29,19 @@ redis-deps:
 		(apt-get install -y -qq redis-server redis-tools >/dev/null 2>&1 || \
 		 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null)); \
 	else echo "redis-server and redis-cli are needed: sudo apt-get install -y redis-server redis-tools" >&2; exit 1; fi
+
+# PostgreSQL (initdb and postgres) for the sqlstore tests, from Debian's
+# postgresql, installed when missing and possible; otherwise make test fails
+# with the line to run. Debian puts them in /usr/lib/postgresql/<major>/bin,
+# off PATH, where testkit.Postgres looks too.
+postgres-deps:
+	@command -v initdb >/dev/null && command -v postgres >/dev/null && exit 0; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing postgresql"; \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+		 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)); \
+	else echo "PostgreSQL is needed: sudo apt-get install -y postgresql" >&2; exit 1; fi
 
 # npm packages for the tests that run a real server, installed from the lock
 # file when missing or older than it. Without node, those tests skip, except

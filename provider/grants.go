@@ -14,7 +14,10 @@ import (
 // Every refresh token under a key has a version: 1 for the first, one more
 // for each [GrantStore.Swap]. A Swap from a version that is no longer the
 // current one stores nothing, so that a replica can never overwrite a newer
-// refresh token with an older one. Nothing in a GrantStore expires.
+// refresh token with an older one. Nothing in a GrantStore expires. A Swap
+// or a Delete that returns an error other than [ErrGrantConflict] (a
+// timeout, say) may nonetheless have been applied: the caller finds out with
+// [GrantStore.Load].
 //
 // A GrantStore must be safe for concurrent use, across the processes that
 // share it, and its methods must return once their context ends. Refresh

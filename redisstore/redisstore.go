@@ -1,5 +1,6 @@
 // Package redisstore implements [jwtcache.Store] on Redis, so that a fleet of
-// replicas fetches one token, not one each.
+// replicas fetches one token, not one each, and, as [Grants],
+// [provider.GrantStore], the durable home of users' refresh tokens.
 //
 // Tokens are stored encrypted and authenticated with AES-256-GCM under a key
 // the user supplies; each value names its key's ID, so keys can rotate, and is
@@ -14,8 +15,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -27,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed7aeb0c6e/jwtcache"
+	"github.com/seed7aeb0c6e/jwtcache/internal/seal"
 )
 
 // ErrCorrupt is what Load returns for a value it cannot read back: truncated,
@@ -36,76 +36,59 @@ var ErrCorrupt = errors.New("redisstore: value cannot be read back")
 
 // Store is a [jwtcache.Store] on Redis. It is safe for concurrent use.
 type Store struct {
-	client    redis.UniversalClient
-	prefix    string
-	timeout   time.Duration
-	keys      map[string]cipher.AEAD // by key ID
-	current   string                 // the ID of the key new values are sealed with
-	plaintext bool
+	config
 }
 
 var _ jwtcache.Store = (*Store)(nil)
 
-// Option configures a [Store].
-type Option interface {
-	apply(*Store) error
+// config is what a [Store] and [Grants] share: their client and what the
+// options set. It is not modified after the constructor returns.
+type config struct {
+	client  redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	ring    *seal.Ring // seals the values
 }
 
-type optionFunc func(*Store) error
+// Option configures a [Store] or [Grants].
+type Option interface {
+	apply(*config) error
+}
 
-func (f optionFunc) apply(s *Store) error { return f(s) }
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
 
 // Key adds an AES-256 key (32 bytes) with an ID that is stored, in clear, with
 // every value it seals. The first Key seals new values; the others only open
 // old ones, so a key can be rotated out: add the new one first, keep the old
-// one until the values it sealed have expired (a token's lifetime), then drop
-// it.
+// one until the values it sealed are gone (for a [Store], a token's lifetime;
+// [Grants] never expire, so until every grant has been swapped since), then
+// drop it. Its errors wrap [jwtcache.ErrInvalid].
 func Key(id string, key []byte) Option {
-	return optionFunc(func(s *Store) error {
-		if id == "" || len(id) > 255 {
-			return errors.New("redisstore: a key ID must be 1 to 255 bytes")
-		}
-		if _, dup := s.keys[id]; dup {
-			return fmt.Errorf("redisstore: key ID %q given twice", id)
-		}
-		if len(key) != 32 {
-			return fmt.Errorf("redisstore: key %q has %d bytes; AES-256 needs 32", id, len(key))
-		}
-		block, err := aes.NewCipher(key)
-		if err != nil {
-			return fmt.Errorf("redisstore: key %q: %w", id, err)
-		}
-		aead, err := cipher.NewGCM(block)
-		if err != nil {
-			return fmt.Errorf("redisstore: key %q: %w", id, err)
-		}
-		s.keys[id] = aead
-		if s.current == "" {
-			s.current = id
-		}
-		return nil
-	})
+	return optionFunc(func(c *config) error { return c.ring.Add(id, key) })
 }
 
 // InsecurePlaintextTokens stores tokens unencrypted, readable by anyone who
 // can read the Redis keys. It exists for development setups only; a store
 // needs either it or a [Key].
 func InsecurePlaintextTokens() Option {
-	return optionFunc(func(s *Store) error { s.plaintext = true; return nil })
+	return optionFunc(func(c *config) error { c.ring.Plaintext(); return nil })
 }
 
 // Prefix sets the prefix of every Redis key the store writes. The default is
 // "jwtcache".
 func Prefix(p string) Option {
-	return optionFunc(func(s *Store) error { s.prefix = p; return nil })
+	return optionFunc(func(c *config) error { c.prefix = p; return nil })
 }
 
-// Timeout bounds every Redis call: past it, the cache fetches on its own. Zero
-// or less is taken as the default. The default is 200 milliseconds.
+// Timeout bounds every Redis call: past it, a [Store]'s cache fetches on its
+// own, and a call of [Grants] fails. Zero or less is taken as the default.
+// The default is 200 milliseconds for a Store, 2 seconds for Grants.
 func Timeout(d time.Duration) Option {
-	return optionFunc(func(s *Store) error {
+	return optionFunc(func(c *config) error {
 		if d > 0 {
-			s.timeout = d
+			c.timeout = d
 		}
 		return nil
 	})
@@ -114,45 +97,51 @@ func Timeout(d time.Duration) Option {
 // New returns a store on client: a single server, Sentinel or Cluster client.
 // It needs a [Key], or [InsecurePlaintextTokens].
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
-	if client == nil {
-		return nil, errors.New("redisstore: nil client")
+	c, err := configure(client, 200*time.Millisecond, opts)
+	if err != nil {
+		return nil, err
 	}
-	s := &Store{client: client, prefix: "jwtcache", timeout: 200 * time.Millisecond, keys: map[string]cipher.AEAD{}}
+	return &Store{config: c}, nil
+}
+
+// configure returns the configuration opts give, for client, with timeout
+// by default.
+func configure(client redis.UniversalClient, timeout time.Duration, opts []Option) (config, error) {
+	if client == nil {
+		return config{}, fmt.Errorf("redisstore: nil client: %w", jwtcache.ErrInvalid)
+	}
+	c := config{client: client, prefix: "jwtcache", timeout: timeout, ring: seal.NewRing("redisstore", ErrCorrupt)}
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
-		if err := o.apply(s); err != nil {
-			return nil, err
+		if err := o.apply(&c); err != nil {
+			return config{}, err
 		}
 	}
-	if s.current == "" && !s.plaintext {
-		return nil, errors.New("redisstore: no encryption key: give redisstore.Key, or InsecurePlaintextTokens for development")
+	if err := c.ring.Ready(); err != nil {
+		return config{}, err
 	}
-	if s.current != "" && s.plaintext {
-		return nil, errors.New("redisstore: both a key and InsecurePlaintextTokens given")
-	}
-	return s, nil
+	return c, nil
 }
 
-// redisKeys returns the Redis keys of a cache key's token and lease. The
-// cache key is hashed into the hash tag, so that any key is a valid tag and
-// tenant ids do not show in Redis.
-func (s *Store) redisKeys(key string) (token, lease string) {
+// tag returns the prefix and hash tag of the Redis keys of key. The key is
+// hashed into the hash tag, so that any key is a valid tag and tenant ids do
+// not show in Redis.
+func (c *config) tag(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	tag := "{" + hex.EncodeToString(sum[:12]) + "}"
-	return s.prefix + ":" + tag + ":token", s.prefix + ":" + tag + ":lease"
+	return c.prefix + ":{" + hex.EncodeToString(sum[:12]) + "}"
 }
 
-// Value layout: version (1), mode (0 sealed, 1 plain), then for sealed
-// values the key ID's length, the key ID, the nonce and the sealed payload;
-// for plain values the payload. The payload is the expiry in Unix
-// milliseconds (8 bytes, big-endian) and the token.
-const (
-	version   = 1
-	modeSeal  = 0
-	modePlain = 1
-)
+// redisKeys returns the Redis keys of a cache key's token and lease.
+func (s *Store) redisKeys(key string) (token, lease string) {
+	tag := s.tag(key)
+	return tag + ":token", tag + ":lease"
+}
+
+// A value is the sealed payload (see package seal), bound to its Redis
+// key. The payload is the expiry in Unix milliseconds (8 bytes, big-endian)
+// and the token.
 
 // Load implements [jwtcache.Store].
 func (s *Store) Load(ctx context.Context, key string) (string, time.Time, error) {
@@ -166,7 +155,7 @@ func (s *Store) Load(ctx context.Context, key string) (string, time.Time, error)
 	if err != nil {
 		return "", time.Time{}, s.failed("load", err)
 	}
-	payload, err := s.open(rk, b)
+	payload, err := s.ring.Open(b, []byte(rk))
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -188,7 +177,7 @@ func (s *Store) Save(ctx context.Context, key, token string, expiry time.Time) e
 	rk, _ := s.redisKeys(key)
 	payload := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(token)), uint64(expiry.UnixMilli()))
 	payload = append(payload, token...)
-	value, err := s.seal(rk, payload)
+	value, err := s.ring.Seal(payload, []byte(rk))
 	if err != nil {
 		return err
 	}
@@ -224,7 +213,7 @@ func (s *Store) CompareAndDelete(ctx context.Context, key, token string) (bool, 
 	if err != nil {
 		return false, s.failed("compare and delete", err)
 	}
-	if payload, err := s.open(rk, b); err != nil || len(payload) < 8 || string(payload[8:]) != token {
+	if payload, err := s.ring.Open(b, []byte(rk)); err != nil || len(payload) < 8 || string(payload[8:]) != token {
 		return false, nil // another token, or one nobody can adopt
 	}
 	n, err := compareAndDelete.Run(ctx, s.client, []string{rk}, b).Int()
@@ -277,59 +266,9 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (func(
 // failed master only from a MOVED reply, which no live node sends for the dead
 // master's slots, or when its ClusterStateReloadInterval (60 seconds by
 // default) has passed, and the fleet would fetch alone until then.
-func (s *Store) failed(op string, err error) error {
-	if c, ok := s.client.(*redis.ClusterClient); ok {
-		c.ReloadState(context.Background())
+func (c *config) failed(op string, err error) error {
+	if cc, ok := c.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
 	}
 	return fmt.Errorf("redisstore: %s: %w", op, err)
-}
-
-// seal returns the value that stores payload under the Redis key rk.
-func (s *Store) seal(rk string, payload []byte) ([]byte, error) {
-	if s.plaintext {
-		return append([]byte{version, modePlain}, payload...), nil
-	}
-	aead := s.keys[s.current]
-	out := make([]byte, 0, 3+len(s.current)+aead.NonceSize()+len(payload)+aead.Overhead())
-	out = append(out, version, modeSeal, byte(len(s.current)))
-	out = append(out, s.current...)
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("redisstore: save: %w", err)
-	}
-	out = append(out, nonce...)
-	return aead.Seal(out, nonce, payload, []byte(rk)), nil
-}
-
-// open returns the payload of the value b stored under the Redis key rk.
-func (s *Store) open(rk string, b []byte) ([]byte, error) {
-	if len(b) < 2 || b[0] != version {
-		return nil, fmt.Errorf("%w: unknown format", ErrCorrupt)
-	}
-	switch b[1] {
-	case modePlain:
-		if !s.plaintext {
-			return nil, fmt.Errorf("%w: an unencrypted value, and this store encrypts", ErrCorrupt)
-		}
-		return b[2:], nil
-	case modeSeal:
-		if len(b) < 3 || len(b) < 3+int(b[2]) {
-			return nil, fmt.Errorf("%w: truncated", ErrCorrupt)
-		}
-		id := string(b[3 : 3+int(b[2])])
-		aead, ok := s.keys[id]
-		if !ok {
-			return nil, fmt.Errorf("%w: sealed with key ID %q, which this store does not have", ErrCorrupt, id)
-		}
-		rest := b[3+len(id):]
-		if len(rest) < aead.NonceSize() {
-			return nil, fmt.Errorf("%w: truncated", ErrCorrupt)
-		}
-		payload, err := aead.Open(nil, rest[:aead.NonceSize()], rest[aead.NonceSize():], []byte(rk))
-		if err != nil {
-			return nil, fmt.Errorf("%w: it does not authenticate under key %q (tampered, truncated or copied)", ErrCorrupt, id)
-		}
-		return payload, nil
-	}
-	return nil, fmt.Errorf("%w: unknown mode", ErrCorrupt)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,6 +47,14 @@ type Command struct {
 	// It is then stopped by closing that pipe, and killed only if it has
 	// not exited within 10s; without Stdin, it is killed.
 	Stdin bool
+	// StopSignal, if set (and without Stdin), is the signal that stops the
+	// program (os.Interrupt for PostgreSQL's fast shutdown, say); it is
+	// killed only if it has not exited within 10s.
+	StopSignal os.Signal
+
+	// SysProcAttr, if set, is the program's exec.Cmd.SysProcAttr: the user
+	// it runs as, say.
+	SysProcAttr *syscall.SysProcAttr
 }
 
 // Process is a program started by [Start].
@@ -53,6 +62,7 @@ type Process struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser // nil without Command.Stdin
+	stop   os.Signal      // Command.StopSignal
 	output Buffer
 	ready  string        // written before readyCh is closed; only read after
 	exited chan struct{} // closed once the program has exited and its output is read
@@ -71,9 +81,10 @@ func Start(t testing.TB, cmd Command) *Process {
 	if name == "" {
 		name = filepath.Base(cmd.Path)
 	}
-	p := &Process{name: name, exited: make(chan struct{})}
+	p := &Process{name: name, stop: cmd.StopSignal, exited: make(chan struct{})}
 	p.cmd = exec.Command(cmd.Path, cmd.Args...)
 	p.cmd.Dir = cmd.Dir
+	p.cmd.SysProcAttr = cmd.SysProcAttr
 	if cmd.Env != nil {
 		p.cmd.Env = append(os.Environ(), cmd.Env...)
 	}
@@ -185,12 +196,17 @@ func (p *Process) Send(line string) error {
 }
 
 // Stop stops the program, as the test's end would, and waits until it has
-// exited: with Command.Stdin, by closing its standard input, then, after 10s,
-// by killing it; otherwise by killing it. Stop may be called more than once.
+// exited: with Command.Stdin, by closing its standard input, with
+// Command.StopSignal, by that signal, then, after 10s, by killing it;
+// otherwise by killing it. Stop may be called more than once.
 func (p *Process) Stop() {
 	p.stopOnce.Do(func() {
-		if p.stdin != nil {
-			p.stdin.Close() // the program exits when its stdin closes
+		if p.stdin != nil || p.stop != nil {
+			if p.stdin != nil {
+				p.stdin.Close() // the program exits when its stdin closes
+			} else {
+				p.cmd.Process.Signal(p.stop)
+			}
 			select {
 			case <-p.exited:
 				return

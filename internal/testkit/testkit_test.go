@@ -2,6 +2,8 @@ package testkit_test
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -104,5 +106,48 @@ func TestStart(t *testing.T) {
 	out := p.Output().String()
 	if !strings.Contains(out, "warming up") || !strings.Contains(out, "READY 127.0.0.1:1") {
 		t.Errorf("Output() = %q; want its standard output and error", out)
+	}
+}
+
+// TestStart_StopSignal stops a process that traps the signal it is given,
+// and says so before it exits.
+func TestStart_StopSignal(t *testing.T) {
+	sh := testkit.LookPath(t, "sh", "a POSIX shell")
+	p := testkit.Start(t, testkit.Command{
+		Path:       sh,
+		Args:       []string{"-c", `trap 'echo INTERRUPTED; exit 0' INT; echo READY; while :; do sleep 0.01; done`},
+		ReadyLine:  "READY",
+		StopSignal: os.Interrupt,
+	})
+	p.Stop()
+	if !p.Output().Contains("INTERRUPTED") {
+		t.Errorf("Output() = %q; want the trap's line: the process stopped by the signal, not killed", p.Output())
+	}
+}
+
+// TestPostgres starts a server, stops it and starts it again on its port.
+func TestPostgres(t *testing.T) {
+	s := testkit.Postgres(t)
+	addr := strings.TrimPrefix(strings.Split(s.DSN(), "/")[2], "postgres@")
+	if !strings.HasPrefix(s.DSN(), "postgres://postgres@127.0.0.1:") {
+		t.Errorf("DSN() = %q; want the superuser on 127.0.0.1", s.DSN())
+	}
+	dial := func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	s.Stop()
+	if err := dial(); err == nil {
+		t.Fatalf("dial %s after Stop(): no error", addr)
+	}
+	s.Start(t)
+	if err := dial(); err != nil {
+		t.Fatalf("dial %s after Start(): %v", addr, err)
 	}
 }
