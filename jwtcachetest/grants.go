@@ -2,7 +2,6 @@ package jwtcachetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -29,8 +28,6 @@ type grant struct {
 	version int64
 }
 
-// errNoKey is the error of a call with an empty key.
-var errNoKey = errors.New("jwtcachetest: Grants: an empty key")
 
 // NewGrants returns an empty Grants.
 func NewGrants() *Grants { return &Grants{} }
@@ -53,6 +50,9 @@ func (g *Grants) Load(ctx context.Context, key string) (string, int64, error) {
 func (g *Grants) Swap(ctx context.Context, key string, version int64, refreshToken string) (int64, error) {
 	if err := check(ctx, key); err != nil {
 		return 0, err
+	}
+	if refreshToken == "" || version < 0 {
+		return 0, fmt.Errorf("%w: jwtcachetest: Grants.Swap: an empty refresh token, or a negative version", jwtcache.ErrInvalid)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -83,7 +83,7 @@ func (g *Grants) Delete(ctx context.Context, key string, version int64) (bool, e
 // check returns the error of a call on ctx for key, if it has one.
 func check(ctx context.Context, key string) error {
 	if key == "" {
-		return errNoKey
+		return fmt.Errorf("%w: jwtcachetest: Grants: an empty key", jwtcache.ErrInvalid)
 	}
 	return ctx.Err()
 }
