@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,15 +17,12 @@ import (
 	"github.com/seed7aeb0c6e/jwtcache/redisstore"
 )
 
-// redisProc is a real redis-server on 127.0.0.1, without persistence. The
-// test's cleanup kills it, and shows the end of its log if the test failed;
-// the test may kill it and start it again on the same port.
+// redisProc is a real redis-server on 127.0.0.1 ([testkit.RedisServer]),
+// with the test that started it.
 type redisProc struct {
+	*testkit.RedisServer
 	t    testing.TB
 	name string
-	port int
-	args []string
-	proc *testkit.Process
 }
 
 // startRedis starts a lone redis-server.
@@ -36,38 +32,30 @@ func startRedis(t testing.TB) *redisProc {
 	return startProc(t, fmt.Sprintf("redis-server-%d", port), t.TempDir(), port)
 }
 
-// startProc starts redis-server on 127.0.0.1:port, in dir, with args added,
-// and waits until it accepts connections. Without redis-server (`make test`
-// installs it), the test is skipped, unless CI is set: there it must run.
+// startProc starts redis-server on 127.0.0.1:port, in dir, with args added
+// (see [testkit.StartRedis]).
 func startProc(t testing.TB, name, dir string, port int, args ...string) *redisProc {
 	t.Helper()
-	p := &redisProc{t: t, name: name, port: port, args: append(args,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		// A replica's first sync waits five seconds by default, for others
-		// to share it.
-		"--repl-diskless-sync-delay", "0")}
-	p.start()
-	return p
+	return &redisProc{RedisServer: testkit.StartRedis(t, name, dir, port, args...), t: t, name: name}
 }
 
 // redisBin returns the path of a Redis program, or skips the test without it
 // (see [testkit.Unavailable]).
 func redisBin(t testing.TB, name string) string {
 	t.Helper()
-	return testkit.LookPath(t, name, "make test installs it: apt-get install -y redis-server redis-tools")
+	return testkit.LookPath(t, name, testkit.RedisInstall)
 }
 
 // start starts the process, again after kill.
 func (p *redisProc) start() {
 	p.t.Helper()
-	p.proc = testkit.Start(p.t, testkit.Command{Name: p.name, Path: redisBin(p.t, "redis-server"), Args: p.args, ReadyAddr: p.addr()})
+	p.Start(p.t)
 }
 
 // kill kills the process and waits until it has exited.
-func (p *redisProc) kill() { p.proc.Stop() }
+func (p *redisProc) kill() { p.Stop() }
 
-func (p *redisProc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
+func (p *redisProc) addr() string { return p.Addr() }
 
 // client returns a client of the process, as a replica of a fleet would
 // configure it, closed when the test ends.
