@@ -1,6 +1,8 @@
 // Package jwtoauth2 connects jwtcache with golang.org/x/oauth2: token
-// functions from oauth2 configs and token sources, and a jwtcache Cache as an
-// [oauth2.TokenSource].
+// functions from oauth2 configs and token sources, a jwtcache Cache as an
+// [oauth2.TokenSource], and users' tokens from an [oauth2.Config] held by a
+// [provider.Delegated], which stores the refresh tokens that rotate
+// ([DelegatedTokenSource]).
 package jwtoauth2
 
 import (
