@@ -37,7 +37,7 @@ func TestRefreshRotation_OAuth2(t *testing.T) {
 		t.Fatal(err)
 	}
 	grants := jwtcachetest.NewGrants()
-	d, err := provider.NewDelegated(client, grants, jwtcache.MapLogger(nil))
+	d, err := provider.NewDelegated(client, grants, jwtcache.Logger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,14 +166,14 @@ func BenchmarkDelegated_Hit(b *testing.B) {
 		writeJSON(w, http.StatusOK, map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-2"})
 	})
 	grants := jwtcachetest.NewGrants()
-	d, err := provider.NewDelegated(p.client(b, basic), grants, jwtcache.MapLogger(nil))
+	d, err := provider.NewDelegated(p.client(b, basic), grants, jwtcache.Logger(nil))
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := d.Authorize(b.Context(), "alice", "rt-1"); err != nil {
 		b.Fatal(err)
 	}
-	m := jwtcache.NewCacheMap(jwtcache.MapLogger(nil), jwtcache.MapIssueFunction(func(context.Context, string) (jwtcache.Issued, error) {
+	m := jwtcache.NewCacheMap(jwtcache.Logger(nil), jwtcache.MapIssueFunction(func(context.Context, string) (jwtcache.Issued, error) {
 		return jwtcache.Issued{Token: "at", ExpiresIn: time.Hour}, nil
 	}))
 	for name, ensure := range map[string]func(context.Context, string) (string, error){

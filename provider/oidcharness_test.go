@@ -55,7 +55,6 @@ type (
 	oidcTLS           = oidctest.TLS
 	oidcRefreshTokens = oidctest.RefreshTokens
 	oidcServer        = oidctest.Server
-	oidcRefusal       = oidctest.Refusal
 )
 
 // startOIDC starts a provider configured by cfg: [oidctest.Start].

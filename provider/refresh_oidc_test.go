@@ -90,7 +90,7 @@ func TestRefreshRotation_OIDC(t *testing.T) {
 	t.Run("Delegated stores each rotation", func(t *testing.T) {
 		_, rt := s.Grant(t, "sync", "bob")
 		grants := jwtcachetest.NewGrants()
-		d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.MapLogger(nil))
+		d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.Logger(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestReuseDetected_OIDC(t *testing.T) {
 		}
 		_, rt := s.Grant(t, "sync", "dave")
 		grants := jwtcachetest.NewGrants()
-		d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.MapLogger(nil))
+		d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.Logger(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func TestRefreshRotation_RevokedGrant_OIDC(t *testing.T) {
 	s, c := startRefreshing(t, true)
 	ctx := context.Background()
 	grants := jwtcachetest.NewGrants()
-	d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.MapLogger(nil))
+	d, err := provider.NewDelegated(c, grants, jwtcache.MapName("users"), jwtcache.Logger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -224,7 +224,7 @@ func (g *flakyGrants) Delete(ctx context.Context, key string, version int64) (bo
 func newDelegated(t *testing.T, p *idp, grants provider.GrantStore) (*provider.Delegated, *testkit.Buffer) {
 	t.Helper()
 	log, logs := testkit.NewLogger()
-	d, err := provider.NewDelegated(p.client(t, basic, provider.Logger(log)), grants, jwtcache.MapLogger(nil))
+	d, err := provider.NewDelegated(p.client(t, basic, provider.Logger(log)), grants, jwtcache.Logger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestRefreshRotation_GrantStoreDown(t *testing.T) {
 			t.Errorf("log carries a token: %q", logs)
 		}
 		// A replica started now continues the chain.
-		d2, err := provider.NewDelegated(p.client(t, basic), grants, jwtcache.MapLogger(nil))
+		d2, err := provider.NewDelegated(p.client(t, basic), grants, jwtcache.Logger(nil))
 		if err != nil {
 			t.Fatal(err)
 		}

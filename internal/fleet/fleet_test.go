@@ -124,7 +124,7 @@ func (w *world) newReplica(name string, around func(http.RoundTripper) http.Roun
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	r.d, err = provider.NewDelegated(client, r.grants, jwtcache.MapName("fleet"), jwtcache.SharedStore(store), jwtcache.MapLogger(log))
+	r.d, err = provider.NewDelegated(client, r.grants, jwtcache.MapName("fleet"), jwtcache.SharedStore(store), jwtcache.Logger(log))
 	if err != nil {
 		w.t.Fatal(err)
 	}
