@@ -28,7 +28,6 @@ type grant struct {
 	version int64
 }
 
-
 // NewGrants returns an empty Grants.
 func NewGrants() *Grants { return &Grants{} }
 

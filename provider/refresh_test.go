@@ -234,6 +234,22 @@ func newDelegated(t *testing.T, p *idp, grants provider.GrantStore) (*provider.D
 	return d, logs
 }
 
+// downAtRefresh returns a Delegated of a rotating provider whose GrantStore
+// goes down as the first refresh is sent: between the load of rt-1 and the
+// swap of the provider's rt-2, which spends rt-1.
+func downAtRefresh(t *testing.T) (*idp, func() int, *flakyGrants, *provider.Delegated, *testkit.Buffer) {
+	t.Helper()
+	p := newIDP(t, false)
+	live := rotatingIDP(p)
+	grants := &flakyGrants{Grants: jwtcachetest.NewGrants()}
+	d, logs := newDelegated(t, p, grants)
+	p.intercept(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		grants.down.Store(true)
+		next.ServeHTTP(w, r)
+	})
+	return p, live, grants, d, logs
+}
+
 func TestRefreshRotation_GrantStoreDown(t *testing.T) {
 	t.Run("before the refresh: no request", func(t *testing.T) {
 		p := newIDP(t, false)
@@ -250,15 +266,7 @@ func TestRefreshRotation_GrantStoreDown(t *testing.T) {
 	})
 
 	t.Run("after the refresh: kept, used, stored once back", func(t *testing.T) {
-		p := newIDP(t, false)
-		live := rotatingIDP(p)
-		grants := &flakyGrants{Grants: jwtcachetest.NewGrants()}
-		d, logs := newDelegated(t, p, grants)
-		// Down between the load and the swap: the provider has spent rt-1.
-		p.intercept(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-			grants.down.Store(true)
-			next.ServeHTTP(w, r)
-		})
+		p, live, grants, d, logs := downAtRefresh(t)
 		tok, err := d.Token(t.Context(), "alice")
 		if err != nil || tok != "at-2" {
 			t.Fatalf("Token() = %q, %v; want at-2: the access token is good though its refresh token is not stored yet", tok, err)
@@ -352,14 +360,7 @@ func TestDelegated_Close(t *testing.T) {
 	})
 
 	t.Run("stores what it keeps, or says it is lost", func(t *testing.T) {
-		p := newIDP(t, false)
-		live := rotatingIDP(p)
-		grants := &flakyGrants{Grants: jwtcachetest.NewGrants()}
-		d, logs := newDelegated(t, p, grants)
-		p.intercept(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-			grants.down.Store(true)
-			next.ServeHTTP(w, r)
-		})
+		_, live, grants, d, logs := downAtRefresh(t)
 		if _, err := d.Token(t.Context(), "alice"); err != nil {
 			t.Fatal(err)
 		}

@@ -130,22 +130,7 @@ func TestGrants_Down(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.kill()
-	calls := map[string]func() error{
-		"Load":   func() error { _, _, err := g.Load(ctx, "alice"); return err },
-		"Swap":   func() error { _, err := g.Swap(ctx, "alice", 1, "rt-2"); return err },
-		"Delete": func() error { _, err := g.Delete(ctx, "alice", 1); return err },
-	}
-	for name, call := range calls {
-		begin := time.Now()
-		err := call()
-		took := time.Since(begin)
-		if err == nil || errors.Is(err, jwtcache.ErrNotFound) || errors.Is(err, provider.ErrGrantConflict) || !strings.HasPrefix(err.Error(), "redisstore: ") {
-			t.Errorf("%s with Redis down: error = %v; want Redis's error", name, err)
-		}
-		if took > timeout+250*time.Millisecond {
-			t.Errorf("%s with Redis down took %v; want at most the Timeout, %v", name, took, timeout)
-		}
-	}
+	grantstoretest.Down(t, g, timeout, "redisstore: ")
 	r.start()
 	testkit.Eventually(t, "Swap() with Redis back", func() bool {
 		_, err := g.Swap(ctx, "alice", 0, "rt-new")

@@ -138,22 +138,7 @@ func TestPostgres_Down(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	calls := map[string]func() error{
-		"Load":   func() error { _, _, err := g.Load(ctx, "alice"); return err },
-		"Swap":   func() error { _, err := g.Swap(ctx, "alice", 1, "rt-2"); return err },
-		"Delete": func() error { _, err := g.Delete(ctx, "alice", 1); return err },
-	}
-	for name, call := range calls {
-		begin := time.Now()
-		err := call()
-		took := time.Since(begin)
-		if err == nil || errors.Is(err, jwtcache.ErrNotFound) || errors.Is(err, provider.ErrGrantConflict) || !strings.HasPrefix(err.Error(), "sqlstore: ") {
-			t.Errorf("%s with the server down: error = %v; want the database's error", name, err)
-		}
-		if took > timeout+250*time.Millisecond {
-			t.Errorf("%s with the server down took %v; want at most the Timeout, %v", name, took, timeout)
-		}
-	}
+	grantstoretest.Down(t, g, timeout, "sqlstore: ")
 	srv.Start(t)
 	testkit.Eventually(t, "Load() with the server back", func() bool {
 		_, _, err := g.Load(ctx, "alice")

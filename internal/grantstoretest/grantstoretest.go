@@ -300,3 +300,28 @@ func testInvalid(t *testing.T, s provider.GrantStore, key func(string) string) {
 	}
 	wantMissing(t, s, key("k"))
 }
+
+// Down checks s while its server is down, the key "alice" stored at version
+// 1: each call fails within timeout (and a quarter of a second) with an
+// error of s's own, its message starting with prefix, that is neither a miss
+// nor a conflict.
+func Down(t *testing.T, s provider.GrantStore, timeout time.Duration, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"Load":   func() error { _, _, err := s.Load(ctx, "alice"); return err },
+		"Swap":   func() error { _, err := s.Swap(ctx, "alice", 1, "rt-2"); return err },
+		"Delete": func() error { _, err := s.Delete(ctx, "alice", 1); return err },
+	}
+	for name, call := range calls {
+		begin := time.Now()
+		err := call()
+		took := time.Since(begin)
+		if err == nil || errors.Is(err, jwtcache.ErrNotFound) || errors.Is(err, provider.ErrGrantConflict) || !strings.HasPrefix(err.Error(), prefix) {
+			t.Errorf("%s with the server down: error = %v; want the server's, starting %q", name, err, prefix)
+		}
+		if took > timeout+250*time.Millisecond {
+			t.Errorf("%s with the server down took %v; want at most the Timeout, %v", name, took, timeout)
+		}
+	}
+}
