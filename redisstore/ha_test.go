@@ -405,6 +405,15 @@ func fleetFailover(t *testing.T, topo haTopology) {
 		return n
 	}
 	bound := func(lifetimes int) int64 { return int64(lifetimes*3/2 + 4) }
+	// As a replica does at its start (a readiness check): each client finds
+	// the master (asks the Sentinels, or loads the Cluster's slots) before
+	// the run, so that this, under -race on a loaded machine, does not eat
+	// the first store calls' deadline and make every replica fetch alone.
+	for i, c := range clients {
+		testkit.Eventually(t, fmt.Sprintf("client %d reaches the master", i), func() bool {
+			return c.Ping(context.Background()).Err() == nil
+		})
+	}
 
 	calls, failed := f.run(t, 2*perLife, step)
 	callsBefore, shared := calls, f.fetches.Load()
