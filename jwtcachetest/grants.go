@@ -22,7 +22,8 @@ type Grants struct {
 	m  map[string]grant // guarded by mu
 }
 
-// grant is a stored refresh token and its version.
+// grant is a stored refresh token and its version; a deleted one has the
+// version its Delete left, and no token.
 type grant struct {
 	token   string
 	version int64
@@ -38,9 +39,9 @@ func (g *Grants) Load(ctx context.Context, key string) (string, int64, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	e, ok := g.m[key]
-	if !ok {
-		return "", 0, fmt.Errorf("jwtcachetest: Grants: %q: %w", key, jwtcache.ErrNotFound)
+	e := g.m[key]
+	if e.token == "" {
+		return "", e.version, fmt.Errorf("jwtcachetest: Grants: %q: %w", key, jwtcache.ErrNotFound)
 	}
 	return e.token, e.version, nil
 }
@@ -72,10 +73,10 @@ func (g *Grants) Delete(ctx context.Context, key string, version int64) (bool, e
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if e, ok := g.m[key]; !ok || e.version != version {
+	if e := g.m[key]; e.token == "" || e.version != version {
 		return false, nil
 	}
-	delete(g.m, key)
+	g.m[key] = grant{version: version + 1}
 	return true, nil
 }
 

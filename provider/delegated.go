@@ -75,13 +75,6 @@ type Delegated struct {
 	refreshes, rotations, storeFailures, refused atomic.Uint64
 }
 
-// pendingGrant is a rotated refresh token not yet stored: it replaces the
-// version from, which the GrantStore still holds (spent).
-type pendingGrant struct {
-	token string
-	from  int64
-}
-
 // DelegatedStats are a Delegated's counters since it was made.
 type DelegatedStats struct {
 	// Refreshes counts the refresh token grants that succeeded; Rotations
@@ -144,18 +137,14 @@ func (d *Delegated) Authorize(ctx context.Context, key, refreshToken string) err
 	if key == "" || refreshToken == "" {
 		return fmt.Errorf("%w: provider: Authorize: an empty key or refresh token", jwtcache.ErrInvalid)
 	}
-	d.mu.Lock()
-	delete(d.pending, key)
-	d.mu.Unlock()
 	// Three tries: only a replica that stores a rotation between the load
 	// and the swap makes one fail, and it stores at most one per refresh.
 	var err error
 	for try := 0; try < 3; try++ {
 		var v int64
-		if _, v, err = d.grants.Load(ctx, key); errors.Is(err, jwtcache.ErrNotFound) {
-			v, err = 0, nil
-		}
-		if err != nil {
+		// A stored token that cannot be read back still gives its version:
+		// authorizing again is the way out.
+		if _, v, err = d.grants.Load(ctx, key); err != nil && !errors.Is(err, jwtcache.ErrNotFound) && v == 0 {
 			break
 		}
 		if _, err = d.grants.Swap(ctx, key, v, refreshToken); !errors.Is(err, ErrGrantConflict) {
@@ -166,29 +155,46 @@ func (d *Delegated) Authorize(ctx context.Context, key, refreshToken string) err
 		d.storeFailures.Add(1)
 		return fmt.Errorf("provider: Authorize %q: %w", key, err)
 	}
+	// A rotated token of the old grant, kept in memory, is superseded now
+	// (and would find the version moved if it were not).
+	d.forgetPending(key)
 	d.m.Invalidate(key)
 	return nil
 }
 
-// Forget deletes the user key's refresh token, if any, and the user's cached
-// access token: the user disconnected. It does not revoke the grant at the
-// provider.
+// Forget deletes the user key's refresh token, if any, and drops the user's
+// cached access token: the user disconnected. It does not revoke the grant
+// at the provider, and access tokens already issued (cached by other
+// replicas, or in the [jwtcache.SharedStore]) live until they expire: revoke
+// the grant at the provider to end them at once.
 func (d *Delegated) Forget(ctx context.Context, key string) error {
-	d.mu.Lock()
-	delete(d.pending, key)
-	d.mu.Unlock()
-	d.m.Delete(key)
-	_, v, err := d.grants.Load(ctx, key)
-	if errors.Is(err, jwtcache.ErrNotFound) {
-		return nil
+	// Three tries, as Authorize's: a rotation stored between the load and
+	// the delete moves the version.
+	var err error
+	deleted := false
+	for try := 0; try < 3 && !deleted; try++ {
+		var v int64
+		_, v, err = d.grants.Load(ctx, key)
+		if errors.Is(err, jwtcache.ErrNotFound) {
+			err, deleted = nil, true
+			break
+		}
+		if err != nil && v == 0 {
+			break
+		}
+		if deleted, err = d.grants.Delete(ctx, key, v); err != nil {
+			break
+		}
 	}
-	if err == nil {
-		_, err = d.grants.Delete(ctx, key, v)
+	if err == nil && !deleted {
+		err = errors.New("its refresh token kept changing")
 	}
 	if err != nil {
 		d.storeFailures.Add(1)
 		return fmt.Errorf("provider: Forget %q: %w", key, err)
 	}
+	d.forgetPending(key)
+	d.m.Invalidate(key)
 	return nil
 }
 
@@ -243,7 +249,10 @@ func (d *Delegated) Close(ctx context.Context) error {
 			return nil
 		}
 		for _, k := range keys {
-			d.flushKey(ctx, k)
+			if ctx.Err() != nil {
+				break
+			}
+			d.flushKey(ctx, k, true)
 		}
 		if d.Stats().Pending == 0 {
 			return nil
@@ -256,171 +265,6 @@ func (d *Delegated) Close(ctx context.Context) error {
 			return fmt.Errorf("provider: Delegated.Close: %d rotated refresh tokens not stored: %w", lost, ctx.Err())
 		}
 	}
-}
-
-// issue is the map's token function: the refresh of key's access token, on
-// the fetch's context, under the fleet's lease.
-func (d *Delegated) issue(ctx context.Context, key string) (jwtcache.Issued, error) {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return jwtcache.Issued{}, fmt.Errorf("provider: refresh %q: %w", key, ErrClosed)
-	}
-	d.refreshing.Add(1)
-	d.mu.Unlock()
-	defer d.refreshing.Done()
-	token, version, err := d.current(ctx, key)
-	if err != nil {
-		return jwtcache.Issued{}, err
-	}
-	got, err := d.client.Refresh(ctx, token)
-	if errors.Is(err, ErrInvalidGrant) {
-		d.refusedGrant(ctx, key, version, err)
-		return jwtcache.Issued{}, fmt.Errorf("provider: refresh %q: %w", key, err)
-	}
-	if err != nil {
-		return jwtcache.Issued{}, fmt.Errorf("provider: refresh %q: %w", key, err)
-	}
-	d.refreshes.Add(1)
-	if got.Rotated {
-		d.rotations.Add(1)
-		d.keep(ctx, key, version, got.RefreshToken)
-	}
-	return got.Issued, nil
-}
-
-// current returns key's refresh token to refresh with, and the version of
-// the GrantStore's it replaces: the one kept in memory, if the GrantStore
-// still cannot take it, else the GrantStore's.
-func (d *Delegated) current(ctx context.Context, key string) (string, int64, error) {
-	if p, stored := d.flushKey(ctx, key); p != nil && !stored {
-		return p.token, p.from, nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, delegatedStoreTime)
-	token, version, err := d.grants.Load(sctx, key)
-	cancel()
-	if errors.Is(err, jwtcache.ErrNotFound) {
-		return "", 0, fmt.Errorf("%w: no refresh token is stored for %q", ErrInvalidGrant, key)
-	}
-	if err != nil {
-		d.storeFailures.Add(1)
-		return "", 0, fmt.Errorf("provider: refresh %q: load the refresh token: %w", key, err)
-	}
-	return token, version, nil
-}
-
-// keep stores token, key's rotated refresh token, over version from; if the
-// GrantStore fails, it keeps token in memory, to be stored by the flusher.
-func (d *Delegated) keep(ctx context.Context, key string, from int64, token string) {
-	p := &pendingGrant{token: token, from: from}
-	d.mu.Lock()
-	d.pending[key] = p
-	d.mu.Unlock()
-	if _, stored := d.flushKey(ctx, key); stored {
-		return
-	}
-	d.mu.Lock()
-	start := !d.flushing && len(d.pending) > 0
-	d.flushing = d.flushing || start
-	d.mu.Unlock()
-	if start {
-		go d.flusher()
-	}
-}
-
-// flushKey stores key's pending refresh token, if it has one, and reports
-// it, and whether it is now stored (or superseded). Calls for one key are
-// serialized by the lease or by the flusher's order, and a swap that lost
-// the race finds the version moved.
-func (d *Delegated) flushKey(ctx context.Context, key string) (*pendingGrant, bool) {
-	d.mu.Lock()
-	p := d.pending[key]
-	d.mu.Unlock()
-	if p == nil {
-		return nil, true
-	}
-	sctx, cancel := engine.Detach(ctx, delegatedStoreTime)
-	_, err := d.grants.Swap(sctx, key, p.from, p.token)
-	cancel()
-	log := d.client.cfg.log()
-	switch {
-	case err == nil:
-		d.drop(key, p)
-		log.Debug("provider: rotated refresh token stored", "key", key)
-		return p, true
-	case errors.Is(err, ErrGrantConflict) && d.storedAlready(ctx, key, p):
-		// An earlier swap that failed (timed out, say) was applied.
-		d.drop(key, p)
-		log.Debug("provider: rotated refresh token stored", "key", key)
-		return p, true
-	case errors.Is(err, ErrGrantConflict):
-		// The user authorized again meanwhile (or a replica refreshed
-		// without the lease): the stored grant wins.
-		d.drop(key, p)
-		log.Error("provider: a rotated refresh token was dropped: the stored one changed meanwhile (authorized again, or refreshed by a replica without the lease)", "key", key)
-		return p, true
-	}
-	d.storeFailures.Add(1)
-	log.Error("provider: a rotated refresh token could not be stored; it is kept in memory and stored once the GrantStore answers", "key", key, "error", err.Error())
-	return p, false
-}
-
-// storedAlready reports whether the GrantStore holds p's token as key's, in
-// the version after p's: whether a swap that returned an error had been
-// applied nonetheless.
-func (d *Delegated) storedAlready(ctx context.Context, key string, p *pendingGrant) bool {
-	sctx, cancel := engine.Detach(ctx, delegatedStoreTime)
-	defer cancel()
-	token, version, err := d.grants.Load(sctx, key)
-	return err == nil && version == p.from+1 && token == p.token
-}
-
-// drop forgets p, key's pending token, unless another replaced it.
-func (d *Delegated) drop(key string, p *pendingGrant) {
-	d.mu.Lock()
-	if d.pending[key] == p {
-		delete(d.pending, key)
-	}
-	d.mu.Unlock()
-}
-
-// flusher stores the pending refresh tokens, with backoff, until there are
-// none.
-func (d *Delegated) flusher() {
-	for n := 1; ; n++ {
-		time.Sleep(engine.RetryDelay(n, time.Hour, 100*time.Millisecond, 5*time.Second, rand.Float64()))
-		d.mu.Lock()
-		keys := make([]string, 0, len(d.pending))
-		for k := range d.pending {
-			keys = append(keys, k)
-		}
-		d.mu.Unlock()
-		for _, k := range keys {
-			d.flushKey(context.Background(), k)
-		}
-		d.mu.Lock()
-		if len(d.pending) == 0 {
-			d.flushing = false
-			d.mu.Unlock()
-			return
-		}
-		d.mu.Unlock()
-	}
-}
-
-// refusedGrant deletes key's refused grant from the GrantStore, if it is
-// still the one refused, so that no replica asks the provider again.
-func (d *Delegated) refusedGrant(ctx context.Context, key string, version int64, err error) {
-	d.refused.Add(1)
-	d.mu.Lock()
-	delete(d.pending, key)
-	d.mu.Unlock()
-	sctx, cancel := engine.Detach(ctx, delegatedStoreTime)
-	defer cancel()
-	if _, derr := d.grants.Delete(sctx, key, version); derr != nil {
-		d.storeFailures.Add(1)
-	}
-	d.client.cfg.log().Warn("provider: the provider refused a user's grant; the user must authorize again", "key", key, "error", err.Error())
 }
 
 // log returns the logger of what a Delegated logs.

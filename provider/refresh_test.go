@@ -185,19 +185,32 @@ func TestRefreshToken_LostResponse(t *testing.T) {
 // flakyGrants is a GrantStore whose calls fail while down, and whose next
 // swap, with applyThenFail, is applied and then reported as failed (as a
 // timeout after the write would be).
+// With corrupt, a stored token cannot be read back; afterLoad, if set, runs
+// once, after the next load.
 type flakyGrants struct {
 	*jwtcachetest.Grants
-	down, applyThenFail atomic.Bool
-	swaps               atomic.Int32
+	down, applyThenFail, corrupt atomic.Bool
+	swaps                        atomic.Int32
+	afterLoad                    atomic.Pointer[func()]
 }
 
-var errGrantsDown = errors.New("grant store down")
+var (
+	errGrantsDown = errors.New("grant store down")
+	errCorrupt    = errors.New("grant store: the token cannot be read back")
+)
 
 func (g *flakyGrants) Load(ctx context.Context, key string) (string, int64, error) {
 	if g.down.Load() {
 		return "", 0, errGrantsDown
 	}
-	return g.Grants.Load(ctx, key)
+	token, v, err := g.Grants.Load(ctx, key)
+	if hook := g.afterLoad.Swap(nil); hook != nil {
+		(*hook)()
+	}
+	if err == nil && g.corrupt.Load() {
+		return "", v, errCorrupt
+	}
+	return token, v, err
 }
 
 func (g *flakyGrants) Swap(ctx context.Context, key string, version int64, token string) (int64, error) {

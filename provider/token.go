@@ -229,6 +229,9 @@ func (c *Client) send(ctx context.Context, r *tokenRequest, nonceRetry bool) (re
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return response{}, r.certificateHint(r.errorResponse(resp.StatusCode, data, readErr))
 	}
+	if errors.Is(readErr, errTooLarge) {
+		return response{}, fmt.Errorf("provider: token response: %w", readErr)
+	}
 	if readErr != nil {
 		return response{}, fmt.Errorf("provider: token response: %w", &lostError{readErr})
 	}
@@ -478,13 +481,17 @@ func jsonError(err error) error {
 
 // readLimited reads r to its end, or fails if it holds more than maxResponse
 // bytes.
+// errTooLarge is readLimited's error for a response larger than maxResponse:
+// an answer received, not one lost.
+var errTooLarge = fmt.Errorf("the response is larger than %d bytes", maxResponse)
+
 func readLimited(r io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxResponse+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(data) > maxResponse {
-		return nil, fmt.Errorf("the response is larger than %d bytes", maxResponse)
+		return nil, errTooLarge
 	}
 	return bytes.TrimSpace(data), nil
 }

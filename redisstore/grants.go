@@ -21,7 +21,9 @@ import (
 // and the version, so that a value copied to another key, or set back to
 // another version, does not open. A Swap or Delete is one script that
 // compares the version and acts on one Redis key, so they work on a Cluster
-// too. Nothing expires: the Redis keys have no TTL.
+// too. A Delete keeps the hash, one version on, with an empty t, so that no
+// version is used twice under a key. Nothing expires: the Redis keys have no
+// TTL.
 //
 // A GrantStore must not lose what it holds, and Redis keeps what it is told
 // to: run it with persistence (appendonly yes, appendfsync everysec or
@@ -53,8 +55,13 @@ var (
 if (v or "0") ~= ARGV[1] then return 0 end
 redis.call("HSET", KEYS[1], "v", ARGV[2], "t", ARGV[3])
 return 1`)
-	// deleteGrant deletes KEYS[1] if its v is ARGV[1].
-	deleteGrant = redis.NewScript(`if redis.call("HGET", KEYS[1], "v") == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+	// deleteGrant empties KEYS[1]'s t and moves its v on by one if its v is
+	// ARGV[1] and it has a t, and returns 1; else 0. The hash stays: a
+	// version is never used twice under a key.
+	deleteGrant = redis.NewScript(`local f = redis.call("HMGET", KEYS[1], "v", "t")
+if f[1] ~= ARGV[1] or not f[2] or f[2] == "" then return 0 end
+redis.call("HSET", KEYS[1], "v", tonumber(f[1]) + 1, "t", "")
+return 1`)
 )
 
 // redisKey returns the Redis key of a grant's hash.
@@ -81,9 +88,12 @@ func (g *Grants) Load(ctx context.Context, key string) (string, int64, error) {
 	if err != nil || version < 1 {
 		return "", 0, fmt.Errorf("redisstore: load grant: %w: version %q", ErrCorrupt, vs)
 	}
+	if ts == "" {
+		return "", version, fmt.Errorf("redisstore: load grant: deleted: %w", jwtcache.ErrNotFound)
+	}
 	token, err := g.ring.Open([]byte(ts), seal.Binding(key, version))
 	if err != nil {
-		return "", 0, fmt.Errorf("redisstore: load grant: %w", err)
+		return "", version, fmt.Errorf("redisstore: load grant: %w", err)
 	}
 	return string(token), version, nil
 }

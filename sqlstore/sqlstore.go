@@ -16,7 +16,10 @@
 // under the name [Table] gives. A Swap is one statement, so one row's
 // compare and set is atomic: an UPDATE ... WHERE key = $1 AND version = $2,
 // or, from version 0, an INSERT ... ON CONFLICT DO NOTHING; the rows it
-// affected tell a swap from a conflict.
+// affected tell a swap from a conflict. A Delete keeps the row, one version
+// on, with an empty token, so that no version is used twice under a key; a
+// user who disconnected for good may have their row deleted by hand, once
+// no replica can still be refreshing for them.
 //
 // Refresh tokens are stored sealed with AES-256-GCM under the keys [Key]
 // gives (as package redisstore seals its values), bound to their key and
@@ -143,7 +146,9 @@ func New(db *sql.DB, opts ...Option) (*Grants, error) {
 	g.load = "SELECT version, token FROM " + g.table + " WHERE key = $1"
 	g.insert = "INSERT INTO " + g.table + " (key, version, token, updated_at) VALUES ($1, 1, $2, now()) ON CONFLICT (key) DO NOTHING"
 	g.update = "UPDATE " + g.table + " SET version = $3, token = $4, updated_at = now() WHERE key = $1 AND version = $2"
-	g.del = "DELETE FROM " + g.table + " WHERE key = $1 AND version = $2"
+	// A delete leaves the row, one version on, without a token: a version
+	// is never used twice under a key.
+	g.del = "UPDATE " + g.table + " SET version = version + 1, token = '', updated_at = now() WHERE key = $1 AND version = $2 AND token <> ''"
 	return g, nil
 }
 
@@ -185,9 +190,12 @@ func (g *Grants) Load(ctx context.Context, key string) (string, int64, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("sqlstore: load: %w", err)
 	}
+	if len(sealed) == 0 {
+		return "", version, fmt.Errorf("sqlstore: load: deleted: %w", jwtcache.ErrNotFound)
+	}
 	token, err := g.ring.Open(sealed, seal.Binding(key, version))
 	if err != nil {
-		return "", 0, fmt.Errorf("sqlstore: load: %w", err)
+		return "", version, fmt.Errorf("sqlstore: load: %w", err)
 	}
 	return string(token), version, nil
 }

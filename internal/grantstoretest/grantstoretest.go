@@ -76,11 +76,17 @@ func wantLoad(t *testing.T, s provider.GrantStore, key, token string, version in
 	}
 }
 
-// wantMissing fails the test unless key holds nothing.
+// wantMissing fails the test unless key has never held a token.
 func wantMissing(t *testing.T, s provider.GrantStore, key string) {
 	t.Helper()
-	if got, v, err := s.Load(ctx, key); !errors.Is(err, jwtcache.ErrNotFound) {
-		t.Errorf("Load(%.40q) = %.40q, %d, %v; want ErrNotFound", key, got, v, err)
+	wantDeleted(t, s, key, 0)
+}
+
+// wantDeleted fails the test unless key holds no token, at version.
+func wantDeleted(t *testing.T, s provider.GrantStore, key string, version int64) {
+	t.Helper()
+	if got, v, err := s.Load(ctx, key); !errors.Is(err, jwtcache.ErrNotFound) || v != version {
+		t.Errorf("Load(%.40q) = %.40q, %d, %v; want version %d, ErrNotFound", key, got, v, err, version)
 	}
 }
 
@@ -152,12 +158,20 @@ func testDelete(t *testing.T, s provider.GrantStore, key func(string) string) {
 	if deleted, err := s.Delete(ctx, key("k"), 2); !deleted || err != nil {
 		t.Fatalf("Delete(2) of version 2 = %v, %v; want true, nil", deleted, err)
 	}
-	wantMissing(t, s, key("k"))
-	if deleted, err := s.Delete(ctx, key("k"), 2); deleted || err != nil {
-		t.Errorf("second Delete(2) = %v, %v; want false, nil", deleted, err)
+	// The version is never used again: a swap prepared before the delete,
+	// or one from 0, finds no grant to land on.
+	wantDeleted(t, s, key("k"), 3)
+	for _, stale := range []int64{2, 3} {
+		if deleted, err := s.Delete(ctx, key("k"), stale); deleted || err != nil {
+			t.Errorf("Delete(%d) after the delete = %v, %v; want false, nil", stale, deleted, err)
+		}
 	}
-	mustSwap(t, s, key("k"), 0, "rt-new")
-	wantLoad(t, s, key("k"), "rt-new", 1)
+	for _, stale := range []int64{0, 1, 2} {
+		v, err := s.Swap(ctx, key("k"), stale, "rt-stale")
+		wantConflict(t, fmt.Sprintf("Swap(%d) after the delete", stale), v, err)
+	}
+	mustSwap(t, s, key("k"), 3, "rt-new")
+	wantLoad(t, s, key("k"), "rt-new", 4)
 }
 
 // oddKeys are keys that differ from each other by little, or that a careless
@@ -184,7 +198,7 @@ func testKeys(t *testing.T, s provider.GrantStore, key func(string) string) {
 	if deleted, err := s.Delete(ctx, key(oddKeys[1]), 1); !deleted || err != nil {
 		t.Fatalf("Delete(%q) = %v, %v; want true, nil", oddKeys[1], deleted, err)
 	}
-	wantMissing(t, s, key(oddKeys[1]))
+	wantDeleted(t, s, key(oddKeys[1]), 2)
 	wantLoad(t, s, key(oddKeys[2]), "rt-2", 1)
 }
 

@@ -54,12 +54,12 @@ func (m *memStore) Load(ctx context.Context, key string) (string, int64, error) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g, ok := m.grants[m.norm(key)]
-	if !ok {
+	g := m.grants[m.norm(key)]
+	if g.token == "" {
 		if m.mutant == "missing is empty" {
-			return "", 0, nil
+			return "", g.version, nil
 		}
-		return "", 0, fmt.Errorf("mem: %w", jwtcache.ErrNotFound)
+		return "", g.version, fmt.Errorf("mem: %w", jwtcache.ErrNotFound)
 	}
 	return g.token, g.version, nil
 }
@@ -99,11 +99,15 @@ func (m *memStore) Delete(ctx context.Context, key string, version int64) (bool,
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g, ok := m.grants[m.norm(key)]
-	if !ok || g.version != version && m.mutant != "delete any version" {
+	g := m.grants[m.norm(key)]
+	if g.token == "" || g.version != version && m.mutant != "delete any version" {
 		return false, nil
 	}
-	delete(m.grants, m.norm(key))
+	if m.mutant == "delete forgets the version" {
+		delete(m.grants, m.norm(key))
+		return true, nil
+	}
+	m.grants[m.norm(key)] = grant{version: g.version + 1}
 	return true, nil
 }
 
@@ -117,15 +121,16 @@ func TestRun_Reference(t *testing.T) {
 // mutants are stores that break the contract, each with the subtests that
 // must catch it.
 var mutants = map[string][]string{
-	"missing is empty":   {"LoadMissing", "Delete", "SwapMissing"},
-	"version kept":       {"SwapCreates", "VersionsIncrease"},
-	"no compare":         {"StaleSwap", "CreateExisting", "SwapMissing", "ConcurrentSwaps", "ConcurrentCreates"},
-	"delete any version": {"StaleDelete"},
-	"keys folded":        {"Keys"},
-	"check then set":     {"ConcurrentSwaps", "ConcurrentCreates"},
-	"context ignored":    {"ContextEnded"},
-	"empty key accepted": {"Invalid"},
-	"tokens truncated":   {"Tokens"},
+	"missing is empty":           {"LoadMissing", "Delete", "SwapMissing"},
+	"version kept":               {"SwapCreates", "VersionsIncrease"},
+	"no compare":                 {"StaleSwap", "CreateExisting", "SwapMissing", "ConcurrentSwaps", "ConcurrentCreates"},
+	"delete any version":         {"StaleDelete"},
+	"delete forgets the version": {"Delete"},
+	"keys folded":                {"Keys"},
+	"check then set":             {"ConcurrentSwaps", "ConcurrentCreates"},
+	"context ignored":            {"ContextEnded"},
+	"empty key accepted":         {"Invalid"},
+	"tokens truncated":           {"Tokens"},
 }
 
 // TestRun_Mutant runs the suite on the mutant GRANTSTORETEST_MUTANT names,
