@@ -68,7 +68,9 @@ func SharedStore(s Store) Option {
 // ExclusiveFetch makes a cache with a [SharedStore] call its token function
 // only while it holds the store's lease, so that no two replicas ever run it
 // at once: when the store fails, the fetch fails (and the cache backs off,
-// serving its token while it is valid) instead of fetching alone. It is for a
+// serving its token while it is valid) instead of fetching alone; a fetch
+// tries the store again, with backoff, until its [FetchTimeout] runs out,
+// before it fails. It is for a
 // token function that must not run twice at once, one that spends a refresh
 // token that rotates, say; with a token function that may, the default keeps
 // a fleet fetching while its store is down. Without a store, it changes
@@ -150,7 +152,30 @@ func (s *shared) now() time.Time {
 // call fails, the fetch makes no other (but the release of a lease it holds)
 // and fetches on its own, so that a store that hangs costs one store call's
 // time, not the fetch's.
-func (s *shared) obtain(ctx context.Context, a *attempt) (tok Token, err error) {
+//
+// With ExclusiveFetch, a fetch whose store failed tries the protocol again,
+// with backoff, until the fetch's time runs out: a store's blip must not fail
+// a fetch that may not run alone.
+func (s *shared) obtain(ctx context.Context, a *attempt) (Token, error) {
+	for n := 1; ; n++ {
+		tok, err := s.obtainOnce(ctx, a)
+		if !errors.Is(err, errStoreExclusive) {
+			return tok, err
+		}
+		left := time.Second
+		if deadline, ok := ctx.Deadline(); ok {
+			left = time.Until(deadline)
+		}
+		select {
+		case <-time.After(engine.RetryDelay(n, left, storePoll, time.Second, rand.Float64())):
+		case <-ctx.Done():
+			return tok, err
+		}
+	}
+}
+
+// obtainOnce is one run of obtain's protocol.
+func (s *shared) obtainOnce(ctx context.Context, a *attempt) (tok Token, err error) {
 	if !s.deleteRejected(ctx) {
 		return s.alone(ctx, a)
 	}

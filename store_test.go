@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -225,6 +226,35 @@ func TestStore_Seam(t *testing.T) {
 			release(context.Background(), 0)
 			if got := <-done; got != holder || f.issued() != 0 {
 				t.Errorf("EnsureToken() = the holder's token: %v, tokens issued = %d; want true, 0", got == holder, f.issued())
+			}
+		}},
+		{"ExclusiveFetch, store down: no fetch alone, an error", func(t *testing.T, f *seam) {
+			f.store.set(errors.New("down"), 0)
+			b := f.replica("billing", jwtcache.ExclusiveFetch(), jwtcache.FetchTimeout(300*time.Millisecond))
+			if _, err := b.EnsureToken(context.Background()); err == nil || !strings.Contains(err.Error(), "ExclusiveFetch") || f.issued() != 0 {
+				t.Errorf("EnsureToken() error = %v, tokens issued = %d; want the ExclusiveFetch error, 0", err, f.issued())
+			}
+			if n := f.store.count("delete") + f.store.count("load"); n < 2 {
+				t.Errorf("%d store calls; want the store tried again within the fetch", n)
+			}
+			f.store.set(nil, 0)
+			f.clock.Advance(2 * time.Second) // the backoff
+			if mustToken(t, b); f.issued() != 1 {
+				t.Errorf("tokens issued with the store back = %d; want 1", f.issued())
+			}
+		}},
+		{"ExclusiveFetch, a store blip: tried again, one fetch", func(t *testing.T, f *seam) {
+			f.store.set(errors.New("down"), 0)
+			b := f.replica("billing", jwtcache.ExclusiveFetch())
+			done := make(chan error, 1)
+			go func() { _, err := b.EnsureToken(context.Background()); done <- err }()
+			testkit.Eventually(t, "the fetch to try the store twice", func() bool { return f.store.count("load")+f.store.count("delete") >= 2 })
+			if f.issued() != 0 {
+				t.Errorf("tokens issued with the store down = %d; want 0", f.issued())
+			}
+			f.store.set(nil, 0)
+			if err := <-done; err != nil || f.issued() != 1 || !f.store.leased("billing") && f.store.saved("billing") == "" {
+				t.Errorf("EnsureToken() error = %v, tokens issued = %d; want a token, 1, saved", err, f.issued())
 			}
 		}},
 		{"lease lost, holder saves nothing: an error, not a second fetch", func(t *testing.T, f *seam) {
