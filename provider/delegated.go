@@ -69,7 +69,8 @@ type Delegated struct {
 	pending  map[string]*pendingGrant
 	flushing bool // the goroutine that stores them runs
 	closed   bool
-	// refreshing counts the refreshes under way, which Close waits for.
+	// refreshing counts the refreshes under way, until their fetches end,
+	// which Close waits for.
 	refreshing sync.WaitGroup
 
 	refreshes, rotations, storeFailures, refused atomic.Uint64
@@ -217,7 +218,8 @@ func (d *Delegated) Stats() DelegatedStats {
 var ErrClosed = errors.New("provider: the Delegated is closed")
 
 // Close stops d's refreshes, for a replica's shutdown (on SIGTERM, before the
-// process exits): it waits for the refreshes under way, then stores the
+// process exits): it waits for the refreshes under way (and their access
+// tokens shared, their leases released), then stores the
 // rotated refresh tokens it still keeps in memory, trying until ctx ends. A
 // refresh token in memory is the only copy of the user's grant, lost when
 // the process ends. It returns an error if ctx ended first, and says how

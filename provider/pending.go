@@ -48,7 +48,10 @@ func (d *Delegated) issue(ctx context.Context, key string) (jwtcache.Issued, err
 	}
 	d.refreshing.Add(1)
 	d.mu.Unlock()
-	defer d.refreshing.Done()
+	// Done when the fetch ends, its context with it: after its access token
+	// is saved to the shared store and the fleet's lease released, which
+	// Close waits for too.
+	context.AfterFunc(ctx, d.refreshing.Done)
 
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if deadline, ok := ctx.Deadline(); ok {
