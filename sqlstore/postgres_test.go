@@ -214,7 +214,7 @@ func TestGrants_Timeout(t *testing.T) {
 	}
 	begin := time.Now()
 	_, _, err = g.Load(ctx, "alice")
-	if took := time.Since(begin); !errors.Is(err, context.DeadlineExceeded) || took < timeout || took > timeout+time.Second {
+	if took := time.Since(begin); !errors.Is(err, context.DeadlineExceeded) || took < timeout || took > timeout+3*time.Second {
 		t.Errorf("Load() of a server that never answers: error = %v after %v; want DeadlineExceeded after the Timeout, %v", err, took, timeout)
 	}
 }

@@ -316,7 +316,7 @@ func testInvalid(t *testing.T, s provider.GrantStore, key func(string) string) {
 }
 
 // Down checks s while its server is down, the key "alice" stored at version
-// 1: each call fails within timeout (and a quarter of a second) with an
+// 1: each call fails, within timeout and a margin for a busy machine, with an
 // error of s's own, its message starting with prefix, that is neither a miss
 // nor a conflict.
 func Down(t *testing.T, s provider.GrantStore, timeout time.Duration, prefix string) {
@@ -334,8 +334,9 @@ func Down(t *testing.T, s provider.GrantStore, timeout time.Duration, prefix str
 		if err == nil || errors.Is(err, jwtcache.ErrNotFound) || errors.Is(err, provider.ErrGrantConflict) || !strings.HasPrefix(err.Error(), prefix) {
 			t.Errorf("%s with the server down: error = %v; want the server's, starting %q", name, err, prefix)
 		}
-		if took > timeout+250*time.Millisecond {
-			t.Errorf("%s with the server down took %v; want at most the Timeout, %v", name, took, timeout)
+		// A bound against hanging, not a speed target: the margin is wide.
+		if took > timeout+2*time.Second {
+			t.Errorf("%s with the server down took %v; want about the Timeout, %v, at most", name, took, timeout)
 		}
 	}
 }
