@@ -1,7 +1,5 @@
 // Package jwtcache caches the outbound JWTs a service obtains from an identity
-// provider and attaches to its own calls. A hit on a [Cache] is an atomic load
-// and a clock read; a token is refreshed in the background from 75-80% of its
-// life, and an expired one is never handed out (docs/lifecycle.md). A
-// [Transport] puts tokens on HTTP requests. Every type is safe for concurrent
-// use.
+// provider, refreshed ahead of expiry and never handed out expired
+// (docs/lifecycle.md); a [Transport] puts them on HTTP requests. Its types are
+// safe for concurrent use.
 package jwtcache
